@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one set-up step (README): system packages, npm ci, the patched FUSE binding, the addon, the build.
+# Idempotent: every stage skips itself when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*"; }
+
+# 1. System packages. libfuse2 + fuse3 (fusermount) for FUSE, libfuse-dev to build our patched
+#    fuse-native, libisal-dev for the Reed-Solomon addon, a compiler, and the tools the tests drive.
+PKGS=(libfuse2 libfuse-dev fuse3 libisal-dev build-essential pkg-config python3 rsync sqlite3 git)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then say "missing system packages: ${missing[*]} (run as root, or install them)"; exit 1; fi
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  say "system packages present"
+fi
+
+# 2. npm ci, skipped when node_modules was installed from this very lock file.
+stamp=node_modules/.isgfs-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  say "node_modules up to date"
+else
+  say "npm ci"
+  npm ci --no-audit --no-fund
+  echo "$want" > "$stamp"
+fi
+
+# 3. Native parts (each script is idempotent on its own).
+for s in scripts/setup.d/*.sh; do [ -e "$s" ] && bash "$s"; done
+
+# 4. TypeScript.
+say "tsc"
+npx tsc -p tsconfig.json
+say "ready: ./bin/isg"
