@@ -1,0 +1,128 @@
+/**
+ * The `isg` command line. Every failure is one clear line on stderr and a non-zero exit.
+ */
+import { Command, Option } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initRepository, isRepository, readPasswordFile, RepoError, repoPaths } from '../src/repo/repository';
+import { parseSize } from '../src/repo/format';
+import { repoStatus } from '../src/repo/status';
+import { Session } from '../src/repo/session';
+import { checkRepository } from '../src/repair/check';
+import { log, setLogLevel } from '../src/log';
+import { mountRepository, unmountByPath } from '../mount/daemon';
+
+const program = new Command();
+program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
+
+function fail(e: unknown): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`isg: ${msg}\n`);
+  if (process.env.ISG_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+}
+
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return (...args: A) => { fn(...args).catch(fail); };
+}
+
+function checkDataDirReadable(dir: string): void {
+  try {
+    fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return; // created on init
+    throw new RepoError(`data directory ${dir} is not usable: ${code}`);
+  }
+}
+
+program.command('init')
+  .description('create a repository in <data-dir>')
+  .argument('<data-dir>')
+  .option('--password-file <file>', 'wrap the master key with a password read from this file (Argon2id)')
+  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+    checkDataDirReadable(dataDir);
+    const password = await readPasswordFile(o.passwordFile);
+    const config = await initRepository(dataDir, { password });
+    process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
+  }));
+
+program.command('mount')
+  .description('mount the repository in <data-dir> on <mountpoint>; stays in the foreground until umount, SIGINT or SIGTERM')
+  .argument('<data-dir>')
+  .argument('<mountpoint>')
+  .option('--cache-size <size>', 'memory LRU of plaintext blocks (K/M/G suffixes)')
+  .option('--password-file <file>', 'password for a password-protected repository (or for a new one)')
+  .option('--read-only', 'mount read-only')
+  .option('--allow-other', 'let other users access the mount')
+  .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
+  .option('-o, --options <opts>', 'extra FUSE mount options, comma-separated (repeatable)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
+  .action(action(async (dataDir: string, mountpoint: string, o: {
+    cacheSize?: string; passwordFile?: string; readOnly?: boolean; allowOther?: boolean; logLevel: string; options: string[];
+  }) => {
+    setLogLevel(o.logLevel);
+    checkDataDirReadable(dataDir);
+    const password = await readPasswordFile(o.passwordFile);
+    const cacheBytes = o.cacheSize !== undefined ? parseSize(o.cacheSize) : undefined;
+    if (!isRepository(dataDir)) {
+      if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
+      await initRepository(dataDir, { password });
+      log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
+    }
+    const code = await mountRepository({
+      dataDir, mountpoint, password, cacheBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
+    });
+    process.exit(code);
+  }));
+
+program.command('umount')
+  .alias('unmount')
+  .description('unmount; returns when the daemon has flushed, committed and exited')
+  .argument('<mountpoint>')
+  .action(action(async (mountpoint: string) => {
+    await unmountByPath(mountpoint);
+  }));
+
+program.command('status')
+  .description('what the repository holds (also while mounted)')
+  .argument('<data-dir>')
+  .option('--json', 'one JSON object on one line')
+  .action(action(async (dataDir: string, o: { json?: boolean }) => {
+    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+    const s = repoStatus(dataDir);
+    if (o.json) {
+      process.stdout.write(JSON.stringify(s) + '\n');
+      return;
+    }
+    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    process.stdout.write([
+      `repository   ${repoPaths(dataDir).root}${s.mounted ? ` (mounted on ${s.mountpoint})` : ''}`,
+      `files        ${s.files}`,
+      `directories  ${s.directories}`,
+      `symlinks     ${s.symlinks}`,
+      `logical      ${mib(s.logicalBytes)} (data in chunks ${mib(s.referencedBytes)})`,
+      `unique       ${s.uniqueBlocks} blocks, ${mib(s.uniqueBytes)}`,
+      `stored       ${mib(s.storedBytes)}`,
+      `dedup        ${s.dedupRatio.toFixed(2)}x`,
+      `compression  ${s.compressionRatio.toFixed(2)}x`,
+    ].join('\n') + '\n');
+  }));
+
+program.command('check')
+  .description('verify every block, refcount and link count; exits non-zero and names what is wrong')
+  .argument('<data-dir>')
+  .option('--password-file <file>', 'password for a password-protected repository')
+  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+    const password = await readPasswordFile(o.passwordFile);
+    const session = await Session.open(dataDir, { password, readOnly: true });
+    try {
+      const r = await checkRepository(session.meta, session.store);
+      for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
+      process.stdout.write(`checked ${r.inodesChecked} inodes, ${r.blocksChecked} blocks: ${r.problems.length ? `${r.problems.length} problems` : 'no problems'}\n`);
+      process.exitCode = r.problems.length ? 1 : 0;
+    } finally {
+      await session.close();
+    }
+  }));
+
+program.parseAsync(process.argv).catch(fail);

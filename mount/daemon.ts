@@ -1,0 +1,115 @@
+/**
+ * `isg mount` in the foreground, and `isg umount`. The daemon ends on SIGINT, SIGTERM, `isg umount`
+ * (which sends SIGTERM and waits) or an external `fusermount -u`: each flushes every open file,
+ * commits, syncs, unmounts and exits 0.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Session } from '../src/repo/session';
+import { readLock, RepoError } from '../src/repo/repository';
+import { log } from '../src/log';
+import { fuseOps } from './ops';
+import { FUSE_DEFAULTS, mountFuse } from './fuse';
+import { forceUnmount, listFuseMounts } from './teardown';
+
+export interface MountOptions {
+  dataDir: string;
+  mountpoint: string;
+  password?: string;
+  cacheBytes?: number;
+  readOnly: boolean;
+  allowOther: boolean;
+  fuseOptions: string[];
+}
+
+const FSNAME_PREFIX = 'isgfs:';
+
+function checkMountpoint(mp: string): void {
+  // /proc/mounts first: a stat of a dead FUSE mount would hang.
+  if (listFuseMounts().some((m) => m.mountpoint === mp)) throw new RepoError(`mountpoint ${mp} is busy: something is already mounted there`);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(mp);
+  } catch (e) {
+    throw new RepoError(`mountpoint ${mp} does not exist (${(e as NodeJS.ErrnoException).code})`);
+  }
+  if (!st.isDirectory()) throw new RepoError(`mountpoint ${mp} is not a directory`);
+}
+
+export async function mountRepository(o: MountOptions): Promise<number> {
+  const mountpoint = path.resolve(o.mountpoint);
+  const dataDir = path.resolve(o.dataDir);
+  if (dataDir.includes(',')) throw new RepoError('the data directory path must not contain a comma (it is passed as a FUSE option)');
+  checkMountpoint(mountpoint);
+  const session = await Session.open(dataDir, { password: o.password, readOnly: o.readOnly, cacheBytes: o.cacheBytes, mountpoint });
+  let mounted;
+  try {
+    mounted = await mountFuse(mountpoint, fuseOps(session.fs), {
+      ...FUSE_DEFAULTS,
+      fsname: FSNAME_PREFIX + dataDir,
+      subtype: 'isgfs',
+      allowOther: o.allowOther,
+      options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
+    });
+  } catch (e) {
+    await session.close();
+    throw e;
+  }
+  log.info(`mounted ${dataDir} on ${mountpoint}${o.readOnly ? ' (read-only)' : ''}`);
+
+  const reason = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    // Someone ran fusermount -u: nothing more will come, so finish as if asked to.
+    const t = setInterval(() => {
+      if (!listFuseMounts().some((m) => m.mountpoint === mountpoint)) { clearInterval(t); resolve('external unmount'); }
+    }, 1000);
+    t.unref();
+  });
+  log.info(`${reason}: flushing and unmounting ${mountpoint}`);
+  let code = 0;
+  try {
+    await session.fs.close(); // flush open files first: an unmount may have to wait for them
+  } catch (e) {
+    log.error(`flush before unmount failed: ${(e as Error).message}`);
+    code = 1;
+  }
+  try {
+    await mounted.unmount();
+  } catch (e) {
+    log.warn(`clean unmount failed (${(e as Error).message}); detaching lazily`);
+    await forceUnmount(mountpoint);
+  }
+  try {
+    await session.close();
+  } catch (e) {
+    log.error(`closing the repository failed: ${(e as Error).message}`);
+    code = 1;
+  }
+  log.info('unmounted');
+  return code;
+}
+
+/** Asks the daemon of a mountpoint to finish and waits until it has exited. */
+export async function unmountByPath(mp: string): Promise<void> {
+  const mountpoint = path.resolve(mp);
+  const m = listFuseMounts().find((x) => x.mountpoint === mountpoint);
+  if (!m) throw new RepoError(`${mountpoint} is not mounted`);
+  const dataDir = m.source.startsWith(FSNAME_PREFIX) ? m.source.slice(FSNAME_PREFIX.length) : undefined;
+  const holder = dataDir ? readLock(dataDir) : undefined;
+  if (!holder) {
+    // No daemon alive behind it: a dead mount. Detach it.
+    await forceUnmount(mountpoint);
+    return;
+  }
+  process.kill(holder.pid, 'SIGTERM');
+  for (;;) {
+    try {
+      process.kill(holder.pid, 0);
+    } catch {
+      break; // exited
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (listFuseMounts().some((x) => x.mountpoint === mountpoint)) await forceUnmount(mountpoint);
+}

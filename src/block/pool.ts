@@ -1,0 +1,102 @@
+/**
+ * A small pool of codec workers (one per core). Each request goes to the least busy worker.
+ */
+import { availableParallelism } from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ChunkerParams } from '../chunk/fastcdc';
+import { CompressionSpec } from './compression';
+
+export interface CodecSetup {
+  idKey: Uint8Array;
+  encKey: Uint8Array;
+  gear: Uint32Array;
+  chunker: ChunkerParams;
+  compression: CompressionSpec;
+}
+
+export type CodecRequest =
+  | { op: 'cut'; buf: SharedArrayBuffer; length: number; final: boolean }
+  | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number }
+  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array };
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+  pending: Map<number, Pending>;
+}
+
+/** ts-jest runs sources; a worker needs JavaScript, so it always comes from the build. */
+function workerScript(): string {
+  if (__filename.endsWith('.js')) return path.join(__dirname, 'worker.js');
+  return path.resolve(__dirname, '../../dist/src/block/worker.js');
+}
+
+export class CodecPool {
+  private readonly slots: Slot[] = [];
+  private seq = 0;
+  private closed = false;
+
+  constructor(setup: CodecSetup, size = availableParallelism()) {
+    for (let i = 0; i < Math.max(1, size); i++) {
+      const worker = new Worker(workerScript(), { workerData: setup });
+      const slot: Slot = { worker, busy: 0, pending: new Map() };
+      worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string } }) => {
+        const p = slot.pending.get(msg.seq);
+        if (!p) return;
+        slot.pending.delete(msg.seq);
+        slot.busy--;
+        if (msg.error) {
+          p.reject(Object.assign(new Error(msg.error.message), { code: msg.error.code, name: msg.error.name }));
+        } else p.resolve(msg.result);
+      });
+      worker.on('error', (e: Error) => this.failAll(slot, e));
+      worker.on('exit', (code) => { if (!this.closed) this.failAll(slot, new Error(`codec worker exited with ${code}`)); });
+      worker.unref();
+      this.slots.push(slot);
+    }
+  }
+
+  private failAll(slot: Slot, e: Error): void {
+    for (const p of slot.pending.values()) p.reject(e);
+    slot.pending.clear();
+    slot.busy = 0;
+  }
+
+  private run<T>(req: CodecRequest, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('codec pool is closed'));
+    let slot = this.slots[0];
+    for (const s of this.slots) if (s.busy < slot.busy) slot = s;
+    const seq = ++this.seq;
+    slot.busy++;
+    return new Promise<T>((resolve, reject) => {
+      slot.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
+      slot.worker.postMessage({ seq, req }, transfer);
+    });
+  }
+
+  /** Cut points of buf[0..length) (decided cuts only unless final). */
+  cut(buf: SharedArrayBuffer, length: number, final: boolean): Promise<number[]> {
+    return this.run<number[]>({ op: 'cut', buf, length, final });
+  }
+
+  async encode(buf: SharedArrayBuffer, start: number, end: number): Promise<{ id: Buffer; encoded: Buffer }> {
+    const r = await this.run<{ id: Uint8Array; encoded: Uint8Array }>({ op: 'encode', buf, start, end });
+    return { id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length), encoded: Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length) };
+  }
+
+  async decode(id: Buffer, encoded: Buffer): Promise<Buffer> {
+    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded });
+    return Buffer.from(r.buffer, r.byteOffset, r.length);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * BlockStore: deduplicated, refcounted blocks. Encoded (compressed + encrypted) blocks live in the
+ * local tier on disk, one file per block under cache/blocks/xx/; plaintext of hot blocks lives in a
+ * memory LRU bounded in bytes. Refcounts live in LMDB (src/meta) and change in the same
+ * transaction as the chunk maps that hold the references.
+ *
+ * Freeing is deferred: a block whose count falls to 0 is only listed for the sweeper, which drops
+ * the row and the file under an exclusive lock. Writers hold the lock shared from "is this block
+ * new?" until their transaction commits, so a sweep can never delete a file that a commit is about
+ * to reference.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { Meta } from '../meta/meta';
+import { CodecPool } from '../block/pool';
+import { RwLock } from './rwlock';
+
+export class BlockMissingError extends Error {
+  readonly code = 'EIO';
+  constructor(readonly idHex: string) {
+    super(`block ${idHex.slice(0, 16)}… is missing from the local tier`);
+  }
+}
+
+export interface NewBlock {
+  id: Buffer;
+  encoded: Buffer;
+  plainLength: number;
+}
+
+class RetryCommit extends Error {}
+
+export interface BlockStoreOptions {
+  blocksDir: string;
+  meta: Meta;
+  pool: CodecPool;
+  memoryBytes: number;
+}
+
+export class BlockStore {
+  private readonly lru: LRUCache<string, Buffer>;
+  private readonly loading = new Map<string, Promise<Buffer>>();
+  private readonly lock = new RwLock();
+  private unsynced = new Set<string>();
+  private readonly madeDirs = new Set<string>();
+
+  constructor(private readonly o: BlockStoreOptions) {
+    this.lru = new LRUCache<string, Buffer>({
+      maxSize: Math.max(1, o.memoryBytes),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    });
+  }
+
+  blockPath(hex: string): string {
+    return path.join(this.o.blocksDir, hex.slice(0, 2), hex);
+  }
+
+  /** Plaintext of a block: memory LRU, else the local tier (decrypted off-thread). */
+  readPlain(id: Buffer): Promise<Buffer> {
+    const hex = id.toString('hex');
+    const hit = this.lru.get(hex);
+    if (hit) return Promise.resolve(hit);
+    let p = this.loading.get(hex);
+    if (!p) {
+      p = this.load(id, hex).finally(() => this.loading.delete(hex));
+      this.loading.set(hex, p);
+    }
+    return p;
+  }
+
+  private async load(id: Buffer, hex: string): Promise<Buffer> {
+    let encoded: Buffer;
+    try {
+      encoded = await fs.promises.readFile(this.blockPath(hex));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockMissingError(hex);
+      throw e;
+    }
+    const plain = await this.o.pool.decode(id, encoded);
+    this.lru.set(hex, plain);
+    return plain;
+  }
+
+  /** Warms the memory LRU; failures are left for the real read to report. */
+  prefetch(ids: Buffer[]): void {
+    for (const id of ids) this.readPlain(id).catch(() => undefined);
+  }
+
+  /** Reads that must not race a sweep (they hold references that may drop to 0 meanwhile). */
+  guard<T>(fn: () => Promise<T>): Promise<T> {
+    return this.lock.shared(fn);
+  }
+
+  /**
+   * Stores what is new among `blocks` and runs `commit` in one metadata transaction; inside it,
+   * `admit(block)` takes a reference (adding the block row when the block is new). Blocks already
+   * known are not written again: that is the deduplication.
+   */
+  async ingest(blocks: NewBlock[], commit: (admit: (b: NewBlock) => void) => void): Promise<void> {
+    await this.lock.shared(async () => {
+      const written = new Set<string>();
+      const writeMissing = async (list: NewBlock[]) => {
+        await Promise.all(list.map(async (b) => {
+          const hex = b.id.toString('hex');
+          if (written.has(hex)) return;
+          written.add(hex);
+          await this.writeFile(hex, b.encoded);
+        }));
+      };
+      await writeMissing(blocks.filter((b) => !this.o.meta.getBlock(b.id)));
+      for (;;) {
+        const missing: NewBlock[] = [];
+        try {
+          this.o.meta.txn(() => {
+            commit((b) => {
+              if (this.o.meta.ref(b.id)) return;
+              const hex = b.id.toString('hex');
+              if (!written.has(hex)) {
+                missing.push(b);
+                throw new RetryCommit();
+              }
+              this.o.meta.addBlock(b.id, b.plainLength, b.encoded.length);
+            });
+          });
+          return;
+        } catch (e) {
+          if (!(e instanceof RetryCommit)) throw e;
+          // A sweep dropped a block between our check and the commit: store it and try again.
+          await writeMissing(missing);
+        }
+      }
+    });
+  }
+
+  private async writeFile(hex: string, data: Buffer): Promise<void> {
+    const file = this.blockPath(hex);
+    const dir = path.dirname(file);
+    if (!this.madeDirs.has(dir)) {
+      await fs.promises.mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+      this.unsynced.add(dir);
+    }
+    await fs.promises.writeFile(file, data);
+    this.unsynced.add(file);
+  }
+
+  /** fsyncs every block file (and new directory) written since the last call. */
+  async syncPending(): Promise<void> {
+    const list = [...this.unsynced];
+    this.unsynced = new Set();
+    const queue = list.slice();
+    const worker = async () => {
+      for (let f = queue.pop(); f !== undefined; f = queue.pop()) {
+        let fh: fs.promises.FileHandle;
+        try {
+          fh = await fs.promises.open(f, 'r');
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
+          throw e;
+        }
+        try { await fh.sync(); } finally { await fh.close(); }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+  }
+
+  /** Deletes blocks whose refcount is 0. Returns how many were freed. */
+  async sweep(): Promise<number> {
+    return this.lock.exclusive(async () => {
+      const candidates = this.o.meta.gcCandidates();
+      if (!candidates.length) return 0;
+      const dropped: Buffer[] = [];
+      this.o.meta.txn(() => {
+        for (const id of candidates) {
+          const row = this.o.meta.getBlock(id);
+          if (row && row.refs > 0) continue;
+          this.o.meta.dropBlock(id);
+          dropped.push(id);
+        }
+      });
+      await Promise.all(dropped.map(async (id) => {
+        const hex = id.toString('hex');
+        this.lru.delete(hex);
+        await fs.promises.rm(this.blockPath(hex), { force: true });
+      }));
+      return dropped.length;
+    });
+  }
+
+  /** Reads and verifies one stored block (for `isg check`). */
+  async verify(id: Buffer): Promise<void> {
+    const hex = id.toString('hex');
+    const encoded = await fs.promises.readFile(this.blockPath(hex)).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === 'ENOENT' ? new BlockMissingError(hex) : e;
+    });
+    await this.o.pool.decode(id, encoded);
+  }
+}
