@@ -1,0 +1,194 @@
+/** POSIX behaviour through the kernel: links, renames, open-unlinked files, sparse files, random I/O. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { mount, sh, stopAll } from '../helpers/mount';
+import { prng, tmpDir } from '../helpers/tmp';
+
+jest.setTimeout(300_000);
+
+describe('POSIX semantics in the mount', () => {
+  const t = tmpDir();
+  const data = path.join(t.dir, 'data');
+  const mnt = path.join(t.dir, 'mnt');
+  const shadowDir = path.join(t.dir, 'shadow');
+
+  beforeAll(async () => {
+    fs.mkdirSync(shadowDir);
+    await mount(data, mnt);
+  });
+  afterAll(async () => { await stopAll(); t.cleanup(); });
+
+  test('hard links: nlink and mode through the other name, at once', async () => {
+    fs.writeFileSync(`${mnt}/a`, 'linked');
+    fs.linkSync(`${mnt}/a`, `${mnt}/b`);
+    expect(fs.statSync(`${mnt}/a`).nlink).toBe(2);
+    fs.chmodSync(`${mnt}/b`, 0o600);
+    expect(fs.statSync(`${mnt}/a`).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(`${mnt}/a`).ino).toBe(fs.statSync(`${mnt}/b`).ino);
+    fs.unlinkSync(`${mnt}/a`);
+    expect(fs.statSync(`${mnt}/b`).nlink).toBe(1);
+    expect(fs.readFileSync(`${mnt}/b`, 'utf8')).toBe('linked');
+  });
+
+  test('rename: over a file, across directories, directory into itself, over a non-empty directory', () => {
+    fs.mkdirSync(`${mnt}/r1/sub`, { recursive: true });
+    fs.mkdirSync(`${mnt}/r2`);
+    fs.writeFileSync(`${mnt}/r1/x`, 'x');
+    fs.writeFileSync(`${mnt}/r2/y`, 'y');
+    fs.renameSync(`${mnt}/r1/x`, `${mnt}/r2/y`);
+    expect(fs.readFileSync(`${mnt}/r2/y`, 'utf8')).toBe('x');
+    expect(fs.existsSync(`${mnt}/r1/x`)).toBe(false);
+    expect(() => fs.renameSync(`${mnt}/r1`, `${mnt}/r1/sub/inside`)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    fs.mkdirSync(`${mnt}/r3`);
+    expect(() => fs.renameSync(`${mnt}/r3`, `${mnt}/r1`)).toThrow(expect.objectContaining({ code: 'ENOTEMPTY' }));
+    fs.renameSync(`${mnt}/r1/sub`, `${mnt}/r3`);
+    expect(fs.statSync(`${mnt}/r3`).isDirectory()).toBe(true);
+    expect(fs.readdirSync(`${mnt}/r1`)).toEqual([]);
+  });
+
+  test('an unlinked file stays readable and writable through open handles until release', () => {
+    fs.writeFileSync(`${mnt}/gone`, 'before');
+    const fd = fs.openSync(`${mnt}/gone`, 'r+');
+    fs.unlinkSync(`${mnt}/gone`);
+    expect(fs.existsSync(`${mnt}/gone`)).toBe(false);
+    fs.writeSync(fd, ' and after', 6);
+    const buf = Buffer.alloc(64);
+    const n = fs.readSync(fd, buf, 0, 64, 0);
+    expect(buf.subarray(0, n).toString()).toBe('before and after');
+    expect(fs.fstatSync(fd).nlink).toBe(0);
+    fs.closeSync(fd);
+  });
+
+  test('O_APPEND, O_EXCL, O_TRUNC, ftruncate up and down', () => {
+    const f = `${mnt}/flags`;
+    fs.writeFileSync(f, 'abc');
+    fs.appendFileSync(f, 'def');
+    expect(fs.readFileSync(f, 'utf8')).toBe('abcdef');
+    expect(() => fs.openSync(f, 'wx')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    fs.writeFileSync(f, 'xy');
+    expect(fs.readFileSync(f, 'utf8')).toBe('xy');
+    const fd = fs.openSync(f, 'r+');
+    fs.ftruncateSync(fd, 5);
+    expect(fs.readFileSync(f)).toEqual(Buffer.from('xy\0\0\0'));
+    fs.ftruncateSync(fd, 1);
+    fs.closeSync(fd);
+    expect(fs.readFileSync(f, 'utf8')).toBe('x');
+  });
+
+  test('symlinks, names over 255 bytes, statfs', async () => {
+    fs.symlinkSync('target/path', `${mnt}/ln`);
+    expect(fs.readlinkSync(`${mnt}/ln`)).toBe('target/path');
+    expect(fs.lstatSync(`${mnt}/ln`).isSymbolicLink()).toBe(true);
+    expect(() => fs.writeFileSync(`${mnt}/${'n'.repeat(256)}`, '')).toThrow(expect.objectContaining({ code: 'ENAMETOOLONG' }));
+    fs.writeFileSync(`${mnt}/${'n'.repeat(255)}`, 'ok');
+    const df = (await sh(`stat -f -c '%S %b %a %c %l' ${mnt}`)).trim().split(' ').map(Number);
+    expect(df[0]).toBeGreaterThan(0);
+    expect(df[1]).toBeGreaterThan(df[2] / 2); // total >= free-ish
+    expect(df[4]).toBe(255);
+  });
+
+  test('touch -a / -m change one time each, with nanoseconds; utimens round trip', async () => {
+    const f = `${mnt}/times`;
+    fs.writeFileSync(f, '');
+    await sh(`touch -d @1600000000.123456789 ${f}`);
+    await sh(`touch -a -d @1700000000.987654321 ${f}`);
+    expect((await sh(`stat -c '%X.%x|%Y.%y' ${f}`)).trim()).toMatch(/^1700000000\..*\.987654321 .*\|1600000000\..*\.123456789 /);
+    await sh(`touch -m -d @1500000000.5 ${f}`);
+    expect((await sh(`stat -c '%X|%Y' ${f}`)).trim()).toBe('1700000000|1500000000');
+  });
+
+  test('extended attributes as Linux does them: ENODATA, ERANGE, list, remove', async () => {
+    const f = `${mnt}/xa`;
+    fs.writeFileSync(f, '');
+    const py = `
+import os, errno
+f = ${JSON.stringify(f)}
+os.setxattr(f, 'user.k', b'value123')
+assert os.getxattr(f, 'user.k') == b'value123'
+assert 'user.k' in os.listxattr(f)
+try:
+    os.getxattr(f, 'user.missing'); raise SystemExit('no ENODATA')
+except OSError as e:
+    assert e.errno == errno.ENODATA, e
+try:
+    os.setxattr(f, 'user.k', b'x', os.XATTR_CREATE); raise SystemExit('no EEXIST')
+except OSError as e:
+    assert e.errno == errno.EEXIST, e
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(3)
+r = libc.getxattr(f.encode(), b'user.k', buf, 3)
+assert r == -1 and ctypes.get_errno() == errno.ERANGE, (r, ctypes.get_errno())
+assert libc.getxattr(f.encode(), b'user.k', None, 0) == 8
+os.removexattr(f, 'user.k')
+assert os.listxattr(f) == []
+print('ok')`;
+    expect((await sh(`python3 -c ${JSON.stringify(py).replace(/\$/g, '\\$')}`)).trim()).toBe('ok');
+  });
+
+  test('a sparse 10 GiB file with a few written ranges', async () => {
+    const f = `${mnt}/sparse`;
+    const fd = fs.openSync(f, 'w');
+    const G = 1024 ** 3;
+    const pieces: [number, Buffer][] = [[0, Buffer.from('start')], [3 * G + 17, prng(1).bytes(300_000)], [10 * G - 4, Buffer.from('end!')]];
+    for (const [off, d] of pieces) fs.writeSync(fd, d, 0, d.length, off);
+    fs.closeSync(fd);
+    expect(fs.statSync(f).size).toBe(10 * G);
+    const rd = fs.openSync(f, 'r');
+    for (const [off, d] of pieces) {
+      const b = Buffer.alloc(d.length + 20);
+      fs.readSync(rd, b, 0, b.length, off - 10 < 0 ? 0 : off - 10);
+      if (off >= 10) expect(b.subarray(10, 10 + d.length).equals(d)).toBe(true);
+      if (off >= 10) expect(b.subarray(0, 10).equals(Buffer.alloc(10))).toBe(true);
+    }
+    const hole = Buffer.alloc(1 << 20, 1);
+    fs.readSync(rd, hole, 0, hole.length, 7 * G);
+    expect(hole.equals(Buffer.alloc(1 << 20))).toBe(true);
+    fs.closeSync(rd);
+    expect(Number((await sh(`du -k ${f}`)).split('\t')[0])).toBeLessThan(10_000);
+  });
+
+  test('thousands of random writes, truncates and reads match a shadow file after every step', () => {
+    const r = prng(2024);
+    const f = `${mnt}/random`;
+    const s = `${shadowDir}/random`;
+    const fd = fs.openSync(f, 'w+');
+    const sd = fs.openSync(s, 'w+');
+    let size = 0;
+    for (let step = 0; step < 3000; step++) {
+      const op = r.int(100);
+      if (op < 50) {
+        const off = r.int(size + 100_000);
+        const d = r.bytes(1 + r.int(op < 5 ? 400_000 : 20_000));
+        fs.writeSync(fd, d, 0, d.length, off);
+        fs.writeSync(sd, d, 0, d.length, off);
+        size = Math.max(size, off + d.length);
+      } else if (op < 58) {
+        const n = r.int(size + 50_000);
+        fs.ftruncateSync(fd, n);
+        fs.ftruncateSync(sd, n);
+        size = n;
+      } else if (op < 62) {
+        fs.fsyncSync(fd);
+      } else {
+        const off = r.int(size + 10);
+        const len = r.int(200_000);
+        const a = Buffer.alloc(len);
+        const b = Buffer.alloc(len);
+        const na = fs.readSync(fd, a, 0, len, off);
+        const nb = fs.readSync(sd, b, 0, len, off);
+        expect(na).toBe(nb);
+        if (!a.equals(b)) throw new Error(`step ${step}: read ${off}+${len} differs`);
+      }
+      expect(fs.fstatSync(fd).size).toBe(size);
+    }
+    fs.closeSync(fd);
+    fs.closeSync(sd);
+    expect(fs.readFileSync(f).equals(fs.readFileSync(s))).toBe(true);
+  });
+
+  test('two writers to different files at once', async () => {
+    await Promise.all([1, 2].map((i) => sh(`head -c 150000000 /dev/urandom > ${shadowDir}/w${i} && dd if=${shadowDir}/w${i} of=${mnt}/w${i} bs=1M status=none`)));
+    await sh(`cmp ${shadowDir}/w1 ${mnt}/w1 && cmp ${shadowDir}/w2 ${mnt}/w2`);
+  });
+});
