@@ -1,0 +1,179 @@
+/**
+ * `npm run bench`: the same workloads, in one run, on a plain directory, on a no-op FUSE
+ * filesystem with isgfs's mount options (the FUSE ceiling) and on an isgfs mount; prints the
+ * figures and their ratios. `--json` ends the output with one JSON line.
+ *
+ * Workloads: sequential write and cold read of 1 GiB of incompressible data (MB/s), `tar x` of a
+ * tree of thousands of small files (files/s), `ls -lR` of it warm (entries/s), and stored/logical
+ * bytes after writing three published versions of one npm package.
+ */
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { forceUnmount, listFuseMounts } from '../mount/teardown';
+
+const ROOT = path.resolve(__dirname, '../..');
+const ISG = path.join(ROOT, 'bin/isg');
+const NOOPFS = path.join(ROOT, 'dist/bench/noopfs.js');
+const json = process.argv.includes('--json');
+const GiB = 1024 ** 3;
+const SEQ_BYTES = Number(process.env.ISG_BENCH_BYTES ?? GiB);
+const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
+const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
+
+function sh(cmd: string, cwd?: string): string {
+  return execFileSync('bash', ['-c', cmd], { cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function say(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+function timed(fn: () => void): number {
+  const t = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+function dropCaches(): void {
+  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch { /* not root: warm page cache stays */ }
+}
+
+async function waitMounted(mnt: string, proc: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!listFuseMounts().some((m) => m.mountpoint === mnt)) {
+    if (proc.exitCode !== null) throw new Error(`mount of ${mnt} exited early`);
+    if (Date.now() > deadline) throw new Error(`mount of ${mnt} did not appear`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface Target {
+  name: 'plain' | 'noop' | 'isgfs';
+  dir: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function fuseTarget(name: 'noop' | 'isgfs', mnt: string, argv: string[]): Target {
+  let proc: ChildProcess | null = null;
+  return {
+    name, dir: mnt,
+    async start() {
+      fs.mkdirSync(mnt, { recursive: true });
+      proc = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
+      await waitMounted(mnt, proc);
+    },
+    async stop() {
+      if (!proc) return;
+      const p = proc;
+      proc = null;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 120_000))]);
+      if (p.exitCode === null) p.kill('SIGKILL');
+      await forceUnmount(mnt);
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-bench-'));
+  const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/isgfs-bench-') : fs.mkdtempSync(path.join(work, 'src-'));
+  const data = path.join(work, 'data');
+  const plain = path.join(work, 'plain');
+  fs.mkdirSync(plain);
+  const targets: Target[] = [
+    { name: 'plain', dir: plain, start: async () => undefined, stop: async () => undefined },
+    fuseTarget('noop', path.join(work, 'noop'), [NOOPFS, path.join(work, 'noop')]),
+    fuseTarget('isgfs', path.join(work, 'isg'), [ISG, 'mount', data, path.join(work, 'isg'), '--log-level', 'warn']),
+  ];
+  const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, isgfs: {} };
+  try {
+    say(`preparing inputs in ${shm}`);
+    sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
+    // A tree of thousands of small files: this project's node_modules, minus the largest packages.
+    sh(`tar -C ${ROOT}/node_modules -cf ${shm}/tree.tar --exclude='typescript' --exclude='@aws-sdk' --exclude='*.node' .`);
+    const treeFiles = Number(sh(`tar -tf ${shm}/tree.tar | grep -v '/$' | wc -l`).trim());
+    const treeEntries = Number(sh(`tar -tf ${shm}/tree.tar | wc -l`).trim());
+    const mb = SEQ_BYTES / 1e6;
+
+    for (const t of targets) {
+      await t.start();
+      say(`[${t.name}] sequential write of ${mb.toFixed(0)} MB`);
+      const w = timed(() => sh(`dd if=${shm}/random.bin of=${t.dir}/seq.bin bs=1M conv=fsync status=none`));
+      results[t.name].seq_write_MBps = mb / w;
+      if (t.name !== 'plain') { await t.stop(); await t.start(); } // a remount empties the memory LRU
+      dropCaches();
+      say(`[${t.name}] cold read`);
+      const r = timed(() => sh(`dd if=${t.dir}/seq.bin of=/dev/null bs=1M status=none`));
+      results[t.name].cold_read_MBps = mb / r;
+      fs.rmSync(path.join(t.dir, 'seq.bin'));
+      say(`[${t.name}] tar x of ${treeFiles} files`);
+      fs.mkdirSync(path.join(t.dir, 'tree'));
+      const x = timed(() => sh(`tar -C ${t.dir}/tree -xf ${shm}/tree.tar`));
+      results[t.name].tar_x_files_per_s = treeFiles / x;
+      sh(`ls -lR ${t.dir}/tree > /dev/null`);
+      const l = timed(() => sh(`ls -lR ${t.dir}/tree > /dev/null`));
+      results[t.name].ls_lR_entries_per_s = treeEntries / l;
+      await t.stop();
+    }
+
+    // Dedup over three versions of one package, on isgfs only (plain and noop store everything).
+    say(`dedup: ${DEDUP_PACKAGE}@${DEDUP_VERSIONS.join(', ')}`);
+    const cache = path.join(os.homedir(), '.cache/isgfs-bench');
+    fs.mkdirSync(cache, { recursive: true });
+    const tarballs = DEDUP_VERSIONS.map((v) => {
+      const file = path.join(cache, `${DEDUP_PACKAGE.replace(/[@/]/g, '_')}-${v}.tgz`);
+      if (!fs.existsSync(file)) {
+        const name = sh(`npm pack --silent ${DEDUP_PACKAGE}@${v}`, cache).trim().split('\n').pop()!;
+        fs.renameSync(path.join(cache, name), file);
+      }
+      return file;
+    });
+    const dedupData = path.join(work, 'dedup-data');
+    const dd = fuseTarget('isgfs', path.join(work, 'dedup'), [ISG, 'mount', dedupData, path.join(work, 'dedup'), '--log-level', 'warn']);
+    await dd.start();
+    tarballs.forEach((tgz, i) => sh(`mkdir -p ${dd.dir}/v${i} && tar -C ${dd.dir}/v${i} -xzf ${tgz}`));
+    await dd.stop();
+    const st = JSON.parse(sh(`${process.execPath} ${ISG} status ${dedupData} --json`)) as { logicalBytes: number; storedBytes: number };
+    results.isgfs.three_version_stored_over_logical = st.storedBytes / st.logicalBytes;
+    results.isgfs.three_version_logical_bytes = st.logicalBytes;
+  } finally {
+    for (const t of targets) await t.stop().catch(() => undefined);
+    fs.rmSync(shm, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+
+  const ratio = (k: string, base: 'plain' | 'noop') => results.isgfs[k] / results[base][k];
+  const figures = {
+    seq_write_MBps: results.isgfs.seq_write_MBps,
+    seq_write_vs_noop_fuse: ratio('seq_write_MBps', 'noop'),
+    seq_write_vs_plain: ratio('seq_write_MBps', 'plain'),
+    cold_read_MBps: results.isgfs.cold_read_MBps,
+    cold_read_vs_plain: ratio('cold_read_MBps', 'plain'),
+    cold_read_vs_noop_fuse: ratio('cold_read_MBps', 'noop'),
+    tar_x_files_per_s: results.isgfs.tar_x_files_per_s,
+    tar_x_vs_plain: ratio('tar_x_files_per_s', 'plain'),
+    ls_lR_entries_per_s: results.isgfs.ls_lR_entries_per_s,
+    ls_lR_vs_plain: ratio('ls_lR_entries_per_s', 'plain'),
+    three_version_stored_over_logical: results.isgfs.three_version_stored_over_logical,
+    baseline: { plain: results.plain, noop_fuse: results.noop },
+  };
+  const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
+  const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'];
+  console.log(`${'workload'.padEnd(22)}${'plain'.padStart(12)}${'noop FUSE'.padStart(12)}${'isgfs'.padStart(12)}${'vs plain'.padStart(10)}${'vs noop'.padStart(10)}`);
+  for (const k of rows) {
+    console.log(`${k.padEnd(22)}${f(results.plain[k]).padStart(12)}${f(results.noop[k]).padStart(12)}${f(results.isgfs[k]).padStart(12)}` +
+      `${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(10)}`);
+  }
+  console.log(`three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
+    `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`);
+  if (json) console.log(JSON.stringify(figures));
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench failed: ${e.message}\n`);
+  process.exit(1);
+});
