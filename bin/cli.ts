@@ -5,7 +5,12 @@ import { Command, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initRepository, isRepository, readPasswordFile, RepoError, repoPaths } from '../src/repo/repository';
-import { parseSize } from '../src/repo/format';
+import { embeddedBackends, parseEc, parseSize } from '../src/repo/format';
+import { parseBackendSpec } from '../src/backend/registry';
+import type { BackendSpec } from '../src/backend/spec';
+import { callControl } from '../src/repo/control';
+import { readLock } from '../src/repo/repository';
+import type { UploadProgress } from '../src/pack/packer';
 import { repoStatus } from '../src/repo/status';
 import { Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
@@ -40,10 +45,21 @@ program.command('init')
   .description('create a repository in <data-dir>')
   .argument('<data-dir>')
   .option('--password-file <file>', 'wrap the master key with a password read from this file (Argon2id)')
-  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+  .option('--backend <NAME=SPEC>', 'a storage backend, e.g. disk1=local:/mnt/a/isg or s3a=s3:http://host:9000/bucket (repeatable; default: six local backends in the data directory)',
+    (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--ec <K+M>', 'erasure coding: K data + M parity shards per pack (default 4+2)')
+  .action(action(async (dataDir: string, o: { passwordFile?: string; backend: string[]; ec?: string }) => {
     checkDataDirReadable(dataDir);
     const password = await readPasswordFile(o.passwordFile);
-    const config = await initRepository(dataDir, { password });
+    const backends: BackendSpec[] = o.backend.map(parseBackendSpec);
+    const ec = o.ec ? parseEc(o.ec) : undefined;
+    const config = await initRepository(dataDir, {
+      password,
+      configure: (c) => {
+        if (ec) Object.assign(c.storage.ec, ec);
+        c.storage.backends = backends.length ? backends : embeddedBackends(c.storage.ec.k + c.storage.ec.m);
+      },
+    });
     process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
   }));
 
@@ -52,25 +68,27 @@ program.command('mount')
   .argument('<data-dir>')
   .argument('<mountpoint>')
   .option('--cache-size <size>', 'memory LRU of plaintext blocks (K/M/G suffixes)')
+  .option('--cache-dir-size <size>', 'size limit of the local block tier on disk (blocks not yet uploaded may exceed it)')
   .option('--password-file <file>', 'password for a password-protected repository (or for a new one)')
   .option('--read-only', 'mount read-only')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
   .option('-o, --options <opts>', 'extra FUSE mount options, comma-separated (repeatable)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
   .action(action(async (dataDir: string, mountpoint: string, o: {
-    cacheSize?: string; passwordFile?: string; readOnly?: boolean; allowOther?: boolean; logLevel: string; options: string[];
+    cacheSize?: string; cacheDirSize?: string; passwordFile?: string; readOnly?: boolean; allowOther?: boolean; logLevel: string; options: string[];
   }) => {
     setLogLevel(o.logLevel);
     checkDataDirReadable(dataDir);
     const password = await readPasswordFile(o.passwordFile);
     const cacheBytes = o.cacheSize !== undefined ? parseSize(o.cacheSize) : undefined;
+    const cacheDirBytes = o.cacheDirSize !== undefined ? parseSize(o.cacheDirSize) : undefined;
     if (!isRepository(dataDir)) {
       if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
       await initRepository(dataDir, { password });
       log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
     }
     const code = await mountRepository({
-      dataDir, mountpoint, password, cacheBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
+      dataDir, mountpoint, password, cacheBytes, cacheDirBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
     });
     process.exit(code);
   }));
@@ -89,7 +107,7 @@ program.command('status')
   .option('--json', 'one JSON object on one line')
   .action(action(async (dataDir: string, o: { json?: boolean }) => {
     if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-    const s = repoStatus(dataDir);
+    const s = await repoStatus(dataDir);
     if (o.json) {
       process.stdout.write(JSON.stringify(s) + '\n');
       return;
@@ -105,7 +123,69 @@ program.command('status')
       `stored       ${mib(s.storedBytes)}`,
       `dedup        ${s.dedupRatio.toFixed(2)}x`,
       `compression  ${s.compressionRatio.toFixed(2)}x`,
+      `local tier   ${mib(s.localBytes)}`,
+      `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
+      `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
+      ...s.backends.map((b) => `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
+        `${String(b.shards).padStart(6)} shards ${mib(b.bytes).padStart(12)}${b.missingShards ? `  ${b.missingShards} missing` : ''}` +
+        `${b.path ? `  ${b.path}` : ''}${b.error ? `  (${b.error})` : ''}`),
     ].join('\n') + '\n');
+  }));
+
+/** Runs a command in the mounted daemon, or opens the repository itself when it is not mounted. */
+async function inDaemonOrHere<T>(dataDir: string, password: string | undefined, cmd: 'flush' | 'cache-drop',
+  here: (s: Session) => Promise<T>, onProgress?: (p: unknown) => void): Promise<unknown> {
+  if (readLock(dataDir)) return callControl(dataDir, cmd, onProgress);
+  const session = await Session.open(dataDir, { password });
+  try {
+    return await here(session);
+  } finally {
+    await session.close();
+  }
+}
+
+function progressBar(): { update: (p: unknown) => void; end: () => void } {
+  if (!process.stderr.isTTY) return { update: () => undefined, end: () => undefined };
+  let total = 0;
+  return {
+    update: (p: unknown) => {
+      const { pendingBytes } = p as UploadProgress;
+      total = Math.max(total, pendingBytes);
+      const done = total ? (total - pendingBytes) / total : 1;
+      const width = 30;
+      const bar = '#'.repeat(Math.round(done * width)).padEnd(width, '.');
+      process.stderr.write(`\r[${bar}] ${(done * 100).toFixed(0)}%  ${(pendingBytes / 1048576).toFixed(1)} MiB to upload `);
+    },
+    end: () => process.stderr.write('\n'),
+  };
+}
+
+program.command('flush')
+  .description('returns when everything written is stored on the backends (asks the running daemon when mounted)')
+  .argument('<data-dir>')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+    const password = readLock(dataDir) ? undefined : await readPasswordFile(o.passwordFile);
+    const bar = progressBar();
+    try {
+      await inDaemonOrHere(dataDir, password, 'flush', (s) => s.flush(bar.update), bar.update);
+    } finally {
+      bar.end();
+    }
+    process.stdout.write('flushed: everything written is on the backends\n');
+  }));
+
+const cache = program.command('cache').description('the local tier');
+cache.command('drop')
+  .description('evict every block that is safe on the backends (mounted or not)')
+  .argument('<data-dir>')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+    const password = readLock(dataDir) ? undefined : await readPasswordFile(o.passwordFile);
+    const freed = await inDaemonOrHere(dataDir, password, 'cache-drop', (s) => s.cacheDrop());
+    process.stdout.write(`dropped ${((freed as number) / 1048576).toFixed(1)} MiB from the local tier\n`);
   }));
 
 program.command('check')

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Session } from '../src/repo/session';
 import { readLock, RepoError } from '../src/repo/repository';
 import { log } from '../src/log';
+import { serveControl } from '../src/repo/control';
 import { fuseOps } from './ops';
 import { FUSE_DEFAULTS, mountFuse } from './fuse';
 import { forceUnmount, listFuseMounts } from './teardown';
@@ -17,6 +18,7 @@ export interface MountOptions {
   mountpoint: string;
   password?: string;
   cacheBytes?: number;
+  cacheDirBytes?: number;
   readOnly: boolean;
   allowOther: boolean;
   fuseOptions: string[];
@@ -41,7 +43,14 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   const dataDir = path.resolve(o.dataDir);
   if (dataDir.includes(',')) throw new RepoError('the data directory path must not contain a comma (it is passed as a FUSE option)');
   checkMountpoint(mountpoint);
-  const session = await Session.open(dataDir, { password: o.password, readOnly: o.readOnly, cacheBytes: o.cacheBytes, mountpoint });
+  const session = await Session.open(dataDir, {
+    password: o.password, readOnly: o.readOnly, cacheBytes: o.cacheBytes, cacheDirBytes: o.cacheDirBytes, mountpoint, background: !o.readOnly,
+  });
+  const stopControl = serveControl(dataDir, async (cmd, progress) => {
+    if (cmd === 'flush') return session.flush(progress);
+    if (cmd === 'cache-drop') return session.cacheDrop();
+    return session.backends.map((b) => ({ name: b.name, ...b.health() }));
+  });
   let mounted;
   try {
     mounted = await mountFuse(mountpoint, fuseOps(session.fs), {
@@ -52,6 +61,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
     });
   } catch (e) {
+    await stopControl();
     await session.close();
     throw e;
   }
@@ -81,6 +91,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     await forceUnmount(mountpoint);
   }
   try {
+    await stopControl();
     await session.close();
   } catch (e) {
     log.error(`closing the repository failed: ${(e as Error).message}`);

@@ -563,9 +563,14 @@ export class FileSystem {
     };
   }
 
+  /** Turns the buffered data of every open file into blocks. */
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.files.values()].map((fd) => fd.flush()));
+  }
+
   /** Flushes every open file and makes everything durable (unmount, SIGTERM). */
   async close(): Promise<void> {
-    await Promise.all([...this.files.values()].map((fd) => fd.flush().catch(() => undefined)));
+    await this.flushAll().catch(() => undefined);
     for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => undefined);
     await this.store.sweep();
     await this.sync();

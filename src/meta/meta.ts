@@ -12,6 +12,9 @@
  *   orphans  ino -> true                            unlinked inodes still open
  *   xattrs   [ino, name] -> value
  *   kv       name -> value                          counters and the schema version
+ *   upload   seq -> block id                        durable upload queue: blocks not yet in a pack
+ *   packs    pack id -> PackRow                     the pack index
+ *   locs     block id -> [pack id, offset, length]  where a block lies in its pack
  */
 import { open, RootDatabase, Database } from 'lmdb';
 
@@ -48,7 +51,28 @@ export interface Extent {
 export interface BlockRow {
   refs: number;
   plain: number; // plaintext bytes
-  stored: number; // encoded bytes in the local tier
+  stored: number; // encoded bytes
+  local?: boolean; // present in the local tier (absent = true, for rows written before packs)
+}
+
+export interface PackRow {
+  k: number;
+  m: number;
+  shardSize: number;
+  packLength: number;
+  /** Backend name of shard i. */
+  placement: string[];
+  /** Indices of the shards known to be stored. */
+  stored: number[];
+  /** Segment checksums of every shard, shard after shard (8 bytes each). */
+  sums: Buffer;
+  created: number;
+}
+
+export interface BlockLoc {
+  pack: string;
+  offset: number;
+  length: number;
 }
 
 type ExtentRow = [number, Buffer, number];
@@ -83,6 +107,9 @@ export class Meta {
   private readonly orphans: Database<boolean, number>;
   private readonly xattrs: Database<Buffer, [number, string]>;
   private readonly kv: Database<unknown, string>;
+  private readonly upload: Database<Buffer, number>;
+  private readonly packs: Database<PackRow, string>;
+  private readonly locs: Database<[string, number, number], Buffer>;
 
   constructor(dir: string, readOnly = false) {
     this.root = open({ path: dir, maxDbs: 16, noSync: true, readOnly });
@@ -94,6 +121,9 @@ export class Meta {
     this.orphans = this.root.openDB({ name: 'orphans', keyEncoding: 'uint32' });
     this.xattrs = this.root.openDB({ name: 'xattrs', keyEncoding: 'ordered-binary', encoding: 'binary' });
     this.kv = this.root.openDB({ name: 'kv' });
+    this.upload = this.root.openDB({ name: 'upload', keyEncoding: 'uint32' });
+    this.packs = this.root.openDB({ name: 'packs' });
+    this.locs = this.root.openDB({ name: 'locs', keyEncoding: 'binary' });
   }
 
   /** Creates the root directory on a new database. */
@@ -207,8 +237,16 @@ export class Meta {
     this.blocks.putSync(id, { ...b, refs: b.refs + 1 });
     return true;
   }
+  /** A new block, present in the local tier; it joins the upload queue. */
   addBlock(id: Buffer, plain: number, stored: number): void {
-    this.blocks.putSync(id, { refs: 1, plain, stored });
+    this.blocks.putSync(id, { refs: 1, plain, stored, local: true });
+    const seq = ((this.kv.get('uploadSeq') as number | undefined) ?? 0) + 1;
+    this.kv.putSync('uploadSeq', seq);
+    this.upload.putSync(seq, id);
+  }
+  setLocal(id: Buffer, local: boolean): void {
+    const b = this.blocks.get(id);
+    if (b) this.blocks.putSync(id, { ...b, local });
   }
   unref(id: Buffer): void {
     const b = this.blocks.get(id);
@@ -225,6 +263,34 @@ export class Meta {
   dropBlock(id: Buffer): void {
     this.gc.removeSync(id);
     this.blocks.removeSync(id);
+    this.locs.removeSync(id);
+  }
+
+  // upload queue, packs, block locations
+  queued(limit = 100_000): { seq: number; id: Buffer }[] {
+    return [...this.upload.getRange({ limit })].map(({ key, value }) => ({ seq: key, id: value }));
+  }
+  dequeue(seq: number): void {
+    this.upload.removeSync(seq);
+  }
+  queueLength(): number {
+    return (this.upload.getStats() as { entryCount: number }).entryCount;
+  }
+  getPack(id: string): PackRow | undefined {
+    return this.packs.get(id);
+  }
+  putPack(id: string, row: PackRow): void {
+    this.packs.putSync(id, row);
+  }
+  *allPacks(): Iterable<{ id: string; row: PackRow }> {
+    for (const { key, value } of this.packs.getRange()) yield { id: key, row: value };
+  }
+  getLoc(id: Buffer): BlockLoc | undefined {
+    const v = this.locs.get(id);
+    return v ? { pack: v[0], offset: v[1], length: v[2] } : undefined;
+  }
+  putLoc(id: Buffer, loc: BlockLoc): void {
+    this.locs.putSync(id, [loc.pack, loc.offset, loc.length]);
   }
 
   // orphans

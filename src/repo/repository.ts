@@ -10,6 +10,8 @@ import { deriveSubkey, KeyFile, newMasterKey, unwrapMasterKey, wrapMasterKey } f
 import { defaultConfig, RepoConfig, validateConfig } from './format';
 import { deriveGearTable } from '../chunk/fastcdc';
 import { BlockKeys } from '../block/codec';
+import type { BackendSpec } from '../backend/spec';
+import { initBackend } from '../backend/registry';
 
 export class RepoError extends Error {}
 
@@ -56,10 +58,12 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   await fs.promises.mkdir(p.root, { recursive: true });
   const probe = await fs.promises.readdir(p.root);
   if (probe.some((n) => !['lost+found'].includes(n))) throw new RepoError(`${p.root} is not empty and holds no repository`);
+
   const config = defaultConfig(randomUUID());
   opts.configure?.(config);
   validateConfig(config);
   const kf = await wrapMasterKey(newMasterKey(), opts.password);
+  for (const spec of config.storage.backends) await initBackend(resolveBackendSpec(spec, p.root));
   await fs.promises.mkdir(p.blocks, { recursive: true });
   await fs.promises.mkdir(p.meta, { recursive: true });
   await writeFileDurable(p.key, JSON.stringify(kf, null, 2) + '\n', 0o600);
@@ -82,10 +86,19 @@ async function writeFileDurable(file: string, data: string, mode: number): Promi
   try { await dir.sync(); } finally { await dir.close(); }
 }
 
+/** Local backends may be given relative to the data directory (the embedded default is). */
+export function resolveBackendSpec(spec: BackendSpec, root: string): BackendSpec {
+  if (spec.type === 'local' && typeof spec.path === 'string' && !path.isAbsolute(spec.path)) {
+    return { ...spec, path: path.resolve(root, spec.path) };
+  }
+  return spec;
+}
+
 export interface RepoKeys {
   master: Buffer;
   block: BlockKeys;
   gear: Uint32Array;
+  pack: Buffer;
 }
 
 export interface OpenedRepo {
@@ -120,6 +133,7 @@ export function deriveRepoKeys(master: Buffer): RepoKeys {
     master,
     block: { idKey: deriveSubkey(master, 'block-id'), encKey: deriveSubkey(master, 'block-enc') },
     gear: deriveGearTable(deriveSubkey(master, 'chunker')),
+    pack: deriveSubkey(master, 'pack'),
   };
 }
 

@@ -1,22 +1,33 @@
 /**
- * An open repository: the parts of the data path wired together (meta, codec pool, block store,
- * filesystem core), with the background duties of a writer (periodic sync and sweep).
+ * An open repository: the parts of the data path wired together (meta, codec pool, backends,
+ * packer, block store, filesystem core), with the background duties of a writer: periodic sync,
+ * sweep, packing and repair of missing shards.
  */
 import { CodecPool } from '../block/pool';
 import { Meta } from '../meta/meta';
 import { BlockStore } from '../store/blockstore';
 import { FileSystem } from '../fs/filesystem';
-import { acquireLock, openRepository, OpenedRepo } from './repository';
+import { Backend } from '../backend/backend';
+import { createBackend } from '../backend/registry';
+import { resilient, ResilientBackend } from '../backend/resilient';
+import { Packer, UploadProgress } from '../pack/packer';
+import { ShardReader } from '../pack/fetch';
+import { log } from '../log';
+import { acquireLock, openRepository, OpenedRepo, resolveBackendSpec } from './repository';
 
 export interface SessionOptions {
   password?: string;
   readOnly?: boolean;
   /** Memory LRU of plaintext blocks, bytes; the config's value when absent. */
   cacheBytes?: number;
+  /** Size limit of the local tier, bytes; the config's value when absent. */
+  cacheDirBytes?: number;
   mountpoint?: string;
   /** Interval of the background sync (durability of writes not fsynced), ms. */
   syncIntervalMs?: number;
   dirtyCap?: number;
+  /** Pack and upload in the background (a mount does; `isg flush` drains explicitly). */
+  background?: boolean;
 }
 
 export class Session {
@@ -29,33 +40,58 @@ export class Session {
     readonly pool: CodecPool,
     readonly store: BlockStore,
     readonly fs: FileSystem,
+    readonly backends: ResilientBackend[],
+    readonly packer: Packer,
+    readonly reader: ShardReader,
     private readonly unlock: () => void,
   ) {}
 
   static async open(dataDir: string, o: SessionOptions = {}): Promise<Session> {
     const repo = await openRepository(dataDir, o.password);
     const unlock = o.readOnly ? () => undefined : acquireLock(dataDir, o.mountpoint);
+    const opened: Backend[] = [];
     try {
-      const meta = new Meta(repo.paths.meta);
+      const meta = new Meta(repo.paths.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
         idKey: repo.keys.block.idKey, encKey: repo.keys.block.encKey, gear: repo.keys.gear,
         chunker: repo.config.chunker, compression: repo.config.compression,
       });
-      const store = new BlockStore({ blocksDir: repo.paths.blocks, meta, pool, memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes });
+      const st = repo.config.storage;
+      const backends: ResilientBackend[] = [];
+      for (const spec of st.backends) {
+        const b = resilient(await createBackend(resolveBackendSpec(spec, repo.paths.root)));
+        opened.push(b);
+        backends.push(b);
+      }
+      const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
+      const reader = new ShardReader(byName, { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) });
+      const store = new BlockStore({
+        blocksDir: repo.paths.blocks, meta, pool, remote: reader,
+        memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
+        diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
+      });
+      const packer = new Packer({
+        meta, store, backends, k: st.ec.k, m: st.ec.m, packKey: repo.keys.pack, targetSize: st.packSize, quietMs: st.packQuietMs,
+      });
       const fs = new FileSystem({
         deps: { meta, store, pool, chunker: repo.config.chunker, dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024, readahead: 8 * 1024 * 1024 },
         dataDir: repo.paths.root,
         readOnly: o.readOnly,
       });
-      const s = new Session(repo, meta, pool, store, fs, unlock);
+      const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
       if (!o.readOnly) {
         await fs.recover();
         s.every(o.syncIntervalMs ?? 5000, () => fs.sync());
         s.every(30_000, () => store.sweep());
+        if (o.background) {
+          packer.start();
+          s.every(60_000, () => s.repairMissingShards());
+        }
       }
       return s;
     } catch (e) {
+      await Promise.all(opened.map((b) => b.close().catch(() => undefined)));
       unlock();
       throw e;
     }
@@ -66,10 +102,37 @@ export class Session {
     const t = setInterval(() => {
       if (running || this.closed) return;
       running = true;
-      fn().catch(() => undefined).finally(() => { running = false; });
+      fn().catch((e: Error) => log.debug(`background task: ${e.message}`)).finally(() => { running = false; });
     }, ms);
     t.unref();
     this.timers.push(t);
+  }
+
+  /** Everything written so far, packed and stored on the backends (`isg flush`). */
+  async flush(onProgress?: (p: UploadProgress) => void): Promise<void> {
+    await this.fs.flushAll();
+    await this.packer.drain(onProgress);
+    await this.repairMissingShards();
+    await this.fs.sync();
+  }
+
+  /** Stores shards that could not be stored when their pack was written. */
+  async repairMissingShards(): Promise<number> {
+    let repaired = 0;
+    for (const { id, row } of [...this.meta.allPacks()]) {
+      if (row.stored.length === row.k + row.m) continue;
+      const stored = await this.reader.repairPack(id, row).catch(() => row.stored);
+      if (stored.length !== row.stored.length) {
+        this.meta.txn(() => this.meta.putPack(id, { ...row, stored }));
+        repaired += stored.length - row.stored.length;
+      }
+    }
+    return repaired;
+  }
+
+  /** Evicts every block of the local tier that is safe on the backends (`isg cache drop`). */
+  cacheDrop(): Promise<number> {
+    return this.store.evict(0);
   }
 
   /** Flushes, syncs and releases everything; the repository is consistent on disk afterwards. */
@@ -78,9 +141,11 @@ export class Session {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     try {
+      await this.packer.stop();
       if (!this.fs.isReadOnly) await this.fs.close();
     } finally {
       await this.pool.close();
+      await Promise.all(this.backends.map((b) => b.close().catch(() => undefined)));
       await this.meta.close();
       this.unlock();
     }

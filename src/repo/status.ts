@@ -1,7 +1,26 @@
 /** `isg status`: what the repository holds, computed from the metadata (works while mounted). */
 import { Meta } from '../meta/meta';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../fs/filesystem';
-import { readLock, repoPaths } from './repository';
+import * as fs from 'node:fs';
+import { readLock, repoPaths, resolveBackendSpec } from './repository';
+import { RepoConfig, validateConfig } from './format';
+import { createBackend } from '../backend/registry';
+import { parseShardKey } from '../pack/format';
+
+export interface BackendStatus {
+  name: string;
+  type: string;
+  tier: string;
+  /** Answered a listing just now. */
+  healthy: boolean;
+  /** Shards present on it, and their bytes. */
+  shards: number;
+  bytes: number;
+  /** Shards the pack index places on it that it does not hold. */
+  missingShards: number;
+  path?: string;
+  error?: string;
+}
 
 export interface RepoStatus {
   files: number;
@@ -20,10 +39,60 @@ export interface RepoStatus {
   compressionRatio: number;
   mounted: boolean;
   mountpoint?: string;
+  /** Encoded bytes of blocks not yet in a pack on the backends. */
+  pendingUploadBytes: number;
+  pendingUploadBlocks: number;
+  /** Encoded bytes of blocks in the local tier. */
+  localBytes: number;
+  dataShards: number;
+  parityShards: number;
+  packs: number;
+  missingShards: number;
+  backends: BackendStatus[];
 }
 
-export function repoStatus(dataDir: string): RepoStatus {
-  const meta = new Meta(repoPaths(dataDir).meta, true);
+/** Lists every backend: what it holds against what the pack index says it should. */
+async function backendStatus(config: RepoConfig, root: string, meta: Meta): Promise<BackendStatus[]> {
+  const expected = new Map<string, Set<string>>();
+  for (const { id, row } of meta.allPacks()) {
+    row.placement.forEach((name, i) => {
+      if (!expected.has(name)) expected.set(name, new Set());
+      expected.get(name)!.add(`${id}.${i}`);
+    });
+  }
+  return Promise.all(config.storage.backends.map(async (spec): Promise<BackendStatus> => {
+    const want = expected.get(spec.name) ?? new Set<string>();
+    const out: BackendStatus = { name: spec.name, type: spec.type, tier: spec.tier, healthy: false, shards: 0, bytes: 0, missingShards: want.size };
+    try {
+      const b = await createBackend(resolveBackendSpec(spec, root));
+      const d = b.describe();
+      if (typeof d.path === 'string') out.path = d.path;
+      try {
+        const signal = AbortSignal.timeout(15_000);
+        const present = new Set<string>();
+        for await (const o of b.list('shards/', { signal })) {
+          const k = parseShardKey(o.key);
+          if (!k) continue;
+          out.shards++;
+          out.bytes += o.size;
+          present.add(`${k.packId}.${k.index}`);
+        }
+        out.missingShards = [...want].filter((x) => !present.has(x)).length;
+        out.healthy = true;
+      } finally {
+        await b.close();
+      }
+    } catch (e) {
+      out.error = (e as Error).message;
+    }
+    return out;
+  }));
+}
+
+export async function repoStatus(dataDir: string): Promise<RepoStatus> {
+  const paths = repoPaths(dataDir);
+  const config = validateConfig(JSON.parse(fs.readFileSync(paths.config, 'utf8')) as RepoConfig);
+  const meta = new Meta(paths.meta, true);
   try {
     let files = 0, directories = 0, symlinks = 0, logicalBytes = 0, referencedBytes = 0;
     for (const i of meta.allInodes()) {
@@ -33,19 +102,29 @@ export function repoStatus(dataDir: string): RepoStatus {
       else symlinks++;
     }
     for (const { extent } of meta.allExtents()) referencedBytes += extent.length;
-    let uniqueBlocks = 0, uniqueBytes = 0, storedBytes = 0;
+    let uniqueBlocks = 0, uniqueBytes = 0, storedBytes = 0, localBytes = 0;
     for (const { row } of meta.allBlocks()) {
+      if (row.local !== false) localBytes += row.stored;
       if (row.refs === 0) continue;
       uniqueBlocks++;
       uniqueBytes += row.plain;
       storedBytes += row.stored;
     }
+    let pendingUploadBytes = 0;
+    const queue = meta.queued();
+    for (const { id } of queue) pendingUploadBytes += meta.getBlock(id)?.stored ?? 0;
+    const backends = await backendStatus(config, paths.root, meta);
     const lock = readLock(dataDir);
     return {
       files, directories, symlinks, logicalBytes, referencedBytes, uniqueBlocks, uniqueBytes, storedBytes,
       dedupRatio: uniqueBytes ? referencedBytes / uniqueBytes : 1,
       compressionRatio: storedBytes ? uniqueBytes / storedBytes : 1,
       mounted: !!lock?.mountpoint, mountpoint: lock?.mountpoint,
+      pendingUploadBytes, pendingUploadBlocks: queue.length, localBytes,
+      dataShards: config.storage.ec.k, parityShards: config.storage.ec.m,
+      packs: [...meta.allPacks()].length,
+      missingShards: backends.reduce((n, b) => n + b.missingShards, 0),
+      backends,
     };
   } finally {
     void meta.close();

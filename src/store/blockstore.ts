@@ -4,6 +4,10 @@
  * memory LRU bounded in bytes. Refcounts live in LMDB (src/meta) and change in the same
  * transaction as the chunk maps that hold the references.
  *
+ * The local tier is a cache of the backends for blocks that are safe in a pack (evicted LRU past
+ * its size limit, or all at once by `isg cache drop`) and the only copy of blocks still waiting
+ * in the upload queue (pinned). A block missing locally is read from its pack's shards and kept.
+ *
  * Freeing is deferred: a block whose count falls to 0 is only listed for the sweeper, which drops
  * the row and the file under an exclusive lock. Writers hold the lock shared from "is this block
  * new?" until their transaction commits, so a sweep can never delete a file that a commit is about
@@ -15,6 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { CodecPool } from '../block/pool';
 import { RwLock } from './rwlock';
+import { ShardReader } from '../pack/fetch';
 
 export class BlockMissingError extends Error {
   readonly code = 'EIO';
@@ -36,6 +41,10 @@ export interface BlockStoreOptions {
   meta: Meta;
   pool: CodecPool;
   memoryBytes: number;
+  /** Size limit of the local tier; blocks not yet safe on the backends may exceed it. */
+  diskBytes?: number;
+  /** Where blocks that are not local are read from. */
+  remote?: ShardReader;
 }
 
 export class BlockStore {
@@ -44,12 +53,28 @@ export class BlockStore {
   private readonly lock = new RwLock();
   private unsynced = new Set<string>();
   private readonly madeDirs = new Set<string>();
+  /** Local-tier blocks by last use (Map order), with their encoded sizes. */
+  private readonly diskLru = new Map<string, number>();
+  private diskUsed = 0;
+  private evicting: Promise<void> | null = null;
 
   constructor(private readonly o: BlockStoreOptions) {
     this.lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, o.memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
+    for (const { id, row } of o.meta.allBlocks()) if (row.local !== false) this.touchDisk(id.toString('hex'), row.stored);
+  }
+
+  private touchDisk(hex: string, bytes: number): void {
+    const had = this.diskLru.get(hex);
+    if (had !== undefined) this.diskLru.delete(hex);
+    else this.diskUsed += bytes;
+    this.diskLru.set(hex, bytes);
+  }
+
+  get localBytes(): number {
+    return this.diskUsed;
   }
 
   blockPath(hex: string): string {
@@ -70,16 +95,72 @@ export class BlockStore {
   }
 
   private async load(id: Buffer, hex: string): Promise<Buffer> {
-    let encoded: Buffer;
-    try {
-      encoded = await fs.promises.readFile(this.blockPath(hex));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlockMissingError(hex);
-      throw e;
+    const local = await this.readLocalEncoded(id);
+    if (local) {
+      const plain = await this.o.pool.decode(id, local);
+      this.lru.set(hex, plain);
+      const size = this.diskLru.get(hex);
+      if (size !== undefined) this.touchDisk(hex, size);
+      return plain;
     }
+    const loc = this.o.meta.getLoc(id);
+    const pack = loc && this.o.meta.getPack(loc.pack);
+    if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
+    const encoded = await this.o.remote.readBlock(loc, pack);
     const plain = await this.o.pool.decode(id, encoded);
     this.lru.set(hex, plain);
+    // A block fetched from a slower tier is kept in the local tier.
+    await this.writeFile(hex, encoded);
+    this.o.meta.txn(() => this.o.meta.setLocal(id, true));
+    this.touchDisk(hex, encoded.length);
+    this.maybeEvict();
     return plain;
+  }
+
+  /** The encoded bytes of a block in the local tier, or null when it is not there. */
+  async readLocalEncoded(id: Buffer): Promise<Buffer | null> {
+    try {
+      return await fs.promises.readFile(this.blockPath(id.toString('hex')));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  /** Starts evicting safe blocks when the local tier is over its limit. */
+  maybeEvict(): void {
+    const limit = this.o.diskBytes;
+    if (limit === undefined || this.diskUsed <= limit || this.evicting) return;
+    this.evicting = this.evict(limit).then(() => undefined, () => undefined).finally(() => { this.evicting = null; });
+  }
+
+  /**
+   * Deletes local copies of blocks that are safe in a pack, least recently used first, until the
+   * tier holds at most `limit` bytes (0: everything safe). Also empties the memory LRU when
+   * everything goes, so that reads afterwards are truly cold. Returns the bytes freed.
+   */
+  async evict(limit: number): Promise<number> {
+    return this.lock.exclusive(async () => {
+      let freed = 0;
+      const victims: Buffer[] = [];
+      for (const [hex, bytes] of this.diskLru) {
+        if (this.diskUsed - freed <= limit) break;
+        const id = Buffer.from(hex, 'hex');
+        if (!this.o.meta.getLoc(id)) continue; // pinned: not on the backends yet
+        victims.push(id);
+        freed += bytes;
+      }
+      if (!victims.length) return 0;
+      this.o.meta.txn(() => { for (const id of victims) this.o.meta.setLocal(id, false); });
+      await Promise.all(victims.map(async (id) => {
+        const hex = id.toString('hex');
+        await fs.promises.rm(this.blockPath(hex), { force: true });
+        this.diskUsed -= this.diskLru.get(hex) ?? 0;
+        this.diskLru.delete(hex);
+      }));
+      if (limit === 0) this.lru.clear();
+      return freed;
+    });
   }
 
   /** Warms the memory LRU; failures are left for the real read to report. */
@@ -121,6 +202,7 @@ export class BlockStore {
                 throw new RetryCommit();
               }
               this.o.meta.addBlock(b.id, b.plainLength, b.encoded.length);
+              this.touchDisk(hex, b.encoded.length);
             });
           });
           return;
@@ -131,6 +213,7 @@ export class BlockStore {
         }
       }
     });
+    this.maybeEvict();
   }
 
   private async writeFile(hex: string, data: Buffer): Promise<void> {
@@ -182,18 +265,23 @@ export class BlockStore {
       await Promise.all(dropped.map(async (id) => {
         const hex = id.toString('hex');
         this.lru.delete(hex);
+        this.diskUsed -= this.diskLru.get(hex) ?? 0;
+        this.diskLru.delete(hex);
         await fs.promises.rm(this.blockPath(hex), { force: true });
       }));
       return dropped.length;
     });
   }
 
-  /** Reads and verifies one stored block (for `isg check`). */
+  /** Reads and verifies one block, from the local tier or else from its pack (for `isg check`). */
   async verify(id: Buffer): Promise<void> {
-    const hex = id.toString('hex');
-    const encoded = await fs.promises.readFile(this.blockPath(hex)).catch((e: NodeJS.ErrnoException) => {
-      throw e.code === 'ENOENT' ? new BlockMissingError(hex) : e;
-    });
+    let encoded = await this.readLocalEncoded(id);
+    if (!encoded) {
+      const loc = this.o.meta.getLoc(id);
+      const pack = loc && this.o.meta.getPack(loc.pack);
+      if (!loc || !pack || !this.o.remote) throw new BlockMissingError(id.toString('hex'));
+      encoded = await this.o.remote.readBlock(loc, pack);
+    }
     await this.o.pool.decode(id, encoded);
   }
 }

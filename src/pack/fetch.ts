@@ -1,0 +1,125 @@
+/**
+ * Reading blocks back from the backends. A block lies in one or two data shards of its pack; only
+ * that byte range (widened to 64 KiB segments, for their checksums) is fetched. When a data shard
+ * is missing, corrupt or on a backend that is down, the same range of other shards is fetched and
+ * the data rebuilt: Reed-Solomon works position by position, so a range of k shards rebuilds the
+ * same range of any other shard. Healthy data shards are preferred, parity after them.
+ */
+import { rsReconstruct } from '../native';
+import { BlockLoc, PackRow } from '../meta/meta';
+import { Backend } from '../backend/backend';
+import { decodeShardHeader, encodeShard, piecesOf, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
+
+export class PackUnavailableError extends Error {
+  readonly code = 'EIO';
+}
+
+export interface HealthView {
+  healthy(name: string): boolean;
+}
+
+export class ShardReader {
+  constructor(
+    private readonly backends: Map<string, Backend>,
+    private readonly health: HealthView = { healthy: () => true },
+  ) {}
+
+  private sumsOf(pack: PackRow, shard: number): Buffer[] {
+    const segs = segmentsOf(pack.shardSize);
+    const base = shard * segs * 8;
+    return Array.from({ length: segs }, (_, s) => pack.sums.subarray(base + s * 8, base + s * 8 + 8));
+  }
+
+  /** Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. */
+  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal): Promise<Buffer> {
+    const backend = this.backends.get(pack.placement[shard]);
+    if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
+    const data = await backend.get(shardKey(packId, shard), { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start }, { signal });
+    if (data.length !== span.end - span.start || !verifySegments(data, span.start, this.sumsOf(pack, shard))) {
+      throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} fails its checksum`);
+    }
+    return data;
+  }
+
+  /** The same span of every shard, rebuilt from any k good ones. */
+  async reconstructSpan(packId: string, pack: PackRow, span: { start: number; end: number }, exclude: Set<number>, signal?: AbortSignal): Promise<Buffer[]> {
+    const n = pack.k + pack.m;
+    const order = Array.from({ length: n }, (_, i) => i)
+      .filter((i) => !exclude.has(i))
+      .sort((a, b) => {
+        const ha = this.health.healthy(pack.placement[a]) ? 0 : 1;
+        const hb = this.health.healthy(pack.placement[b]) ? 0 : 1;
+        return ha - hb || a - b; // healthy first, data before parity
+      });
+    const got: (Buffer | null)[] = new Array(n).fill(null);
+    const errors: string[] = [];
+    let next = 0;
+    let have = 0;
+    // Ask for k at once; each failure pulls in the next candidate.
+    const worker = async () => {
+      while (have < pack.k && next < order.length) {
+        const i = order[next++];
+        try {
+          got[i] = await this.fetchVerified(packId, pack, i, span, signal);
+          have++;
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: pack.k }, worker));
+    if (have < pack.k) throw new PackUnavailableError(`pack ${packId}: only ${have} of the ${pack.k} shards needed could be read (${errors.join('; ')})`);
+    // Keep exactly k inputs: the code needs no more, and fewer copies.
+    let kept = 0;
+    const inputs = got.map((b) => (b && kept < pack.k ? (kept++, b) : null));
+    return rsReconstruct(pack.k, pack.m, inputs);
+  }
+
+  /** Bytes [from, to) of data shard `shard`. */
+  async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
+    const span = segmentSpan(from, to, pack.shardSize);
+    let data: Buffer;
+    try {
+      if (!this.health.healthy(pack.placement[shard])) throw new PackUnavailableError('backend unhealthy');
+      data = await this.fetchVerified(packId, pack, shard, span, signal);
+    } catch {
+      const all = await this.reconstructSpan(packId, pack, span, new Set([shard]), signal);
+      data = all[shard];
+    }
+    return data.subarray(from - span.start, to - span.start);
+  }
+
+  /** The encoded bytes of a block. */
+  async readBlock(loc: BlockLoc, pack: PackRow, signal?: AbortSignal): Promise<Buffer> {
+    const out = Buffer.alloc(loc.length);
+    await Promise.all(piecesOf(loc.offset, loc.length, pack.shardSize).map(async (p) => {
+      const bytes = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
+      bytes.copy(out, p.at);
+    }));
+    return out;
+  }
+
+  /** Rebuilds and stores the shards of a pack listed as missing; returns the indices now stored. */
+  async repairPack(packId: string, pack: PackRow): Promise<number[]> {
+    const n = pack.k + pack.m;
+    const missing = Array.from({ length: n }, (_, i) => i).filter((i) => !pack.stored.includes(i));
+    if (!missing.length) return pack.stored;
+    const all = await this.reconstructSpan(packId, pack, { start: 0, end: pack.shardSize }, new Set(missing));
+    const layout = { k: pack.k, m: pack.m, shardSize: pack.shardSize, packLength: pack.packLength };
+    const stored = [...pack.stored];
+    for (const i of missing) {
+      const backend = this.backends.get(pack.placement[i]);
+      if (!backend) continue;
+      try {
+        await backend.put(shardKey(packId, i), encodeShard(packId, i, layout, all[i]));
+        stored.push(i);
+      } catch { /* stays missing; tried again later */ }
+    }
+    return stored.sort((a, b) => a - b);
+  }
+
+  /** Reads a shard header (for scrub and for rebuilding the index from the backends). */
+  async readHeader(backend: Backend, key: string, shardSize: number): Promise<ReturnType<typeof decodeShardHeader>> {
+    return decodeShardHeader(await backend.get(key, { offset: 0, length: shardHeaderSize(shardSize) }));
+  }
+}
