@@ -1,0 +1,244 @@
+// isgfs native addon: Reed-Solomon through ISA-L (async, libuv pool), CRC64 shard checksums,
+// FastCDC scanning. The TypeScript side (src/native/addon.ts) checks arguments and splits large
+// jobs; the checks here only keep a bad call from touching memory it does not own.
+#include <napi.h>
+
+#include <isa-l/crc64.h>
+#include <isa-l/erasure_code.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cdc.h"
+#include "rs.h"
+
+namespace {
+
+uint8_t* bytesOf(const Napi::Value& v, size_t* len, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Uint8Array or Buffer");
+  auto a = v.As<Napi::Uint8Array>();
+  *len = a.ByteLength();
+  return a.Data();
+}
+
+int64_t intArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be a non-negative integer");
+  return static_cast<int64_t>(d);
+}
+
+std::vector<uint8_t> indexList(const Napi::Value& v, int n, const char* what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array");
+  auto a = v.As<Napi::Array>();
+  std::vector<uint8_t> out;
+  std::vector<bool> seen(n, false);
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a[i];
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d < n) || d != static_cast<int>(d) || seen[static_cast<int>(d)])
+      throw Napi::RangeError::New(v.Env(), std::string(what) + ": bad or repeated shard index");
+    seen[static_cast<int>(d)] = true;
+    out.push_back(static_cast<uint8_t>(d));
+  }
+  return out;
+}
+
+// Computes outputs (shards outIdx) from k sources (shards srcIdx) over [srcOff, srcOff + len)
+// of each source into [dstOff, dstOff + len) of each output. Encoding is the case
+// srcIdx = 0..k-1, outIdx = k..k+m-1. The JS arrays are held so their Buffers outlive the work.
+class RsWorker : public Napi::AsyncWorker {
+ public:
+  RsWorker(Napi::Env env, int k, int m, std::vector<uint8_t> srcIdx, std::vector<uint8_t> outIdx,
+           std::vector<uint8_t*> srcs, std::vector<uint8_t*> outs, size_t len, Napi::Object keepSrc,
+           Napi::Object keepOut)
+      : Napi::AsyncWorker(env, "isgfs:rs"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        k_(k), m_(m), srcIdx_(std::move(srcIdx)), outIdx_(std::move(outIdx)),
+        srcs_(std::move(srcs)), outs_(std::move(outs)), len_(len),
+        keepSrc_(Napi::Persistent(keepSrc)), keepOut_(Napi::Persistent(keepOut)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::string err;
+    auto t = isg::codingTables(k_, m_, srcIdx_, outIdx_, &err);
+    if (!t) return SetError(err);
+    if (len_ == 0 || outs_.empty()) return;
+    ec_encode_data(static_cast<int>(len_), t->k, t->rows, const_cast<uint8_t*>(t->gftbls.data()),
+                   srcs_.data(), outs_.data());
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int k_, m_;
+  std::vector<uint8_t> srcIdx_, outIdx_;
+  std::vector<uint8_t*> srcs_, outs_;
+  size_t len_;
+  Napi::ObjectReference keepSrc_, keepOut_;
+};
+
+// rsApply(k, m, srcIdx[k], srcs[k], outIdx[], outs[], srcOff, dstOff, len) -> Promise<void>
+Napi::Value RsApply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t k = intArg(info, 0, "k"), m = intArg(info, 1, "m");
+  if (k < 1 || m < 1 || k + m > 255) throw Napi::RangeError::New(env, "need k >= 1, m >= 1, k + m <= 255");
+  const int n = static_cast<int>(k + m);
+  auto srcIdx = indexList(info[2], n, "sources");
+  auto outIdx = indexList(info[4], n, "outputs");
+  if (srcIdx.size() != static_cast<size_t>(k)) throw Napi::RangeError::New(env, "need exactly k source shards");
+  int64_t srcOff = intArg(info, 6, "srcOff"), dstOff = intArg(info, 7, "dstOff"), len = intArg(info, 8, "len");
+  if (len > 0x7fffffff) throw Napi::RangeError::New(env, "len must be below 2 GiB per call");
+  if (!info[3].IsArray() || !info[5].IsArray()) throw Napi::TypeError::New(env, "shards must be arrays");
+  auto srcArr = info[3].As<Napi::Array>(), outArr = info[5].As<Napi::Array>();
+  if (srcArr.Length() != srcIdx.size() || outArr.Length() != outIdx.size())
+    throw Napi::RangeError::New(env, "shard arrays and index lists differ in length");
+  std::vector<uint8_t*> srcs, outs;
+  for (uint32_t i = 0; i < srcArr.Length(); i++) {
+    size_t l;
+    uint8_t* p = bytesOf(srcArr[i], &l, "source shard");
+    if (static_cast<uint64_t>(srcOff + len) > l) throw Napi::RangeError::New(env, "source shard shorter than the range");
+    srcs.push_back(p + srcOff);
+  }
+  for (uint32_t i = 0; i < outArr.Length(); i++) {
+    size_t l;
+    uint8_t* p = bytesOf(outArr[i], &l, "output shard");
+    if (static_cast<uint64_t>(dstOff + len) > l) throw Napi::RangeError::New(env, "output shard shorter than the range");
+    outs.push_back(p + dstOff);
+  }
+  auto* w = new RsWorker(env, static_cast<int>(k), static_cast<int>(m), std::move(srcIdx), std::move(outIdx),
+                         std::move(srcs), std::move(outs), static_cast<size_t>(len), srcArr, outArr);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// The generator matrix, (k + m) x k row-major, for tests and docs.
+Napi::Value RsMatrix(const Napi::CallbackInfo& info) {
+  int64_t k = intArg(info, 0, "k"), m = intArg(info, 1, "m");
+  if (k < 1 || m < 1 || k + m > 255) throw Napi::RangeError::New(info.Env(), "need k >= 1, m >= 1, k + m <= 255");
+  auto b = Napi::Buffer<uint8_t>::New(info.Env(), static_cast<size_t>((k + m) * k));
+  isg::generatorMatrix(static_cast<int>(k), static_cast<int>(m), b.Data());
+  return b;
+}
+
+// ISA-L's own gf_gen_cauchy1_matrix, so a test can show our documented matrix is the same.
+Napi::Value IsalCauchy1(const Napi::CallbackInfo& info) {
+  int64_t k = intArg(info, 0, "k"), m = intArg(info, 1, "m");
+  if (k < 1 || m < 1 || k + m > 255) throw Napi::RangeError::New(info.Env(), "need k >= 1, m >= 1, k + m <= 255");
+  auto b = Napi::Buffer<uint8_t>::New(info.Env(), static_cast<size_t>((k + m) * k));
+  gf_gen_cauchy1_matrix(b.Data(), static_cast<int>(k + m), static_cast<int>(k));
+  return b;
+}
+
+// Baseline for the benchmark: seconds for `iters` calls of ec_encode_data on len-byte shards,
+// timed in C, so the addon's per-call cost can be read off against it.
+Napi::Value IsalEncodeBench(const Napi::CallbackInfo& info) {
+  int64_t k = intArg(info, 0, "k"), m = intArg(info, 1, "m"), len = intArg(info, 2, "len"), iters = intArg(info, 3, "iters");
+  if (k < 1 || m < 1 || k + m > 255 || len < 1 || len > (1 << 30)) throw Napi::RangeError::New(info.Env(), "bad arguments");
+  std::vector<uint8_t*> bufs(k + m);
+  for (auto& b : bufs) {
+    if (posix_memalign(reinterpret_cast<void**>(&b), 64, static_cast<size_t>(len)) != 0) throw Napi::Error::New(info.Env(), "out of memory");
+    for (int64_t i = 0; i < len; i++) b[i] = static_cast<uint8_t>(rand());
+  }
+  std::vector<uint8_t> g((k + m) * k), tbl(32 * k * m);
+  isg::generatorMatrix(static_cast<int>(k), static_cast<int>(m), g.data());
+  ec_init_tables(static_cast<int>(k), static_cast<int>(m), g.data() + k * k, tbl.data());
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t it = 0; it < iters; it++)
+    ec_encode_data(static_cast<int>(len), static_cast<int>(k), static_cast<int>(m), tbl.data(), bufs.data(), bufs.data() + k);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (auto b : bufs) free(b);
+  return Napi::Number::New(info.Env(), s);
+}
+
+// CRC-64/XZ (ECMA-182 polynomial, reflected, init and xorout all ones), 8 bytes little-endian.
+Napi::Value Crc64(const Napi::CallbackInfo& info) {
+  size_t len;
+  uint8_t* p = bytesOf(info[0], &len, "data");
+  uint64_t c = crc64_ecma_refl(0, p, len);
+  auto b = Napi::Buffer<uint8_t>::New(info.Env(), 8);
+  for (int i = 0; i < 8; i++) b.Data()[i] = static_cast<uint8_t>(c >> (8 * i));
+  return b;
+}
+
+isg::CdcParams cdcParams(const Napi::CallbackInfo& info, size_t at) {
+  isg::CdcParams p;
+  p.minSize = static_cast<uint64_t>(intArg(info, at, "minSize"));
+  p.avgSize = static_cast<uint64_t>(intArg(info, at + 1, "avgSize"));
+  p.maxSize = static_cast<uint64_t>(intArg(info, at + 2, "maxSize"));
+  p.maskS = static_cast<uint32_t>(intArg(info, at + 3, "maskS"));
+  p.maskL = static_cast<uint32_t>(intArg(info, at + 4, "maskL"));
+  if (!(p.minSize >= 1 && p.minSize < p.avgSize && p.avgSize < p.maxSize))
+    throw Napi::RangeError::New(info.Env(), "chunker sizes must satisfy min < avg < max");
+  Napi::Value g = info[at + 5];
+  if (!g.IsTypedArray() || g.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      g.As<Napi::Uint32Array>().ElementLength() != 256)
+    throw Napi::TypeError::New(info.Env(), "gear must be a Uint32Array of 256 entries");
+  std::memcpy(p.gear, g.As<Napi::Uint32Array>().Data(), sizeof(p.gear));
+  return p;
+}
+
+Napi::Value cutsToJs(Napi::Env env, const std::vector<double>& cuts) {
+  auto a = Napi::Float64Array::New(env, cuts.size());
+  if (!cuts.empty()) std::memcpy(a.Data(), cuts.data(), cuts.size() * sizeof(double));
+  return a;
+}
+
+// cdcCutPoints(data, min, avg, max, maskS, maskL, gear) -> Float64Array of chunk ends
+Napi::Value CdcCutPoints(const Napi::CallbackInfo& info) {
+  size_t len;
+  uint8_t* d = bytesOf(info[0], &len, "data");
+  isg::CdcScanner s(cdcParams(info, 1));
+  std::vector<double> cuts;
+  s.push(d, len, &cuts);
+  s.finish(&cuts);
+  return cutsToJs(info.Env(), cuts);
+}
+
+class CdcStream : public Napi::ObjectWrap<CdcStream> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "CdcStream", {InstanceMethod("push", &CdcStream::Push), InstanceMethod("finish", &CdcStream::Finish)});
+  }
+  explicit CdcStream(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CdcStream>(info), s_(cdcParams(info, 0)) {}
+
+ private:
+  Napi::Value Push(const Napi::CallbackInfo& info) {
+    size_t len;
+    uint8_t* d = bytesOf(info[0], &len, "piece");
+    cuts_.clear();
+    s_.push(d, len, &cuts_);
+    return cutsToJs(info.Env(), cuts_);
+  }
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    cuts_.clear();
+    s_.finish(&cuts_);
+    return cutsToJs(info.Env(), cuts_);
+  }
+  isg::CdcScanner s_;
+  std::vector<double> cuts_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("rsApply", Napi::Function::New(env, RsApply, "rsApply"));
+  exports.Set("rsMatrix", Napi::Function::New(env, RsMatrix, "rsMatrix"));
+  exports.Set("isalCauchy1", Napi::Function::New(env, IsalCauchy1, "isalCauchy1"));
+  exports.Set("isalEncodeBench", Napi::Function::New(env, IsalEncodeBench, "isalEncodeBench"));
+  exports.Set("crc64", Napi::Function::New(env, Crc64, "crc64"));
+  exports.Set("cdcCutPoints", Napi::Function::New(env, CdcCutPoints, "cdcCutPoints"));
+  exports.Set("CdcStream", CdcStream::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(isgfs_native, Init)
