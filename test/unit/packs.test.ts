@@ -1,0 +1,195 @@
+/** Packs, shards and the loss of backends, at the session level (no FUSE). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { constants as C } from 'node:fs';
+import { Session } from '../../src/repo/session';
+import { buildPack, decodeShardHeader, encodeShard, layoutFor, newPackId, piecesOf, readPackTrailer, SEGMENT, splitPack } from '../../src/pack/format';
+import { repoStatus } from '../../src/repo/status';
+import { checkRepository } from '../../src/repair/check';
+import { prng, tmpDir } from '../helpers/tmp';
+import { smallRepo } from '../helpers/session';
+
+const me = { uid: 0, gid: 0 };
+
+describe('pack and shard formats', () => {
+  const key = Buffer.alloc(32, 5);
+  test('a pack describes itself; a tampered trailer is rejected', () => {
+    const r = prng(1);
+    const blocks = [1000, 1, 70_000].map((n, i) => ({ id: Buffer.alloc(32, i + 1), encoded: r.bytes(n) }));
+    const id = newPackId();
+    const { bytes, entries } = buildPack(key, id, blocks);
+    expect(readPackTrailer(key, id, bytes)).toEqual(entries);
+    expect(entries.map((e) => e.offset)).toEqual([0, 1000, 1001]);
+    const bad = Buffer.from(bytes);
+    bad[bad.length - 20] ^= 1;
+    expect(() => readPackTrailer(key, id, bad)).toThrow(/does not authenticate/);
+    expect(() => readPackTrailer(key, newPackId(), bytes)).toThrow(/does not authenticate/);
+  });
+
+  test('shard headers carry segment checksums and reject damage', () => {
+    const pack = prng(2).bytes(300_000);
+    const layout = layoutFor(pack.length, 4, 2);
+    const shards = splitPack(pack, layout);
+    expect(Buffer.concat(shards).subarray(0, pack.length).equals(pack)).toBe(true);
+    const obj = encodeShard('ab'.repeat(16), 1, layout, shards[1]);
+    const h = decodeShardHeader(obj);
+    expect(h).toMatchObject({ k: 4, m: 2, index: 1, shardSize: layout.shardSize, packLength: pack.length, packId: 'ab'.repeat(16) });
+    expect(h.checksums.length).toBe(Math.ceil(layout.shardSize / SEGMENT));
+    const bad = Buffer.from(obj);
+    bad[70] ^= 1;
+    expect(() => decodeShardHeader(bad)).toThrow(/checksum/);
+  });
+
+  test('piecesOf maps a pack range onto data shards', () => {
+    expect(piecesOf(90, 30, 100)).toEqual([{ shard: 0, from: 90, to: 100, at: 0 }, { shard: 1, from: 0, to: 20, at: 10 }]);
+    expect(piecesOf(250, 10, 100)).toEqual([{ shard: 2, from: 50, to: 60, at: 0 }]);
+  });
+});
+
+describe('erasure-coded packs over six local backends', () => {
+  const t = tmpDir();
+  const repo = path.join(t.dir, 'repo');
+  let s: Session;
+  const files = new Map<string, Buffer>();
+
+  async function writeFile(name: string, data: Buffer) {
+    const fh = await s.fs.create(name, 0o644, C.O_WRONLY, me);
+    await s.fs.write(fh, 0, data);
+    await s.fs.release(fh);
+    files.set(name, data);
+  }
+  async function readAll() {
+    for (const [name, data] of files) {
+      const fh = await s.fs.open(name, C.O_RDONLY);
+      const got = await s.fs.read(fh, 0, data.length + 1);
+      await s.fs.release(fh);
+      if (!got.equals(data)) throw new Error(`${name} differs`);
+    }
+  }
+  const backendDir = (i: number) => path.join(repo, 'backends', `local${i}`);
+
+  beforeAll(async () => {
+    s = await smallRepo(repo);
+    const r = prng(77);
+    for (let i = 0; i < 12; i++) await writeFile(`/f${i}`, r.bytes(20_000 + r.int(200_000)));
+    await writeFile('/text', Buffer.from('some compressible text '.repeat(20_000)));
+  });
+  afterAll(async () => { await s.close(); t.cleanup(); });
+
+  test('flush stores everything as k + m shards; cache drop empties the local tier; reads come back from shards', async () => {
+    expect(s.packer.pending().pendingBlocks).toBeGreaterThan(0);
+    await s.flush();
+    expect(s.packer.pending()).toEqual({ pendingBlocks: 0, pendingBytes: 0 });
+    const st = await repoStatus(repo);
+    expect(st.packs).toBeGreaterThan(3);
+    expect(st.pendingUploadBytes).toBe(0);
+    expect(st.dataShards).toBe(4);
+    expect(st.parityShards).toBe(2);
+    expect(st.backends).toHaveLength(6);
+    for (const b of st.backends) {
+      expect(b).toMatchObject({ type: 'local', tier: 'hot', healthy: true, missingShards: 0 });
+      expect(b.shards).toBe(st.packs);
+      expect(b.path).toBe(backendDir(Number(b.name.slice(5))));
+    }
+    expect(await s.cacheDrop()).toBeGreaterThan(0);
+    expect(s.store.localBytes).toBe(0);
+    expect(fs.readdirSync(path.join(repo, 'cache/blocks')).flatMap((d) => fs.readdirSync(path.join(repo, 'cache/blocks', d)))).toEqual([]);
+    await readAll();
+    expect(s.store.localBytes).toBeGreaterThan(0); // fetched blocks are kept in the local tier
+  });
+
+  test('any 2 of the 6 backends lost: every combination reads back bit for bit, status names the missing shards', async () => {
+    for (let a = 0; a < 6; a++) {
+      for (let b = a + 1; b < 6; b++) {
+        fs.renameSync(backendDir(a), backendDir(a) + '.away');
+        fs.renameSync(backendDir(b), backendDir(b) + '.away');
+        try {
+          await s.cacheDrop();
+          await readAll();
+          if (a === 0 && b === 5) {
+            const st = await repoStatus(repo);
+            expect(st.missingShards).toBe(2 * st.packs);
+            expect(st.backends.filter((x) => x.missingShards > 0).map((x) => x.name)).toEqual(['local0', 'local5']);
+          }
+        } finally {
+          fs.renameSync(backendDir(a) + '.away', backendDir(a));
+          fs.renameSync(backendDir(b) + '.away', backendDir(b));
+        }
+      }
+    }
+  });
+
+  test('three backends lost is one too many: a clear error, and everything is back once they return', async () => {
+    for (const i of [1, 2, 3]) fs.renameSync(backendDir(i), backendDir(i) + '.away');
+    try {
+      await s.cacheDrop();
+      await expect(readAll()).rejects.toThrow(/only \d of the 4 shards needed could be read/);
+    } finally {
+      for (const i of [1, 2, 3]) fs.renameSync(backendDir(i) + '.away', backendDir(i));
+    }
+    await readAll();
+  });
+
+  test('flipped bytes inside shards are detected and the data is served from the other shards', async () => {
+    const r = prng(5);
+    let flipped = 0;
+    for (let i = 0; i < 6; i++) {
+      const shardFiles = (function walk(d: string): string[] {
+        return fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+      })(backendDir(i));
+      // two backends at most, so every position keeps k good shards
+      if (i > 1) continue;
+      for (const f of shardFiles) {
+        const b = fs.readFileSync(f);
+        for (let n = 0; n < 20; n++) b[200 + r.int(b.length - 200)] ^= 0xff;
+        fs.writeFileSync(f, b);
+        flipped++;
+      }
+    }
+    expect(flipped).toBeGreaterThan(0);
+    await s.cacheDrop();
+    await readAll();
+    expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
+  });
+});
+
+describe('a backend down while packing', () => {
+  const t = tmpDir();
+  const repo = path.join(t.dir, 'repo');
+  let s: Session;
+  afterAll(async () => { await s.close(); t.cleanup(); });
+
+  test('with k shards stored the pack commits; the missing ones are repaired; fewer than k: flush fails clearly, then succeeds', async () => {
+    s = await smallRepo(repo);
+    const dir = (i: number) => path.join(repo, 'backends', `local${i}`);
+    const data = prng(9).bytes(400_000);
+    const fh = await s.fs.create('/x', 0o644, C.O_WRONLY, me);
+    await s.fs.write(fh, 0, data);
+    await s.fs.release(fh);
+    // A file where a directory should be: puts fail, reads fail.
+    fs.renameSync(dir(4), dir(4) + '.away');
+    fs.writeFileSync(dir(4), 'not a directory');
+    await s.packer.drain();
+    const packs = [...s.meta.allPacks()];
+    expect(packs.length).toBeGreaterThan(0);
+    expect(packs.every(({ row }) => row.stored.length === 5)).toBe(true);
+    fs.rmSync(dir(4));
+    fs.renameSync(dir(4) + '.away', dir(4));
+    expect(await s.repairMissingShards()).toBe(packs.length);
+    expect([...s.meta.allPacks()].every(({ row }) => row.stored.length === 6)).toBe(true);
+    expect((await repoStatus(repo)).missingShards).toBe(0);
+
+    const more = prng(10).bytes(300_000);
+    const fh2 = await s.fs.create('/y', 0o644, C.O_WRONLY, me);
+    await s.fs.write(fh2, 0, more);
+    await s.fs.release(fh2);
+    for (const i of [0, 1, 2]) { fs.renameSync(dir(i), dir(i) + '.away'); fs.writeFileSync(dir(i), ''); }
+    await expect(s.flush()).rejects.toThrow(/shards stored \(need 4\)/);
+    for (const i of [0, 1, 2]) { fs.rmSync(dir(i)); fs.renameSync(dir(i) + '.away', dir(i)); }
+    await s.flush();
+    await s.cacheDrop();
+    const rd = await s.fs.open('/y', C.O_RDONLY);
+    expect((await s.fs.read(rd, 0, more.length)).equals(more)).toBe(true);
+    await s.fs.release(rd);
+  });
+});
