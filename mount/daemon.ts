@@ -58,6 +58,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       fsname: FSNAME_PREFIX + dataDir,
       subtype: 'isgfs',
       allowOther: o.allowOther,
+      defaultPermissions: true, // the kernel checks mode bits; the core does not repeat them
       options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
     });
   } catch (e) {
