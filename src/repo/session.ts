@@ -108,11 +108,25 @@ export class Session {
     this.timers.push(t);
   }
 
-  /** Everything written so far, packed and stored on the backends (`isg flush`). */
-  async flush(onProgress?: (p: UploadProgress) => void): Promise<void> {
+  /**
+   * Everything written so far, packed and stored on the backends, every shard of every pack
+   * (`isg flush`). Shards that cannot be stored are retried for `patienceMs` (a backend that just
+   * came back may still be cooling down as unhealthy), then the flush fails naming them.
+   */
+  async flush(onProgress?: (p: UploadProgress) => void, patienceMs = 60_000): Promise<void> {
     await this.fs.flushAll();
     await this.packer.drain(onProgress);
-    await this.repairMissingShards();
+    const deadline = Date.now() + patienceMs;
+    for (;;) {
+      await this.repairMissingShards();
+      const incomplete = [...this.meta.allPacks()].filter(({ row }) => row.stored.length < row.k + row.m);
+      if (!incomplete.length) break;
+      if (Date.now() > deadline) {
+        const where = new Set(incomplete.flatMap(({ row }) => row.placement.filter((_, i) => !row.stored.includes(i))));
+        throw new Error(`${incomplete.length} pack(s) still miss shards on ${[...where].join(', ')} (the data is readable from the other shards)`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
     await this.fs.sync();
   }
 
