@@ -4,14 +4,20 @@
  * figures and their ratios. `--json` ends the output with one JSON line.
  *
  * Workloads: sequential write and cold read of 1 GiB of incompressible data (MB/s), `tar x` of a
- * tree of thousands of small files (files/s), `ls -lR` of it warm (entries/s), and stored/logical
- * bytes after writing three published versions of one npm package.
+ * tree of thousands of small files (files/s), `ls -lR` of it warm (entries/s), stored/logical
+ * bytes after writing three published versions of one npm package; then, over the backends:
+ * cold sequential read after `isg cache drop` with all six local backends and with m of them
+ * missing, and upload throughput (packing + erasure coding + stores) to six local backends and to
+ * an S3 server on loopback.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { forceUnmount, listFuseMounts } from '../mount/teardown';
+import { initRepository } from '../src/repo/repository';
+import { Session } from '../src/repo/session';
+import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -33,6 +39,12 @@ function say(line: string): void {
 function timed(fn: () => void): number {
   const t = process.hrtime.bigint();
   fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+async function timedAsync(fn: () => Promise<unknown>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
@@ -120,6 +132,66 @@ async function main(): Promise<void> {
       await t.stop();
     }
 
+    // Cold reads from the backends: all present, then m missing.
+    {
+      const bdata = path.join(work, 'cold-data');
+      const bt = fuseTarget('isgfs', path.join(work, 'cold'), [ISG, 'mount', bdata, path.join(work, 'cold'), '--log-level', 'warn']);
+      await bt.start();
+      sh(`dd if=${shm}/random.bin of=${bt.dir}/seq.bin bs=1M conv=fsync status=none`);
+      sh(`${process.execPath} ${ISG} flush ${bdata}`);
+      const coldRead = () => {
+        sh(`${process.execPath} ${ISG} cache drop ${bdata}`);
+        dropCaches();
+        return mb / timed(() => sh(`dd if=${bt.dir}/seq.bin of=/dev/null bs=1M status=none`));
+      };
+      say('[isgfs] cold read from the backends, all present');
+      results.isgfs.backend_cold_read_MBps = coldRead();
+      const lost = [0, 2].map((i) => path.join(bdata, 'backends', `local${i}`));
+      for (const d of lost) fs.renameSync(d, d + '.away');
+      say('[isgfs] cold read from the backends, 2 of 6 missing');
+      try {
+        results.isgfs.backend_cold_read_m_missing_MBps = coldRead();
+      } finally {
+        for (const d of lost) fs.renameSync(d + '.away', d);
+      }
+      await bt.stop();
+    }
+
+    // Upload throughput, in-process: the packer alone (chunking and encryption happen before).
+    const upload = async (label: string, bytes: number, configure?: Parameters<typeof initRepository>[1]['configure']) => {
+      const dir = path.join(work, `upload-${label}`);
+      await initRepository(dir, { configure });
+      const s = await Session.open(dir);
+      try {
+        const fh = await s.fs.create('/f', 0o644, 1, { uid: 0, gid: 0 });
+        const src = fs.openSync(`${shm}/random.bin`, 'r');
+        const buf = Buffer.alloc(1 << 20);
+        for (let off = 0; off < bytes; off += buf.length) {
+          fs.readSync(src, buf, 0, buf.length, off % SEQ_BYTES);
+          await s.fs.write(fh, off, buf);
+        }
+        fs.closeSync(src);
+        await s.fs.release(fh);
+        say(`[isgfs] upload of ${(bytes / 1e6).toFixed(0)} MB to ${label}`);
+        return (bytes / 1e6) / ((await timedAsync(() => s.flush())));
+      } finally {
+        await s.close();
+      }
+    };
+    results.isgfs.upload_6_local_MBps = await upload('local', SEQ_BYTES);
+    const s3 = await S3rverProcess.start('isgbench');
+    try {
+      const s3bytes = Math.min(SEQ_BYTES, 256 * 1024 * 1024);
+      results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c) => {
+        c.storage.backends = Array.from({ length: 6 }, (_, i) => ({
+          name: `s3${i}`, type: 's3', tier: 'warm' as const, endpoint: s3.endpoint, bucket: 'isgbench', prefix: `b${i}/`,
+          region: 'us-east-1', accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY,
+        }));
+      });
+    } finally {
+      await s3.close();
+    }
+
     // Dedup over three versions of one package, on isgfs only (plain and noop store everything).
     say(`dedup: ${DEDUP_PACKAGE}@${DEDUP_VERSIONS.join(', ')}`);
     const cache = path.join(os.homedir(), '.cache/isgfs-bench');
@@ -159,6 +231,12 @@ async function main(): Promise<void> {
     ls_lR_entries_per_s: results.isgfs.ls_lR_entries_per_s,
     ls_lR_vs_plain: ratio('ls_lR_entries_per_s', 'plain'),
     three_version_stored_over_logical: results.isgfs.three_version_stored_over_logical,
+    backend_cold_read_MBps: results.isgfs.backend_cold_read_MBps,
+    backend_cold_read_vs_plain: results.isgfs.backend_cold_read_MBps / results.plain.cold_read_MBps,
+    backend_cold_read_m_missing_MBps: results.isgfs.backend_cold_read_m_missing_MBps,
+    m_missing_vs_all: results.isgfs.backend_cold_read_m_missing_MBps / results.isgfs.backend_cold_read_MBps,
+    upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
+    upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
     baseline: { plain: results.plain, noop_fuse: results.noop },
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
@@ -170,6 +248,9 @@ async function main(): Promise<void> {
   }
   console.log(`three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
     `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`);
+  console.log(`cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain), ` +
+    `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`);
+  console.log(`upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`);
   if (json) console.log(JSON.stringify(figures));
 }
 
