@@ -1,0 +1,99 @@
+/**
+ * Loader and typed wrapper of the N-API addon (native/, built by node-gyp into build/Release).
+ * Arguments are checked here with the fallback's messages; large Reed-Solomon jobs are split
+ * into pieces that run in parallel on the libuv pool.
+ */
+import { availableParallelism } from 'node:os';
+import * as path from 'node:path';
+import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
+import { checkGear } from './cdc';
+import { checkEncode, checkReconstruct } from './checks';
+import type { ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
+
+type ChunkerArgs = [number, number, number, number, number, Uint32Array];
+
+export interface Binding {
+  rsApply(k: number, m: number, srcIdx: number[], srcs: Uint8Array[], outIdx: number[], outs: Uint8Array[], srcOff: number, dstOff: number, len: number): Promise<void>;
+  rsMatrix(k: number, m: number): Buffer;
+  isalCauchy1(k: number, m: number): Buffer;
+  isalEncodeBench(k: number, m: number, len: number, iters: number): number;
+  crc64(data: Uint8Array): Buffer;
+  cdcCutPoints(data: Uint8Array, ...p: ChunkerArgs): Float64Array;
+  CdcStream: new (...p: ChunkerArgs) => { push(piece: Uint8Array): Float64Array; finish(): Float64Array };
+}
+
+const ADDON = 'isgfs_native.node';
+
+/** The addon from build/Release of the package (src/native under ts-jest, dist/src/native when built). */
+export function loadBinding(): { binding: Binding | null; error?: string } {
+  const errors: string[] = [];
+  for (const up of ['../..', '../../..']) {
+    const file = path.resolve(__dirname, up, 'build', 'Release', ADDON);
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return { binding: require(file) as Binding };
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'MODULE_NOT_FOUND') errors.push(`${file}: ${err.message}`);
+    }
+  }
+  return { binding: null, error: errors.length ? errors.join('; ') : `${ADDON} not built (run npm run setup)` };
+}
+
+const MIN_PIECE = 128 * 1024;
+const DEFAULT_THREADS = Math.max(1, Math.min(4, availableParallelism()));
+
+/** [offset, length] pieces of [0, len): at most `threads`, each at least MIN_PIECE, cut on 64-byte boundaries. */
+function pieces(len: number, threads = DEFAULT_THREADS): [number, number][] {
+  const n = Math.max(1, Math.min(Math.floor(threads), Math.floor(len / MIN_PIECE)));
+  const out: [number, number][] = [];
+  let at = 0;
+  for (let i = 1; i <= n; i++) {
+    const end = i === n ? len : Math.ceil((len * i) / n / 64) * 64;
+    if (end > at) out.push([at, end - at]);
+    at = end;
+  }
+  return out.length ? out : [[0, 0]];
+}
+
+function chunkerArgs(p: ChunkerParams, gear: Uint32Array): ChunkerArgs {
+  validateChunkerParams(p);
+  checkGear(gear);
+  const { maskS, maskL } = chunkMasks(p.avgSize);
+  return [p.minSize, p.avgSize, p.maxSize, maskS, maskL, gear];
+}
+
+export function addonErasure(b: Binding): ErasureImpl {
+  return {
+    async rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
+      const len = checkEncode(k, m, data);
+      const parity = Array.from({ length: m }, () => Buffer.allocUnsafe(len));
+      const src = [...Array(k).keys()];
+      const out = Array.from({ length: m }, (_, i) => k + i);
+      await Promise.all(pieces(len, opts?.threads).map(([o, l]) => b.rsApply(k, m, src, data, out, parity, o, o, l)));
+      return parity;
+    },
+    async rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
+      const plan = checkReconstruct(k, m, shards, range);
+      const { offset, length } = plan;
+      const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
+      if (plan.missing.length === 0) return result as Buffer[];
+      const outs = plan.missing.map(() => Buffer.allocUnsafe(length));
+      const srcs = plan.sources.map((i) => shards[i] as Buffer);
+      await Promise.all(pieces(length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, offset + o, o, l)));
+      plan.missing.forEach((i, r) => (result[i] = outs[r]));
+      return result as Buffer[];
+    },
+    shardChecksum: (data: Uint8Array) => b.crc64(data),
+  };
+}
+
+export function addonChunk(b: Binding): ChunkImpl {
+  return {
+    cdcCutPoints: (data, p, gear) => Array.from(b.cdcCutPoints(data, ...chunkerArgs(p, gear))),
+    newCdcStream(p: ChunkerParams, gear: Uint32Array): CdcStreamLike {
+      const s = new b.CdcStream(...chunkerArgs(p, gear));
+      return { push: (piece) => Array.from(s.push(piece)), finish: () => Array.from(s.finish()) };
+    },
+  };
+}

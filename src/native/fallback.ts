@@ -1,0 +1,84 @@
+/**
+ * The portable implementation of src/native: plain TypeScript, byte-identical to the addon.
+ * Reed-Solomon with GF(2^8) tables and the generator matrix of gf256.ts; the work is cut into
+ * slices with a yield between them, so a large job never holds the event loop for long.
+ */
+import { cutPoints } from '../chunk/fastcdc';
+import { blake3, blake3Keyed } from './blake3';
+import { TsCdcStream, checkGear } from './cdc';
+import { checkEncode, checkReconstruct } from './checks';
+import { crc64 } from './crc64';
+import { codingMatrix, GF_MUL_TABLE } from './gf256';
+import type { ByteRange, ChunkImpl, ErasureImpl, HashImpl } from './types';
+import { validateChunkerParams } from '../chunk/fastcdc';
+
+const SLICE = 64 * 1024;
+const matrices = new Map<string, Uint8Array>();
+
+function matrixFor(k: number, m: number, src: number[], out: number[]): Uint8Array {
+  const key = `${k}/${m}/${src.join(',')}/${out.join(',')}`;
+  let rows = matrices.get(key);
+  if (!rows) {
+    if (matrices.size >= 4096) matrices.clear();
+    rows = codingMatrix(k, m, src, out);
+    matrices.set(key, rows);
+  }
+  return rows;
+}
+
+/** outs[r] = sum over c of rows[r][c] * srcs[c], over `len` bytes. */
+async function apply(rows: Uint8Array, k: number, srcs: Uint8Array[], outs: Uint8Array[], len: number): Promise<void> {
+  for (let from = 0; from < len; from += SLICE) {
+    const to = Math.min(len, from + SLICE);
+    outs.forEach((out, r) => {
+      for (let c = 0; c < k; c++) {
+        const coef = rows[r * k + c];
+        const src = srcs[c];
+        if (c === 0) {
+          if (coef === 0) out.fill(0, from, to);
+          else for (let x = from, t = coef * 256; x < to; x++) out[x] = GF_MUL_TABLE[t + src[x]];
+        } else if (coef === 1) {
+          for (let x = from; x < to; x++) out[x] ^= src[x];
+        } else if (coef !== 0) {
+          for (let x = from, t = coef * 256; x < to; x++) out[x] ^= GF_MUL_TABLE[t + src[x]];
+        }
+      }
+    });
+    if (to < len) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+async function rsEncode(k: number, m: number, data: Buffer[]): Promise<Buffer[]> {
+  const len = checkEncode(k, m, data);
+  const parity = Array.from({ length: m }, () => Buffer.alloc(len));
+  const rows = matrixFor(k, m, [...Array(k).keys()], Array.from({ length: m }, (_, i) => k + i));
+  await apply(rows, k, data, parity, len);
+  return parity;
+}
+
+async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange): Promise<Buffer[]> {
+  const plan = checkReconstruct(k, m, shards, range);
+  const { offset, length } = plan;
+  const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
+  if (plan.missing.length === 0) return result as Buffer[];
+  const outs = plan.missing.map(() => Buffer.alloc(length));
+  const srcs = plan.sources.map((i) => result[i] as Buffer);
+  await apply(matrixFor(k, m, plan.sources, plan.missing), k, srcs, outs, length);
+  plan.missing.forEach((i, r) => (result[i] = outs[r]));
+  return result as Buffer[];
+}
+
+export const fallbackErasure: ErasureImpl = { rsEncode, rsReconstruct, shardChecksum: crc64 };
+
+export const fallbackChunk: ChunkImpl = {
+  cdcCutPoints(data, p, gear) {
+    validateChunkerParams(p);
+    checkGear(gear);
+    return cutPoints(data, p, gear);
+  },
+  newCdcStream: (p, gear) => new TsCdcStream(p, gear),
+};
+
+export const fallbackHash: HashImpl = { blake3, blake3Keyed };
+
+export const fallback = { ...fallbackErasure, ...fallbackChunk, ...fallbackHash };

@@ -1,0 +1,86 @@
+/**
+ * src/native: erasure coding, shard checksums, chunk scanning and hashing, each from the native
+ * addon (ISA-L) or @napi-rs/blake-hash when they load, else from the portable TypeScript
+ * implementation, which gives byte-identical results. ISGFS_NO_NATIVE=1 forces the fallback.
+ * One log line per process says what runs on the fallback.
+ */
+import { isMainThread } from 'node:worker_threads';
+import type { ChunkerParams } from '../chunk/fastcdc';
+import { log } from '../log';
+import { addonChunk, addonErasure, Binding, loadBinding } from './addon';
+import { fallbackChunk, fallbackErasure, fallbackHash } from './fallback';
+import { loadNapiBlake } from './napi-blake';
+import type { ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
+
+export type { ByteRange, RsOptions } from './types';
+
+export const forcedFallback = ['1', 'true', 'yes'].includes((process.env.ISGFS_NO_NATIVE ?? '').toLowerCase());
+
+const loaded = forcedFallback ? { binding: null, error: 'ISGFS_NO_NATIVE is set' } : loadBinding();
+const blake = forcedFallback ? { impl: null, error: 'ISGFS_NO_NATIVE is set' } : loadNapiBlake();
+
+/** The raw addon, when loaded (tests and the benchmark use its extra functions). */
+export const binding: Binding | null = loaded.binding;
+/** True when the addon runs erasure coding, checksums and chunk scanning. */
+export const nativeLoaded: boolean = binding !== null;
+/** True when BLAKE3 runs in @napi-rs/blake-hash. */
+export const nativeBlake3: boolean = blake.impl !== null;
+
+const erasure: ErasureImpl = binding ? addonErasure(binding) : fallbackErasure;
+const chunk: ChunkImpl = binding ? addonChunk(binding) : fallbackChunk;
+const hash: HashImpl = blake.impl ?? fallbackHash;
+
+if (isMainThread && (!nativeLoaded || !nativeBlake3)) {
+  const parts = [
+    !nativeLoaded && `erasure coding, checksums and chunking (${loaded.error})`,
+    !nativeBlake3 && `BLAKE3 (${blake.error})`,
+  ].filter(Boolean);
+  log.warn(`native: portable fallback for ${parts.join('; ')}`);
+}
+
+export function blake3(data: Uint8Array): Buffer {
+  return hash.blake3(data);
+}
+
+export function blake3Keyed(key: Uint8Array, data: Uint8Array): Buffer {
+  return hash.blake3Keyed(key, data);
+}
+
+/** Chunk ends of a whole buffer, the same as cutPoints() in src/chunk/fastcdc.ts. */
+export function cdcCutPoints(data: Uint8Array, p: ChunkerParams, gear: Uint32Array): number[] {
+  return chunk.cdcCutPoints(data, p, gear);
+}
+
+/** Streaming chunk scanner, the same cuts as StreamChunker; keeps no bytes between pieces. */
+export class CdcStream {
+  private readonly s: CdcStreamLike;
+  constructor(p: ChunkerParams, gear: Uint32Array) {
+    this.s = chunk.newCdcStream(p, gear);
+  }
+  /** Absolute end offsets of the chunks decided so far. */
+  push(piece: Uint8Array): number[] {
+    return this.s.push(piece);
+  }
+  /** End of the stream: the end of the last chunk, if any bytes are pending. */
+  finish(): number[] {
+    return this.s.finish();
+  }
+}
+
+/** The m parity shards of k equal-length data shards. */
+export function rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
+  return erasure.rsEncode(k, m, data, opts);
+}
+
+/**
+ * All k + m shards (or bytes [offset, offset + length) of each) from k + m entries with at most
+ * m of them null; present ones are returned as given (sliced to the range), missing ones rebuilt.
+ */
+export function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
+  return erasure.rsReconstruct(k, m, shards, range, opts);
+}
+
+/** CRC-64/XZ of a shard or segment, 8 bytes little-endian (docs/formats.md). */
+export function shardChecksum(data: Uint8Array): Buffer {
+  return erasure.shardChecksum(data);
+}

@@ -1,0 +1,33 @@
+/** The interface every implementation (addon, portable fallback) provides; src/native/index.ts picks one per function. */
+import type { ChunkerParams } from '../chunk/fastcdc';
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface RsOptions {
+  /** Pieces a large job is split into, run in parallel (addon only; default: the cores, at most 4). */
+  threads?: number;
+}
+
+export interface CdcStreamLike {
+  push(piece: Uint8Array): number[];
+  finish(): number[];
+}
+
+export interface ErasureImpl {
+  rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]>;
+  rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]>;
+  shardChecksum(data: Uint8Array): Buffer;
+}
+
+export interface ChunkImpl {
+  cdcCutPoints(data: Uint8Array, p: ChunkerParams, gear: Uint32Array): number[];
+  newCdcStream(p: ChunkerParams, gear: Uint32Array): CdcStreamLike;
+}
+
+export interface HashImpl {
+  blake3(data: Uint8Array): Buffer;
+  blake3Keyed(key: Uint8Array, data: Uint8Array): Buffer;
+}
