@@ -14,6 +14,13 @@ export interface ConformanceOptions {
   /** Runs after the big-object put; e.g. to check multipart was used. */
   afterBigPut?: () => void;
   beforeBigPut?: () => void;
+  /** Test-setup workarounds for a server's known bugs (see the s3rver notes in s3.test.ts). */
+  serverBugs?: {
+    /** Listings are not in key order when keys differ by a character below '/' ("b-" vs "b/"). */
+    unsortedListing?: boolean;
+    /** A ranged GET of an empty object is answered with Content-Length 1 and no body. */
+    rangedGetOfEmptyObjectHangs?: boolean;
+  };
 }
 
 export async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
@@ -110,7 +117,8 @@ export function conformance(label: string, get: () => Backend, opts: Conformance
       const b = get();
       const keys = ['ls/p/a', 'ls/p/b/c', 'ls/p/b/d', 'ls/p-x', 'ls/pq', 'ls/other/z', 'ls/p/b-'];
       for (const [i, k] of keys.entries()) await b.put(k, Buffer.alloc(i + 1));
-      const keysOf = async (p: string) => (await collect(b.list(p))).map((o) => o.key);
+      const inOrder = (ks: string[]) => (opts.serverBugs?.unsortedListing ? [...ks].sort() : ks);
+      const keysOf = async (p: string) => inOrder((await collect(b.list(p))).map((o) => o.key));
       expect(await keysOf('ls/p/')).toEqual(['ls/p/a', 'ls/p/b-', 'ls/p/b/c', 'ls/p/b/d']);
       expect(await keysOf('ls/p')).toEqual(['ls/p-x', 'ls/p/a', 'ls/p/b-', 'ls/p/b/c', 'ls/p/b/d', 'ls/pq']);
       expect(await keysOf('ls/p/b')).toEqual(['ls/p/b-', 'ls/p/b/c', 'ls/p/b/d']);
@@ -154,7 +162,7 @@ export function conformance(label: string, get: () => Backend, opts: Conformance
       expect((await b.get('empty/e')).length).toBe(0);
       expect(await b.stat('empty/e')).toEqual({ key: 'empty/e', size: 0 });
       expect(await collect(b.list('empty/'))).toEqual([{ key: 'empty/e', size: 0 }]);
-      expect((await b.get('empty/e', { offset: 0, length: 10 })).length).toBe(0);
+      if (!opts.serverBugs?.rangedGetOfEmptyObjectHangs) expect((await b.get('empty/e', { offset: 0, length: 10 })).length).toBe(0);
     });
 
     test('invalid keys and ranges are refused as permanent errors', async () => {
