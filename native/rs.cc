@@ -100,11 +100,46 @@ std::shared_ptr<const CodingTables> build(int k, int m, const std::vector<uint8_
   auto t = std::make_shared<CodingTables>();
   t->k = k;
   t->rows = rows;
+  t->matrix = dec;
   t->gftbls.resize(static_cast<size_t>(32) * k * rows);
   ec_init_tables(k, rows, dec.data(), t->gftbls.data());
   return t;
 }
 }  // namespace
+
+namespace {
+// ISA-L hands short lengths (below 16..64 bytes, by instruction set) and CPUs without SSSE3 to
+// ec_encode_data_base, which calls gf_mul -- bound to node's unrelated gf_mul (see above) and
+// so a crash. Those cases are computed here instead.
+constexpr size_t kSimdMin = 64;
+
+bool simdUsable() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool ok = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1");
+  return ok;
+#else
+  return true;
+#endif
+}
+
+void applyScalar(const CodingTables& t, size_t len, uint8_t* const* srcs, uint8_t* const* outs) {
+  for (int r = 0; r < t.rows; r++) {
+    uint8_t* out = outs[r];
+    for (size_t x = 0; x < len; x++) {
+      uint8_t s = 0;
+      for (int c = 0; c < t.k; c++) s ^= gf.mul(t.matrix[r * t.k + c], srcs[c][x]);
+      out[x] = s;
+    }
+  }
+}
+}  // namespace
+
+void applyTables(const CodingTables& t, size_t len, uint8_t* const* srcs, uint8_t* const* outs) {
+  if (len == 0 || t.rows == 0) return;
+  if (len < kSimdMin || !simdUsable()) return applyScalar(t, len, srcs, outs);
+  ec_encode_data(static_cast<int>(len), t.k, t.rows, const_cast<uint8_t*>(t.gftbls.data()),
+                 const_cast<uint8_t**>(srcs), const_cast<uint8_t**>(outs));
+}
 
 std::shared_ptr<const CodingTables> codingTables(int k, int m, const std::vector<uint8_t>& srcIdx,
                                                  const std::vector<uint8_t>& outIdx, std::string* err) {

@@ -11,8 +11,12 @@ namespace isg {
 struct CodingTables {
   int k = 0;     // sources
   int rows = 0;  // outputs
-  std::vector<uint8_t> gftbls;  // 32 * k * rows
+  std::vector<uint8_t> matrix;  // rows x k coefficients
+  std::vector<uint8_t> gftbls;  // 32 * k * rows, ISA-L's expanded form
 };
+
+// outs[r][0, len) = sum over c of matrix[r][c] * srcs[c][0, len).
+void applyTables(const CodingTables& t, size_t len, uint8_t* const* srcs, uint8_t* const* outs);
 
 // Systematic generator, (k + m) x k row-major: identity on top, Cauchy rows below,
 // G[k + i][j] = inv((k + i) XOR j). Documented in docs/formats.md ("Erasure code").
