@@ -19,46 +19,54 @@ const SCHEDULE = new Uint8Array(7 * 16);
 for (let i = 0; i < 16; i++) SCHEDULE[i] = i;
 for (let r = 1; r < 7; r++) for (let i = 0; i < 16; i++) SCHEDULE[r * 16 + i] = SCHEDULE[(r - 1) * 16 + PERM[i]];
 
-const v = new Uint32Array(16);
-
-function g(a: number, b: number, c: number, d: number, x: number, y: number): void {
-  v[a] = v[a] + v[b] + x;
-  let t = v[d] ^ v[a];
-  v[d] = (t >>> 16) | (t << 16);
-  v[c] = v[c] + v[d];
-  t = v[b] ^ v[c];
-  v[b] = (t >>> 12) | (t << 20);
-  v[a] = v[a] + v[b] + y;
-  t = v[d] ^ v[a];
-  v[d] = (t >>> 8) | (t << 24);
-  v[c] = v[c] + v[d];
-  t = v[b] ^ v[c];
-  v[b] = (t >>> 7) | (t << 25);
-}
-
-/** The compression function, truncated to the 8-word chaining value, written into `out`. */
+/** The compression function, truncated to the 8-word chaining value, written into `out`. Locals, not an array: several times faster. */
 function compress(cv: Uint32Array, m: Uint32Array, counter: number, blockLen: number, flags: number, out: Uint32Array): void {
-  for (let i = 0; i < 8; i++) v[i] = cv[i];
-  v[8] = IV[0];
-  v[9] = IV[1];
-  v[10] = IV[2];
-  v[11] = IV[3];
-  v[12] = counter >>> 0;
-  v[13] = Math.floor(counter / 0x100000000) >>> 0;
-  v[14] = blockLen;
-  v[15] = flags;
-  for (let r = 0; r < 7; r++) {
-    const s = r * 16;
-    g(0, 4, 8, 12, m[SCHEDULE[s]], m[SCHEDULE[s + 1]]);
-    g(1, 5, 9, 13, m[SCHEDULE[s + 2]], m[SCHEDULE[s + 3]]);
-    g(2, 6, 10, 14, m[SCHEDULE[s + 4]], m[SCHEDULE[s + 5]]);
-    g(3, 7, 11, 15, m[SCHEDULE[s + 6]], m[SCHEDULE[s + 7]]);
-    g(0, 5, 10, 15, m[SCHEDULE[s + 8]], m[SCHEDULE[s + 9]]);
-    g(1, 6, 11, 12, m[SCHEDULE[s + 10]], m[SCHEDULE[s + 11]]);
-    g(2, 7, 8, 13, m[SCHEDULE[s + 12]], m[SCHEDULE[s + 13]]);
-    g(3, 4, 9, 14, m[SCHEDULE[s + 14]], m[SCHEDULE[s + 15]]);
+  const S = SCHEDULE;
+  let v0 = cv[0] | 0, v1 = cv[1] | 0, v2 = cv[2] | 0, v3 = cv[3] | 0, v4 = cv[4] | 0, v5 = cv[5] | 0, v6 = cv[6] | 0, v7 = cv[7] | 0;
+  let v8 = IV[0] | 0, v9 = IV[1] | 0, v10 = IV[2] | 0, v11 = IV[3] | 0;
+  let v12 = counter | 0, v13 = Math.floor(counter / 0x100000000) | 0, v14 = blockLen | 0, v15 = flags | 0;
+  for (let s = 0; s < 7 * 16; s += 16) {
+    v0 = (v0 + v4 + m[S[s + 0]]) | 0; v12 ^= v0; v12 = (v12 >>> 16) | (v12 << 16);
+    v8 = (v8 + v12) | 0; v4 ^= v8; v4 = (v4 >>> 12) | (v4 << 20);
+    v0 = (v0 + v4 + m[S[s + 1]]) | 0; v12 ^= v0; v12 = (v12 >>> 8) | (v12 << 24);
+    v8 = (v8 + v12) | 0; v4 ^= v8; v4 = (v4 >>> 7) | (v4 << 25);
+    v1 = (v1 + v5 + m[S[s + 2]]) | 0; v13 ^= v1; v13 = (v13 >>> 16) | (v13 << 16);
+    v9 = (v9 + v13) | 0; v5 ^= v9; v5 = (v5 >>> 12) | (v5 << 20);
+    v1 = (v1 + v5 + m[S[s + 3]]) | 0; v13 ^= v1; v13 = (v13 >>> 8) | (v13 << 24);
+    v9 = (v9 + v13) | 0; v5 ^= v9; v5 = (v5 >>> 7) | (v5 << 25);
+    v2 = (v2 + v6 + m[S[s + 4]]) | 0; v14 ^= v2; v14 = (v14 >>> 16) | (v14 << 16);
+    v10 = (v10 + v14) | 0; v6 ^= v10; v6 = (v6 >>> 12) | (v6 << 20);
+    v2 = (v2 + v6 + m[S[s + 5]]) | 0; v14 ^= v2; v14 = (v14 >>> 8) | (v14 << 24);
+    v10 = (v10 + v14) | 0; v6 ^= v10; v6 = (v6 >>> 7) | (v6 << 25);
+    v3 = (v3 + v7 + m[S[s + 6]]) | 0; v15 ^= v3; v15 = (v15 >>> 16) | (v15 << 16);
+    v11 = (v11 + v15) | 0; v7 ^= v11; v7 = (v7 >>> 12) | (v7 << 20);
+    v3 = (v3 + v7 + m[S[s + 7]]) | 0; v15 ^= v3; v15 = (v15 >>> 8) | (v15 << 24);
+    v11 = (v11 + v15) | 0; v7 ^= v11; v7 = (v7 >>> 7) | (v7 << 25);
+    v0 = (v0 + v5 + m[S[s + 8]]) | 0; v15 ^= v0; v15 = (v15 >>> 16) | (v15 << 16);
+    v10 = (v10 + v15) | 0; v5 ^= v10; v5 = (v5 >>> 12) | (v5 << 20);
+    v0 = (v0 + v5 + m[S[s + 9]]) | 0; v15 ^= v0; v15 = (v15 >>> 8) | (v15 << 24);
+    v10 = (v10 + v15) | 0; v5 ^= v10; v5 = (v5 >>> 7) | (v5 << 25);
+    v1 = (v1 + v6 + m[S[s + 10]]) | 0; v12 ^= v1; v12 = (v12 >>> 16) | (v12 << 16);
+    v11 = (v11 + v12) | 0; v6 ^= v11; v6 = (v6 >>> 12) | (v6 << 20);
+    v1 = (v1 + v6 + m[S[s + 11]]) | 0; v12 ^= v1; v12 = (v12 >>> 8) | (v12 << 24);
+    v11 = (v11 + v12) | 0; v6 ^= v11; v6 = (v6 >>> 7) | (v6 << 25);
+    v2 = (v2 + v7 + m[S[s + 12]]) | 0; v13 ^= v2; v13 = (v13 >>> 16) | (v13 << 16);
+    v8 = (v8 + v13) | 0; v7 ^= v8; v7 = (v7 >>> 12) | (v7 << 20);
+    v2 = (v2 + v7 + m[S[s + 13]]) | 0; v13 ^= v2; v13 = (v13 >>> 8) | (v13 << 24);
+    v8 = (v8 + v13) | 0; v7 ^= v8; v7 = (v7 >>> 7) | (v7 << 25);
+    v3 = (v3 + v4 + m[S[s + 14]]) | 0; v14 ^= v3; v14 = (v14 >>> 16) | (v14 << 16);
+    v9 = (v9 + v14) | 0; v4 ^= v9; v4 = (v4 >>> 12) | (v4 << 20);
+    v3 = (v3 + v4 + m[S[s + 15]]) | 0; v14 ^= v3; v14 = (v14 >>> 8) | (v14 << 24);
+    v9 = (v9 + v14) | 0; v4 ^= v9; v4 = (v4 >>> 7) | (v4 << 25);
   }
-  for (let i = 0; i < 8; i++) out[i] = v[i] ^ v[i + 8];
+  out[0] = v0 ^ v8;
+  out[1] = v1 ^ v9;
+  out[2] = v2 ^ v10;
+  out[3] = v3 ^ v11;
+  out[4] = v4 ^ v12;
+  out[5] = v5 ^ v13;
+  out[6] = v6 ^ v14;
+  out[7] = v7 ^ v15;
 }
 
 const block = new Uint32Array(16);

@@ -26,24 +26,40 @@ function matrixFor(k: number, m: number, src: number[], out: number[]): Uint8Arr
   return rows;
 }
 
+/** One 256-byte multiplication table per coefficient (views of GF_MUL_TABLE). */
+const MUL_ROWS = Array.from({ length: 256 }, (_, c) => GF_MUL_TABLE.subarray(c * 256, c * 256 + 256));
+
+/** out[from, to) (^)= sum of tables[i][srcs[i][x]], four sources per pass: one store per byte and pass. */
+function combine(out: Uint8Array, srcs: Uint8Array[], tabs: Uint8Array[], from: number, to: number, first: boolean): void {
+  for (let c = 0; c < srcs.length; c += 4) {
+    const n = Math.min(4, srcs.length - c);
+    const init = first && c === 0;
+    const s0 = srcs[c], t0 = tabs[c];
+    if (n === 4) {
+      const s1 = srcs[c + 1], s2 = srcs[c + 2], s3 = srcs[c + 3], t1 = tabs[c + 1], t2 = tabs[c + 2], t3 = tabs[c + 3];
+      if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]] ^ t3[s3[x]];
+      else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]] ^ t3[s3[x]];
+    } else if (n === 3) {
+      const s1 = srcs[c + 1], s2 = srcs[c + 2], t1 = tabs[c + 1], t2 = tabs[c + 2];
+      if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]];
+      else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]];
+    } else if (n === 2) {
+      const s1 = srcs[c + 1], t1 = tabs[c + 1];
+      if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]];
+      else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]];
+    } else {
+      if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]];
+      else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]];
+    }
+  }
+}
+
 /** outs[r] = sum over c of rows[r][c] * srcs[c], over `len` bytes. */
 async function apply(rows: Uint8Array, k: number, srcs: Uint8Array[], outs: Uint8Array[], len: number): Promise<void> {
+  const tabs = outs.map((_, r) => Array.from({ length: k }, (_, c) => MUL_ROWS[rows[r * k + c]]));
   for (let from = 0; from < len; from += SLICE) {
     const to = Math.min(len, from + SLICE);
-    outs.forEach((out, r) => {
-      for (let c = 0; c < k; c++) {
-        const coef = rows[r * k + c];
-        const src = srcs[c];
-        if (c === 0) {
-          if (coef === 0) out.fill(0, from, to);
-          else for (let x = from, t = coef * 256; x < to; x++) out[x] = GF_MUL_TABLE[t + src[x]];
-        } else if (coef === 1) {
-          for (let x = from; x < to; x++) out[x] ^= src[x];
-        } else if (coef !== 0) {
-          for (let x = from, t = coef * 256; x < to; x++) out[x] ^= GF_MUL_TABLE[t + src[x]];
-        }
-      }
-    });
+    for (let r = 0; r < outs.length; r++) combine(outs[r], srcs, tabs[r], from, to, true);
     if (to < len) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
