@@ -15,8 +15,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { forceUnmount, listFuseMounts } from '../mount/teardown';
-import { initRepository } from '../src/repo/repository';
+import { initRepository, InitOptions } from '../src/repo/repository';
 import { Session } from '../src/repo/session';
+import type { RepoConfig } from '../src/repo/format';
 import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
     }
 
     // Upload throughput, in-process: the packer alone (chunking and encryption happen before).
-    const upload = async (label: string, bytes: number, configure?: Parameters<typeof initRepository>[1]['configure']) => {
+    const upload = async (label: string, bytes: number, configure?: InitOptions['configure']) => {
       const dir = path.join(work, `upload-${label}`);
       await initRepository(dir, { configure });
       const s = await Session.open(dir);
@@ -182,7 +183,7 @@ async function main(): Promise<void> {
     const s3 = await S3rverProcess.start('isgbench');
     try {
       const s3bytes = Math.min(SEQ_BYTES, 256 * 1024 * 1024);
-      results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c) => {
+      results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c: RepoConfig) => {
         c.storage.backends = Array.from({ length: 6 }, (_, i) => ({
           name: `s3${i}`, type: 's3', tier: 'warm' as const, endpoint: s3.endpoint, bucket: 'isgbench', prefix: `b${i}/`,
           region: 'us-east-1', accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY,
