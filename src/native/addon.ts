@@ -68,6 +68,7 @@ export function addonErasure(b: Binding): ErasureImpl {
     async rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
       const len = checkEncode(k, m, data);
       const parity = Array.from({ length: m }, () => Buffer.allocUnsafe(len));
+      if (m === 0) return parity; // k+0 (no redundancy) is a valid setup: nothing to compute
       const src = [...Array(k).keys()];
       const out = Array.from({ length: m }, (_, i) => k + i);
       await Promise.all(pieces(len, opts?.threads).map(([o, l]) => b.rsApply(k, m, src, data, out, parity, o, o, l)));

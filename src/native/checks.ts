@@ -2,8 +2,8 @@
 import type { ByteRange } from './types';
 
 export function checkKM(k: number, m: number): void {
-  if (!Number.isInteger(k) || !Number.isInteger(m) || k < 1 || m < 1 || k + m > 255) {
-    throw new RangeError(`Reed-Solomon needs integers k >= 1, m >= 1, k + m <= 255 (got k=${k}, m=${m})`);
+  if (!Number.isInteger(k) || !Number.isInteger(m) || k < 1 || m < 0 || k + m > 255) {
+    throw new RangeError(`Reed-Solomon needs integers k >= 1, m >= 0, k + m <= 255 (got k=${k}, m=${m})`);
   }
 }
 

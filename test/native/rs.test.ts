@@ -82,6 +82,13 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     }
   });
 
+  test('k+0 (no redundancy): no parity, nothing to rebuild, any loss is an error', async () => {
+    const data = dataShards(3, 500, 19);
+    expect(await rs.rsEncode(3, 0, data)).toEqual([]);
+    (await rs.rsReconstruct(3, 0, data)).forEach((s, i) => expect(s.equals(data[i])).toBe(true));
+    await expect(rs.rsReconstruct(3, 0, [data[0], null, data[2]])).rejects.toThrow(/at most 0/);
+  });
+
   test('k + m = 255 works', async () => {
     const k = 200;
     const m = 55;
@@ -114,7 +121,7 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     await expect(rs.rsEncode(4, 2, data.slice(0, 3))).rejects.toThrow(RangeError);
     await expect(rs.rsEncode(200, 56, dataShards(200, 10, 1))).rejects.toThrow(/k \+ m <= 255/);
     await expect(rs.rsEncode(0, 2, [])).rejects.toThrow(RangeError);
-    await expect(rs.rsEncode(4, 0, data)).rejects.toThrow(RangeError);
+    await expect(rs.rsEncode(4, -1, data)).rejects.toThrow(RangeError);
     await expect(rs.rsEncode(2.5, 2, data)).rejects.toThrow(RangeError);
   });
 
