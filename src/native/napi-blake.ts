@@ -3,12 +3,17 @@ import type { HashImpl } from './types';
 
 interface BlakeModule {
   blake3(input: Uint8Array): Buffer;
-  Blake3Hasher: { newKeyed(key: Buffer): { update(input: Uint8Array): { digestBuffer(): Buffer } } };
+  Blake3Hasher: { newKeyed(key: Buffer): KeyedHasher };
 }
 
-function asBuffer(u: Uint8Array): Buffer {
-  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+interface KeyedHasher {
+  reset(): void;
+  update(input: Uint8Array): KeyedHasher;
+  digestBuffer(): Buffer;
 }
+
+/** Keyed hashers for the last few keys, reset before each use: creating one costs as much as hashing 4 KiB. */
+const MAX_KEYS = 8;
 
 export function loadNapiBlake(): { impl: HashImpl | null; error?: string } {
   let mod: BlakeModule;
@@ -18,12 +23,25 @@ export function loadNapiBlake(): { impl: HashImpl | null; error?: string } {
   } catch (e) {
     return { impl: null, error: `@napi-rs/blake-hash: ${(e as Error).message.split('\n')[0]}` };
   }
+  const hashers: { key: Buffer; hasher: KeyedHasher }[] = [];
+  const keyed = (key: Uint8Array): KeyedHasher => {
+    for (const e of hashers) {
+      if (e.key.equals(key)) {
+        e.hasher.reset();
+        return e.hasher;
+      }
+    }
+    const e = { key: Buffer.from(key), hasher: mod.Blake3Hasher.newKeyed(Buffer.from(key)) };
+    if (hashers.length >= MAX_KEYS) hashers.pop();
+    hashers.unshift(e);
+    return e.hasher;
+  };
   return {
     impl: {
       blake3: (data) => mod.blake3(data),
       blake3Keyed(key, data) {
         if (key.length !== 32) throw new RangeError(`blake3Keyed needs a 32-byte key (got ${key.length})`);
-        return mod.Blake3Hasher.newKeyed(asBuffer(key)).update(data).digestBuffer();
+        return keyed(key).update(data).digestBuffer();
       },
     },
   };
