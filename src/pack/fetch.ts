@@ -19,9 +19,15 @@ export interface HealthView {
 }
 
 export class ShardReader {
+  /**
+   * `backends` are the resilient ones; `direct` (optional) the same backends unwrapped, tried
+   * once as a last resort when too few healthy shards answer: a backend that came back during its
+   * cool-down must not make a readable block unreadable.
+   */
   constructor(
     private readonly backends: Map<string, Backend>,
     private readonly health: HealthView = { healthy: () => true },
+    private readonly direct?: Map<string, Backend>,
   ) {}
 
   private sumsOf(pack: PackRow, shard: number): Buffer[] {
@@ -31,8 +37,8 @@ export class ShardReader {
   }
 
   /** Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. */
-  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal): Promise<Buffer> {
-    const backend = this.backends.get(pack.placement[shard]);
+  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal, direct = false): Promise<Buffer> {
+    const backend = (direct ? this.direct : this.backends)?.get(pack.placement[shard]);
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
     const data = await backend.get(shardKey(packId, shard), { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start }, { signal });
     if (data.length !== span.end - span.start || !verifySegments(data, span.start, this.sumsOf(pack, shard))) {
@@ -68,6 +74,17 @@ export class ShardReader {
       }
     };
     await Promise.all(Array.from({ length: pack.k }, worker));
+    // Last resort: whatever did not answer, once more straight to the backend (no fail-fast).
+    for (const i of order) {
+      if (have >= pack.k || !this.direct) break;
+      if (got[i]) continue;
+      try {
+        got[i] = await this.fetchVerified(packId, pack, i, span, signal, true);
+        have++;
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
     if (have < pack.k) throw new PackUnavailableError(`pack ${packId}: only ${have} of the ${pack.k} shards needed could be read (${errors.join('; ')})`);
     // Keep exactly k inputs: the code needs no more, and fewer copies.
     let kept = 0;
@@ -79,12 +96,15 @@ export class ShardReader {
   async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
     const span = segmentSpan(from, to, pack.shardSize);
     let data: Buffer;
-    try {
-      if (!this.health.healthy(pack.placement[shard])) throw new PackUnavailableError('backend unhealthy');
-      data = await this.fetchVerified(packId, pack, shard, span, signal);
-    } catch {
-      const all = await this.reconstructSpan(packId, pack, span, new Set([shard]), signal);
-      data = all[shard];
+    if (this.health.healthy(pack.placement[shard])) {
+      try {
+        data = await this.fetchVerified(packId, pack, shard, span, signal);
+      } catch {
+        data = (await this.reconstructSpan(packId, pack, span, new Set([shard]), signal))[shard];
+      }
+    } else {
+      // Unhealthy is a guess: the shard stays a candidate of last resort.
+      data = (await this.reconstructSpan(packId, pack, span, new Set(), signal))[shard];
     }
     return data.subarray(from - span.start, to - span.start);
   }

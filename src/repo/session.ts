@@ -65,7 +65,11 @@ export class Session {
         backends.push(b);
       }
       const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
-      const reader = new ShardReader(byName, { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) });
+      const reader = new ShardReader(
+        byName,
+        { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) },
+        new Map(backends.map((b) => [b.name, b.inner])),
+      );
       const store = new BlockStore({
         blocksDir: repo.paths.blocks, meta, pool, remote: reader,
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,

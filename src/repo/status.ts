@@ -89,10 +89,11 @@ async function backendStatus(config: RepoConfig, root: string, meta: Meta): Prom
   }));
 }
 
-export async function repoStatus(dataDir: string): Promise<RepoStatus> {
+/** `meta`: the caller's open metadata (in-process callers); otherwise opened read-only here. */
+export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<RepoStatus> {
   const paths = repoPaths(dataDir);
   const config = validateConfig(JSON.parse(fs.readFileSync(paths.config, 'utf8')) as RepoConfig);
-  const meta = new Meta(paths.meta, true);
+  const meta = openMeta ?? new Meta(paths.meta, true);
   try {
     let files = 0, directories = 0, symlinks = 0, logicalBytes = 0, referencedBytes = 0;
     for (const i of meta.allInodes()) {
@@ -127,6 +128,6 @@ export async function repoStatus(dataDir: string): Promise<RepoStatus> {
       backends,
     };
   } finally {
-    void meta.close();
+    if (!openMeta) await meta.close();
   }
 }

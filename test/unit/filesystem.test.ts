@@ -90,13 +90,13 @@ describe('filesystem core (no FUSE)', () => {
       await fs.write(fh, 0, data);
       await fs.release(fh);
     }
-    const st = repoStatus(t.dir + '/repo');
+    const st = (await repoStatus(t.dir + "/repo", s.meta));
     expect(st.files).toBe(3);
     expect(st.referencedBytes).toBe(3 * data.length);
     expect(st.uniqueBytes).toBe(data.length);
     for (const name of ['/a', '/b', '/c']) fs.unlink(name);
     expect(await s.store.sweep()).toBeGreaterThan(0);
-    const st2 = repoStatus(t.dir + '/repo');
+    const st2 = (await repoStatus(t.dir + "/repo", s.meta));
     expect(st2.uniqueBlocks).toBe(0);
     expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
   });
@@ -155,7 +155,7 @@ describe('filesystem core (no FUSE)', () => {
     expect(s.meta.orphanList().length).toBe(0);
     expect(fs.readdir('/')).toEqual(['.', '..']);
     await s.store.sweep();
-    expect(repoStatus(t.dir + '/repo').uniqueBlocks).toBe(0);
+    expect((await repoStatus(t.dir + "/repo", s.meta)).uniqueBlocks).toBe(0);
   });
 
   test('xattrs: create/replace flags, ENODATA, list, remove', async () => {
@@ -186,6 +186,6 @@ describe('filesystem core (no FUSE)', () => {
     expect((await fs.read(rd, 10 * G - 5, 10)).equals(Buffer.from('\0\0end'))).toBe(true);
     expect((await fs.read(rd, 3 * G, 4)).equals(Buffer.alloc(4))).toBe(true);
     await fs.release(rd);
-    expect(repoStatus(t.dir + '/repo').referencedBytes).toBe(9);
+    expect((await repoStatus(t.dir + "/repo", s.meta)).referencedBytes).toBe(9);
   });
 });

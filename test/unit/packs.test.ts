@@ -80,7 +80,7 @@ describe('erasure-coded packs over six local backends', () => {
     expect(s.packer.pending().pendingBlocks).toBeGreaterThan(0);
     await s.flush();
     expect(s.packer.pending()).toEqual({ pendingBlocks: 0, pendingBytes: 0 });
-    const st = await repoStatus(repo);
+    const st = await repoStatus(repo, s.meta);
     expect(st.packs).toBeGreaterThan(3);
     expect(st.pendingUploadBytes).toBe(0);
     expect(st.dataShards).toBe(4);
@@ -107,7 +107,7 @@ describe('erasure-coded packs over six local backends', () => {
           await s.cacheDrop();
           await readAll();
           if (a === 0 && b === 5) {
-            const st = await repoStatus(repo);
+            const st = await repoStatus(repo, s.meta);
             expect(st.missingShards).toBe(2 * st.packs);
             expect(st.backends.filter((x) => x.missingShards > 0).map((x) => x.name)).toEqual(['local0', 'local5']);
           }
@@ -177,7 +177,7 @@ describe('a backend down while packing', () => {
     fs.renameSync(dir(4) + '.away', dir(4));
     expect(await s.repairMissingShards()).toBe(packs.length);
     expect([...s.meta.allPacks()].every(({ row }) => row.stored.length === 6)).toBe(true);
-    expect((await repoStatus(repo)).missingShards).toBe(0);
+    expect((await repoStatus(repo, s.meta)).missingShards).toBe(0);
 
     const more = prng(10).bytes(300_000);
     const fh2 = await s.fs.create('/y', 0o644, C.O_WRONLY, me);
