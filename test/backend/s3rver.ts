@@ -8,6 +8,8 @@
  * the stop/restart tests need: killing it drops the connections as a crashed server would.
  */
 import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { tmpDir } from '../helpers/tmp';
 
 export const S3RVER_KEY = 'S3RVER'; // s3rver's built-in account: access key id = secret = "S3RVER"
@@ -64,6 +66,23 @@ export class S3rverProcess {
       });
     });
     this.child = child;
+    // Never leave a server behind if the test process dies without afterAll.
+    const kill = () => child.kill('SIGKILL');
+    process.once('exit', kill);
+    child.once('exit', () => process.removeListener('exit', kill));
+  }
+
+  /**
+   * Test-setup shortcut: writes objects straight into s3rver's store (3.7.1 FilesystemStore
+   * layout: DIR/BUCKET/KEY._S3rver_object; metadata and md5 are derived on first read), because
+   * a thousand PUTs through the SDK take many seconds. Use only to build listing fixtures.
+   */
+  seedObjects(objects: Iterable<[key: string, data: Buffer]>): void {
+    for (const [key, data] of objects) {
+      const file = path.join(this.dir, this.bucket, `${key}._S3rver_object`);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, data);
+    }
   }
 
   async stop(): Promise<void> {
