@@ -41,7 +41,6 @@ function checkMountpoint(mp: string): void {
 export async function mountRepository(o: MountOptions): Promise<number> {
   const mountpoint = path.resolve(o.mountpoint);
   const dataDir = path.resolve(o.dataDir);
-  if (dataDir.includes(',')) throw new RepoError('the data directory path must not contain a comma (it is passed as a FUSE option)');
   checkMountpoint(mountpoint);
   const session = await Session.open(dataDir, {
     password: o.password, readOnly: o.readOnly, cacheBytes: o.cacheBytes, cacheDirBytes: o.cacheDirBytes, mountpoint, background: !o.readOnly,

@@ -20,6 +20,8 @@ const XATTR_REPLACE = 2;
 const XATTR_SIZE_MAX = 65536;
 const MAX_FILE_SIZE = 2 ** 50;
 const O_ACCMODE = 3;
+/** libfuse renames a file unlinked while open to this, and unlinks it on release. */
+const HIDDEN_PREFIX = '.fuse_hidden';
 
 export interface Attr {
   ino: number;
@@ -88,10 +90,24 @@ export class FileSystem {
     this.store = o.deps.store;
   }
 
-  /** Deletes inodes that were unlinked while open when the last process died. */
+  /**
+   * Deletes what files unlinked while open left when the last process died: orphan inodes, and
+   * the `.fuse_hidden*` names libfuse gives such files (it removes them on release, not on kill).
+   */
   async recover(): Promise<void> {
     const orphans = this.meta.orphanList();
     if (orphans.length) this.meta.txn(() => { for (const ino of orphans) this.destroy(ino); });
+    const hidden = this.meta.hiddenNames();
+    if (hidden.length) {
+      this.meta.txn(() => {
+        for (const h of hidden) {
+          const ino = this.meta.lookup(h.parent, h.name);
+          const parent = this.meta.getInode(h.parent);
+          if (ino !== undefined && parent) this.dropName(parent, h.name, this.inode(ino), nowNs());
+          this.meta.forgetHidden(h.parent, h.name);
+        }
+      });
+    }
     await this.store.sweep();
   }
 
@@ -326,6 +342,7 @@ export class FileSystem {
       }
       this.meta.unlinkEntry(src.parent.ino, src.name);
       this.meta.link(dst.parent.ino, dst.name, ino);
+      if (dst.name.startsWith(HIDDEN_PREFIX)) this.meta.rememberHidden(dst.parent.ino, dst.name);
       moving.ctimeNs = t;
       this.meta.putInode(moving);
       if (src.parent.ino === dst.parent.ino) {

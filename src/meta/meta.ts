@@ -293,6 +293,19 @@ export class Meta {
     this.locs.putSync(id, [loc.pack, loc.offset, loc.length]);
   }
 
+  // names libfuse hid open-unlinked files under (cleaned at mount after a crash)
+  rememberHidden(parent: number, name: string): void {
+    const list = (this.kv.get('hidden') as [number, string][] | undefined) ?? [];
+    this.kv.putSync('hidden', [...list, [parent, name]]);
+  }
+  forgetHidden(parent: number, name: string): void {
+    const list = (this.kv.get('hidden') as [number, string][] | undefined) ?? [];
+    this.kv.putSync('hidden', list.filter(([p, n]) => p !== parent || n !== name));
+  }
+  hiddenNames(): { parent: number; name: string }[] {
+    return ((this.kv.get('hidden') as [number, string][] | undefined) ?? []).map(([parent, name]) => ({ parent, name }));
+  }
+
   // orphans
   addOrphan(ino: number): void {
     this.orphans.putSync(ino, true);

@@ -66,7 +66,7 @@ export async function kill9(m: Mounted): Promise<void> {
 export async function stopAll(): Promise<void> {
   for (const m of [...live]) {
     m.proc.kill('SIGTERM');
-    await Promise.race([m.exited, new Promise((r) => setTimeout(r, 15_000))]);
+    await Promise.race([m.exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
     if (m.proc.exitCode === null) m.proc.kill('SIGKILL');
     await forceUnmount(m.mnt).catch(() => undefined);
     live.delete(m);
