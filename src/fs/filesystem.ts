@@ -291,6 +291,7 @@ export class FileSystem {
       const t = nowNs();
       this.dropName(parent, name, victim, t);
       this.touchDir(parent, t);
+      if (name.startsWith(HIDDEN_PREFIX)) this.meta.forgetHidden(parent.ino, name);
     });
   }
 
