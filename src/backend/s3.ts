@@ -27,6 +27,8 @@
  *   416 (range starting at/after the end) is an empty result, per the contract.
  * - Error kinds: NoSuchBucket is 'permanent' (configuration), unlike NoSuchKey ('not-found').
  *   Anything without an HTTP status (refused, reset, DNS, truncated body) is 'transient'.
+ *   (A HEAD answer has no body, so stat cannot tell a missing bucket from a missing key;
+ *   get and put can.)
  * - The SDK is loaded in create(), not at import: the registry imports every backend file and
  *   the CLI should not pay ~250 ms for S3 when the repository has none.
  * - An optional key prefix lets several repositories share a bucket.
@@ -402,8 +404,14 @@ function optionsOf(spec: BackendSpec): S3Options {
   const endpoint = specString(spec, 'endpoint', true);
   if (!/^https?:\/\/[^/]+$/.test(endpoint)) throw new Error(`backend '${spec.name}': endpoint must be http(s)://host[:port], not '${endpoint}'`);
   const prefix = specString(spec, 'prefix') ?? '';
-  if (prefix !== '') checkPrefix(prefix, spec.name);
-  if (prefix !== '' && !prefix.endsWith('/')) throw new Error(`backend '${spec.name}': prefix must end with '/'`);
+  if (prefix !== '') {
+    try {
+      checkPrefix(prefix, spec.name);
+    } catch (e) {
+      throw new Error((e as Error).message);
+    }
+    if (!prefix.endsWith('/')) throw new Error(`backend '${spec.name}': prefix must end with '/'`);
+  }
   return {
     endpoint,
     bucket: specString(spec, 'bucket', true),
@@ -438,6 +446,8 @@ export const s3Factory: BackendFactory = {
     if (!bucket) throw new Error(`s3: the URL must name a bucket: ${url.origin}/BUCKET`);
     const out: Record<string, string | number> = { endpoint: url.origin, bucket, region: params.get('region') ?? process.env.AWS_REGION ?? S3_DEFAULTS.region };
     if (rest.length) out.prefix = rest.join('/') + '/';
+    const checksum = params.get('checksum');
+    if (checksum !== null && checksum !== 'when_supported' && checksum !== 'when_required') throw new Error(`s3: checksum must be when_supported or when_required, not '${checksum}'`);
     for (const k of ['accessKeyId', 'secretAccessKey', 'sessionToken', 'checksum'] as const) {
       const v = params.get(k);
       if (v !== null) out[k] = v;

@@ -50,7 +50,10 @@ export function rejectUnknownParams(params: URLSearchParams, known: readonly str
   }
 }
 
-/** Shared helper for backends: a BackendError-free assertion on spec option types. */
+/**
+ * Shared helper for factories: reads a string option of a spec (which may come from a
+ * hand-edited config), throwing a plain Error that names the backend when it is wrong.
+ */
 export function specString(spec: BackendSpec, key: string, required: true): string;
 export function specString(spec: BackendSpec, key: string, required?: false): string | undefined;
 export function specString(spec: BackendSpec, key: string, required = false): string | undefined {
@@ -63,6 +66,7 @@ export function specString(spec: BackendSpec, key: string, required = false): st
   return v;
 }
 
+/** Like specString, for a positive integer option with a default. */
 export function specNumber(spec: BackendSpec, key: string, dflt: number): number {
   const v = spec[key];
   if (v === undefined) return dflt;
