@@ -50,7 +50,7 @@ export class CodecPool {
         const p = slot.pending.get(msg.seq);
         if (!p) return;
         slot.pending.delete(msg.seq);
-        slot.busy--;
+        if (--slot.busy === 0) worker.unref();
         if (msg.error) {
           p.reject(Object.assign(new Error(msg.error.message), { code: msg.error.code, name: msg.error.name }));
         } else p.resolve(msg.result);
@@ -73,7 +73,8 @@ export class CodecPool {
     let slot = this.slots[0];
     for (const s of this.slots) if (s.busy < slot.busy) slot = s;
     const seq = ++this.seq;
-    slot.busy++;
+    // An idle worker must not keep the process alive; a busy one must (a CLI awaiting it).
+    if (slot.busy++ === 0) slot.worker.ref();
     return new Promise<T>((resolve, reject) => {
       slot.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
       slot.worker.postMessage({ seq, req }, transfer);

@@ -12,6 +12,7 @@ import { deriveGearTable } from '../chunk/fastcdc';
 import { BlockKeys } from '../block/codec';
 import type { BackendSpec } from '../backend/spec';
 import { initBackend } from '../backend/registry';
+import { Meta } from '../meta/meta';
 
 export class RepoError extends Error {}
 
@@ -66,6 +67,11 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   for (const spec of config.storage.backends) await initBackend(resolveBackendSpec(spec, p.root));
   await fs.promises.mkdir(p.blocks, { recursive: true });
   await fs.promises.mkdir(p.meta, { recursive: true });
+  // The metadata database exists from the start, so read-only users (status, check) can open it.
+  const meta = new Meta(p.meta);
+  meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  await meta.sync();
+  await meta.close();
   await writeFileDurable(p.key, JSON.stringify(kf, null, 2) + '\n', 0o600);
   // config last: its presence is what marks a complete repository.
   await writeFileDurable(p.config, JSON.stringify(config, null, 2) + '\n', 0o644);
