@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
 import { checkGear } from './cdc';
-import { checkEncode, checkReconstruct } from './checks';
+import { checkEncode, checkReconstruct, outputBuffers } from './checks';
 import type { ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 
 type ChunkerArgs = [number, number, number, number, number, Uint32Array];
@@ -67,7 +67,7 @@ export function addonErasure(b: Binding): ErasureImpl {
   return {
     async rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
       const len = checkEncode(k, m, data);
-      const parity = Array.from({ length: m }, () => Buffer.allocUnsafe(len));
+      const parity = outputBuffers(m, len, opts?.into, 'rsEncode');
       if (m === 0) return parity; // k+0 (no redundancy) is a valid setup: nothing to compute
       const src = [...Array(k).keys()];
       const out = Array.from({ length: m }, (_, i) => k + i);
@@ -79,7 +79,7 @@ export function addonErasure(b: Binding): ErasureImpl {
       const { offset, length } = plan;
       const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
       if (plan.missing.length === 0) return result as Buffer[];
-      const outs = plan.missing.map(() => Buffer.allocUnsafe(length));
+      const outs = outputBuffers(plan.missing.length, length, opts?.into, 'rsReconstruct');
       const srcs = plan.sources.map((i) => shards[i] as Buffer);
       await Promise.all(pieces(length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, offset + o, o, l)));
       plan.missing.forEach((i, r) => (result[i] = outs[r]));

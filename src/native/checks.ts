@@ -56,3 +56,13 @@ export function checkReconstruct(k: number, m: number, shards: (Buffer | null)[]
   }
   return { shardLen, offset, length, sources: present.slice(0, k), missing };
 }
+
+/** `count` output buffers of `len` bytes: views of opts.into when given (checked), else new ones. */
+export function outputBuffers(count: number, len: number, into: Buffer[] | undefined, what: string): Buffer[] {
+  if (!into) return Array.from({ length: count }, () => Buffer.allocUnsafe(len));
+  if (!Array.isArray(into) || into.length !== count) throw new RangeError(`${what}: opts.into needs ${count} buffers (got ${Array.isArray(into) ? into.length : typeof into})`);
+  return into.map((b, i) => {
+    if (!(b instanceof Uint8Array) || b.length < len) throw new RangeError(`${what}: opts.into[${i}] must be a Buffer of at least ${len} bytes`);
+    return Buffer.from(b.buffer, b.byteOffset, len);
+  });
+}

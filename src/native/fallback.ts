@@ -6,10 +6,10 @@
 import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
 import { TsCdcStream, checkGear } from './cdc';
-import { checkEncode, checkReconstruct } from './checks';
+import { checkEncode, checkReconstruct, outputBuffers } from './checks';
 import { crc64 } from './crc64';
 import { codingMatrix, GF_MUL_TABLE } from './gf256';
-import type { ByteRange, ChunkImpl, ErasureImpl, HashImpl } from './types';
+import type { ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
 import { validateChunkerParams } from '../chunk/fastcdc';
 
 const SLICE = 64 * 1024;
@@ -64,20 +64,20 @@ async function apply(rows: Uint8Array, k: number, srcs: Uint8Array[], outs: Uint
   }
 }
 
-async function rsEncode(k: number, m: number, data: Buffer[]): Promise<Buffer[]> {
+async function rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
   const len = checkEncode(k, m, data);
-  const parity = Array.from({ length: m }, () => Buffer.alloc(len));
+  const parity = outputBuffers(m, len, opts?.into, 'rsEncode');
   const rows = matrixFor(k, m, [...Array(k).keys()], Array.from({ length: m }, (_, i) => k + i));
   await apply(rows, k, data, parity, len);
   return parity;
 }
 
-async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange): Promise<Buffer[]> {
+async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
   const plan = checkReconstruct(k, m, shards, range);
   const { offset, length } = plan;
   const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
   if (plan.missing.length === 0) return result as Buffer[];
-  const outs = plan.missing.map(() => Buffer.alloc(length));
+  const outs = outputBuffers(plan.missing.length, length, opts?.into, 'rsReconstruct');
   const srcs = plan.sources.map((i) => result[i] as Buffer);
   await apply(matrixFor(k, m, plan.sources, plan.missing), k, srcs, outs, length);
   plan.missing.forEach((i, r) => (result[i] = outs[r]));

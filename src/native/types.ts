@@ -9,6 +9,13 @@ export interface ByteRange {
 export interface RsOptions {
   /** Pieces a large job is split into, run in parallel (addon only; default: the cores, at most 4). */
   threads?: number;
+  /**
+   * Buffers to write the computed shards into, instead of new ones (fresh memory costs page
+   * faults that can halve the speed): m parity buffers for rsEncode, one per missing shard in
+   * ascending shard order for rsReconstruct; each at least the shard (or range) length. The
+   * results are views of them.
+   */
+  into?: Buffer[];
 }
 
 export interface CdcStreamLike {

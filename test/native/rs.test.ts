@@ -82,6 +82,25 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     }
   });
 
+  test('opts.into: results are written into the caller\'s buffers', async () => {
+    const data = dataShards(4, 777, 29);
+    const want = await rs.rsEncode(4, 2, data);
+    const into = [Buffer.alloc(1000, 0xaa), Buffer.alloc(800, 0x55)];
+    const got = await rs.rsEncode(4, 2, data, { into });
+    got.forEach((p, i) => {
+      expect(p.equals(want[i])).toBe(true);
+      expect(p.buffer).toBe(into[i].buffer);
+      expect(into[i].subarray(0, 777).equals(want[i])).toBe(true);
+    });
+    expect(into[0][777]).toBe(0xaa); // nothing past the shard length is touched
+    const rebuilt = Buffer.alloc(100);
+    const out = await rs.rsReconstruct(4, 2, [data[0], null, data[2], data[3], ...want], { offset: 600, length: 100 }, { into: [rebuilt] });
+    expect(out[1]).toHaveLength(100);
+    expect(rebuilt.equals(data[1].subarray(600, 700))).toBe(true);
+    await expect(rs.rsEncode(4, 2, data, { into: [Buffer.alloc(777)] })).rejects.toThrow(/opts.into needs 2/);
+    await expect(rs.rsEncode(4, 2, data, { into: [Buffer.alloc(777), Buffer.alloc(776)] })).rejects.toThrow(/at least 777/);
+  });
+
   test('k+0 (no redundancy): no parity, nothing to rebuild, any loss is an error', async () => {
     const data = dataShards(3, 500, 19);
     expect(await rs.rsEncode(3, 0, data)).toEqual([]);
