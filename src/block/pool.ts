@@ -17,8 +17,15 @@ export interface CodecSetup {
 
 export type CodecRequest =
   | { op: 'cut'; buf: SharedArrayBuffer; length: number; final: boolean }
-  | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number }
+  | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string }
   | { op: 'decode'; id: Uint8Array; encoded: Uint8Array };
+
+export interface EncodedBlock {
+  id: Buffer;
+  encoded: Buffer;
+  wrote: boolean;
+  madeDir?: string;
+}
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -86,9 +93,17 @@ export class CodecPool {
     return this.run<number[]>({ op: 'cut', buf, length, final });
   }
 
-  async encode(buf: SharedArrayBuffer, start: number, end: number): Promise<{ id: Buffer; encoded: Buffer }> {
-    const r = await this.run<{ id: Uint8Array; encoded: Uint8Array }>({ op: 'encode', buf, start, end });
-    return { id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length), encoded: Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length) };
+  /**
+   * Id and encoding of buf[start, end). With blocksDir, the worker also writes the block file
+   * there unless it exists (`wrote`; `madeDir` when it had to create the directory).
+   */
+  async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string): Promise<EncodedBlock> {
+    const r = await this.run<{ id: Uint8Array; encoded: Uint8Array; wrote: boolean; madeDir?: string }>({ op: 'encode', buf, start, end, blocksDir });
+    return {
+      id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length),
+      encoded: Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length),
+      wrote: r.wrote, madeDir: r.madeDir,
+    };
   }
 
   async decode(id: Buffer, encoded: Buffer): Promise<Buffer> {

@@ -3,6 +3,8 @@
  * never on the thread that answers FUSE. Inputs arrive in SharedArrayBuffers (no copy); outputs
  * are transferred back.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StreamChunker } from '../chunk';
 import { blockId, decodeBlock, encodeBlock } from './codec';
@@ -13,6 +15,24 @@ const setup = workerData as CodecSetup;
 const keys = { idKey: Buffer.from(setup.idKey), encKey: Buffer.from(setup.encKey) };
 const compression = compressionFor(setup.compression);
 const gear = new Uint32Array(setup.gear);
+const madeDirs = new Set<string>();
+
+/** Writes a block file into the local tier unless it is there; synchronous I/O is fine off the main thread. */
+function storeBlock(blocksDir: string, hex: string, encoded: Uint8Array): { wrote: boolean; madeDir?: string } {
+  const dir = path.join(blocksDir, hex.slice(0, 2));
+  const file = path.join(dir, hex);
+  if (fs.existsSync(file)) return { wrote: false };
+  let madeDir: string | undefined;
+  if (!madeDirs.has(dir)) {
+    if (!fs.existsSync(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      madeDir = dir;
+    }
+    madeDirs.add(dir);
+  }
+  fs.writeFileSync(file, encoded);
+  return { wrote: true, madeDir };
+}
 
 function handle(req: CodecRequest): { result: unknown; transfer: ArrayBuffer[] } {
   switch (req.op) {
@@ -29,7 +49,8 @@ function handle(req: CodecRequest): { result: unknown; transfer: ArrayBuffer[] }
       const encoded = encodeBlock(keys, compression, id, plain);
       const out = new Uint8Array(encoded.length);
       out.set(encoded);
-      return { result: { id: new Uint8Array(id), encoded: out }, transfer: [out.buffer] };
+      const stored = req.blocksDir ? storeBlock(req.blocksDir, id.toString('hex'), out) : { wrote: false };
+      return { result: { id: new Uint8Array(id), encoded: out, ...stored }, transfer: [out.buffer] };
     }
     case 'decode': {
       const plain = decodeBlock(keys, compression, Buffer.from(req.id), req.encoded);

@@ -13,7 +13,7 @@
 import { ChunkerParams } from '../chunk/fastcdc';
 import { CodecPool } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
-import { BlockStore, NewBlock } from '../store/blockstore';
+import { BlockStore } from '../store/blockstore';
 import { Mutex } from '../store/rwlock';
 import { Overlay, Range } from './overlay';
 
@@ -202,20 +202,16 @@ export class FileData {
         chunks.push(...r.chunks);
         removed.push(...live.filter((e) => e.offset >= r.start && e.offset < commitEnd));
       }
-      const encoded = await Promise.all(chunks.map(async (c) => {
-        const { id, encoded } = await this.d.pool.encode(c.sab, c.rel, c.rel + c.length);
-        return { chunk: c, block: { id, encoded, plainLength: c.length } as NewBlock };
-      }));
-      await this.d.store.ingest(encoded.map((x) => x.block), (admit) => {
+      await this.d.store.ingest(chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length })), (ids, admit) => {
         const meta = this.d.meta;
         for (const e of removed) {
           meta.deleteExtent(this.ino, e.offset);
           meta.unref(e.id);
         }
-        for (const { chunk, block } of encoded) {
-          admit(block);
-          meta.putExtent(this.ino, { offset: chunk.offset, length: chunk.length, id: block.id, forced: chunk.forced });
-        }
+        chunks.forEach((c, i) => {
+          admit(i);
+          meta.putExtent(this.ino, { offset: c.offset, length: c.length, id: ids[i], forced: c.forced });
+        });
         const inode = meta.getInode(this.ino);
         if (!inode) return; // deleted meanwhile: nothing refers to these extents (release cleans up)
         inode.size = this.size;
@@ -256,7 +252,8 @@ export class FileData {
     for (;;) {
       const final = to >= run.end;
       const sab = await this.materialize(from, to, live, layer);
-      const cuts = await this.d.pool.cut(sab, to - from, final);
+      // Data that ends within the minimum chunk size is one chunk: no need to ask a worker.
+      const cuts = final && to - from <= this.d.chunker.minSize ? [to - from] : await this.d.pool.cut(sab, to - from, final);
       let prev = 0;
       for (const c of cuts) {
         const abs = from + c;

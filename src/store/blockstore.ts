@@ -28,10 +28,11 @@ export class BlockMissingError extends Error {
   }
 }
 
-export interface NewBlock {
-  id: Buffer;
-  encoded: Buffer;
-  plainLength: number;
+/** Plaintext bytes [start, end) of a shared buffer: one chunk to store as a block. */
+export interface PlainChunk {
+  sab: SharedArrayBuffer;
+  start: number;
+  end: number;
 }
 
 class RetryCommit extends Error {}
@@ -174,42 +175,56 @@ export class BlockStore {
   }
 
   /**
-   * Stores what is new among `blocks` and runs `commit` in one metadata transaction; inside it,
-   * `admit(block)` takes a reference (adding the block row when the block is new). Blocks already
-   * known are not written again: that is the deduplication.
+   * Encodes `chunks` (plaintext ranges of shared buffers) in the codec workers, which also write
+   * the block files that are not in the local tier yet (deduplication: a known block is neither
+   * written nor stored twice), then runs `commit` in one metadata transaction. Inside it,
+   * `admit(i)` takes a reference on chunk i's block, adding the block row when it is new;
+   * `ids[i]` is its id. The shared lock is held from the first existence check to the commit.
    */
-  async ingest(blocks: NewBlock[], commit: (admit: (b: NewBlock) => void) => void): Promise<void> {
+  async ingest(chunks: PlainChunk[], commit: (ids: Buffer[], admit: (i: number) => void) => void): Promise<void> {
     await this.lock.shared(async () => {
+      const results = await Promise.all(chunks.map((c) => this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir)));
       const written = new Set<string>();
-      const writeMissing = async (list: NewBlock[]) => {
-        await Promise.all(list.map(async (b) => {
-          const hex = b.id.toString('hex');
-          if (written.has(hex)) return;
-          written.add(hex);
-          await this.writeFile(hex, b.encoded);
-        }));
-      };
-      await writeMissing(blocks.filter((b) => !this.o.meta.getBlock(b.id)));
+      for (const r of results) {
+        if (!r.wrote) continue;
+        const hex = r.id.toString('hex');
+        written.add(hex);
+        this.unsynced.add(this.blockPath(hex));
+        if (r.madeDir) this.unsynced.add(r.madeDir);
+      }
+      const ids = results.map((r) => r.id);
       for (;;) {
-        const missing: NewBlock[] = [];
+        const missing: number[] = [];
         try {
           this.o.meta.txn(() => {
-            commit((b) => {
-              if (this.o.meta.ref(b.id)) return;
-              const hex = b.id.toString('hex');
+            commit(ids, (i) => {
+              const { id, encoded } = results[i];
+              const hex = id.toString('hex');
+              if (this.o.meta.ref(id)) {
+                // An evicted block written again by this flush is local once more.
+                if (written.has(hex) && this.o.meta.getBlock(id)?.local === false) {
+                  this.o.meta.setLocal(id, true);
+                  this.touchDisk(hex, encoded.length);
+                }
+                return;
+              }
               if (!written.has(hex)) {
-                missing.push(b);
+                missing.push(i);
                 throw new RetryCommit();
               }
-              this.o.meta.addBlock(b.id, b.plainLength, b.encoded.length);
-              this.touchDisk(hex, b.encoded.length);
+              this.o.meta.addBlock(id, chunks[i].end - chunks[i].start, encoded.length);
+              this.touchDisk(hex, encoded.length);
             });
           });
           return;
         } catch (e) {
           if (!(e instanceof RetryCommit)) throw e;
-          // A sweep dropped a block between our check and the commit: store it and try again.
-          await writeMissing(missing);
+          // A block file that existed without a row (left by a crash): store it for real.
+          for (const i of missing) {
+            const hex = results[i].id.toString('hex');
+            await this.writeFile(hex, results[i].encoded);
+            written.add(hex);
+          }
         }
       }
     });
