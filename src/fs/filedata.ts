@@ -104,6 +104,11 @@ export class FileData {
     this.throwBackgroundError();
   }
 
+  /** Something to flush: buffered bytes or times. */
+  get dirtyState(): boolean {
+    return !this.dirty.empty || this.pendingTimes !== null;
+  }
+
   async truncate(newSize: number): Promise<void> {
     await this.lock.run(async () => {
       if (newSize < this.size) {

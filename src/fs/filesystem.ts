@@ -20,6 +20,8 @@ const XATTR_REPLACE = 2;
 const XATTR_SIZE_MAX = 65536;
 const MAX_FILE_SIZE = 2 ** 50;
 const O_ACCMODE = 3;
+/** Closed files whose flush may run behind at once before a close waits. */
+const MAX_FLUSH_BEHIND = 64;
 /** libfuse renames a file unlinked while open to this, and unlinks it on release. */
 const HIDDEN_PREFIX = '.fuse_hidden';
 
@@ -83,6 +85,11 @@ export class FileSystem {
   private readonly store: BlockStore;
   private readonly files = new Map<number, FileData>();
   private readonly handles = new Map<number, Handle>();
+  /** Files being flushed behind their closer's back, and those whose flush failed (kept, retried). */
+  private readonly behind = new Map<FileData, Promise<void>>();
+  private readonly failedBehind = new Set<FileData>();
+  /** Where errors of write-behind go (the daemon logs them). */
+  onError?: (message: string) => void;
   private nextFh = 1;
 
   constructor(private readonly o: FileSystemOptions) {
@@ -528,14 +535,39 @@ export class FileSystem {
     await h.data.truncate(size);
   }
 
+  /**
+   * FUSE flush, on every close(2): write-behind. The buffered data is turned into blocks in the
+   * background (reads keep seeing it meanwhile); fsync waits for it. Only when many closed files
+   * are still being flushed does a close wait, so memory stays bounded.
+   */
   async flush(fh: number): Promise<void> {
     const h = this.handle(fh);
-    if (h.data) await h.data.flush();
+    if (h.data) this.flushBehind(h.data);
+    while (this.behind.size > MAX_FLUSH_BEHIND) await Promise.race([...this.behind.values()]);
+  }
+
+  private flushBehind(fd: FileData): void {
+    if (this.behind.has(fd) || !fd.dirtyState) return;
+    const p = fd.flush().then(
+      () => { this.behind.delete(fd); this.closeIfUnused(fd); },
+      (e: Error) => {
+        // The data stays buffered (and readable); fsync, flushAll or unmount try again and report.
+        this.behind.delete(fd);
+        this.failedBehind.add(fd);
+        this.onError?.(`flush of inode ${fd.ino} failed: ${e.message}`);
+      },
+    );
+    this.behind.set(fd, p);
   }
 
   /** After fsync returns, the file's data and metadata survive a crash or power loss. */
   async fsync(fh: number): Promise<void> {
-    await this.flush(fh);
+    const h = this.handle(fh);
+    if (h.data) {
+      await this.behind.get(h.data);
+      await h.data.flush();
+      this.failedBehind.delete(h.data);
+    }
     await this.sync();
   }
 
@@ -544,31 +576,41 @@ export class FileSystem {
     await this.meta.sync();
   }
 
+  /** The periodic writeback: closed files whose flush failed are tried again, then synced. */
+  async writeback(): Promise<void> {
+    for (const fd of [...this.failedBehind]) {
+      this.failedBehind.delete(fd);
+      this.flushBehind(fd);
+    }
+    await this.sync();
+  }
+
   async release(fh: number): Promise<void> {
     const h = this.handle(fh);
     this.handles.delete(fh);
-    if (h.data) await this.closeData(h.data);
+    if (!h.data) return;
+    h.data.handles--;
+    this.flushBehind(h.data);
+    this.closeIfUnused(h.data);
   }
 
+  /** Internal users of a FileData (a path truncate) close it synchronously. */
   private async closeData(fd: FileData): Promise<void> {
-    let error: unknown;
-    try {
-      await fd.flush();
-    } catch (e) {
-      error = e;
-    }
     fd.handles--;
-    if (fd.handles > 0) {
-      if (error) throw error;
-      return;
-    }
+    this.flushBehind(fd);
+    this.closeIfUnused(fd);
+  }
+
+  /** Forgets a FileData nobody holds and nothing is left to flush; frees an unlinked inode. */
+  private closeIfUnused(fd: FileData): void {
+    if (fd.handles > 0 || this.behind.has(fd) || this.failedBehind.has(fd) || fd.dirtyState) return;
+    if (this.files.get(fd.ino) !== fd) return;
     this.files.delete(fd.ino);
     const i = this.meta.getInode(fd.ino);
     if (i && i.nlink === 0) {
       fd.discard();
       this.meta.txn(() => this.destroy(fd.ino));
     }
-    if (error) throw error;
   }
 
   async statfs(): Promise<StatFs> {
@@ -581,14 +623,19 @@ export class FileSystem {
     };
   }
 
-  /** Turns the buffered data of every open file into blocks. */
+  /** Turns the buffered data of every open or recently closed file into blocks; reports failures. */
   async flushAll(): Promise<void> {
-    await Promise.all([...this.files.values()].map((fd) => fd.flush()));
+    await Promise.allSettled([...this.behind.values()]);
+    await Promise.all([...this.files.values()].map(async (fd) => {
+      await fd.flush();
+      this.failedBehind.delete(fd);
+      this.closeIfUnused(fd);
+    }));
   }
 
   /** Flushes every open file and makes everything durable (unmount, SIGTERM). */
   async close(): Promise<void> {
-    await this.flushAll().catch(() => undefined);
+    await this.flushAll();
     for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => undefined);
     await this.store.sweep();
     await this.sync();

@@ -86,7 +86,8 @@ export class Session {
       const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
       if (!o.readOnly) {
         await fs.recover();
-        s.every(o.syncIntervalMs ?? 5000, () => fs.sync());
+        fs.onError = (m) => log.error(m);
+        s.every(o.syncIntervalMs ?? 5000, () => fs.writeback());
         s.every(30_000, () => store.sweep());
         if (o.background) {
           packer.start();

@@ -55,6 +55,7 @@ describe('filesystem core (no FUSE)', () => {
     await fs.release(fh);
     const whole = await (async () => { const h = await fs.open('/f', C.O_RDONLY); const b = await fs.read(h, 0, model.length + 10); await fs.release(h); return b; })();
     expect(whole.equals(model)).toBe(true);
+    await fs.flushAll(); // close is write-behind: wait for it before looking at the metadata
     const report = await checkRepository(s.meta, s.store);
     expect(report.problems).toEqual([]);
 
@@ -71,10 +72,12 @@ describe('filesystem core (no FUSE)', () => {
     let fh = await fs.create('/big', 0o644, C.O_RDWR, me);
     await fs.write(fh, 0, data);
     await fs.release(fh);
+    await fs.flushAll();
     const before = new Set([...s.meta.extentsOf(2)].map((e) => e.id.toString('hex')));
     fh = await fs.open('/big', C.O_RDWR);
     await fs.write(fh, 500_000, Buffer.from('a small edit'));
     await fs.release(fh);
+    await fs.flushAll();
     const after = [...s.meta.extentsOf(2)].map((e) => e.id.toString('hex'));
     const fresh = after.filter((id) => !before.has(id));
     expect(fresh.length).toBeGreaterThan(0);
@@ -90,6 +93,7 @@ describe('filesystem core (no FUSE)', () => {
       await fs.write(fh, 0, data);
       await fs.release(fh);
     }
+    await fs.flushAll();
     const st = (await repoStatus(t.dir + "/repo", s.meta));
     expect(st.files).toBe(3);
     expect(st.referencedBytes).toBe(3 * data.length);
@@ -145,6 +149,7 @@ describe('filesystem core (no FUSE)', () => {
     // still readable and writable through the open handle
     expect((await fs.read(rd, 0, 100)).toString()).toBe('other');
     await fs.release(rd);
+    await fs.flushAll();
     const rw = await fs.open('/b', C.O_RDWR);
     fs.unlink('/b');
     await fs.write(rw, 5, Buffer.from(' world'));
@@ -152,6 +157,7 @@ describe('filesystem core (no FUSE)', () => {
     expect((await fs.read(rw, 0, 100)).toString()).toBe('hello world');
     expect(s.meta.orphanList().length).toBe(1);
     await fs.release(rw);
+    await fs.flushAll();
     expect(s.meta.orphanList().length).toBe(0);
     expect(fs.readdir('/')).toEqual(['.', '..']);
     await s.store.sweep();
@@ -186,6 +192,7 @@ describe('filesystem core (no FUSE)', () => {
     expect((await fs.read(rd, 10 * G - 5, 10)).equals(Buffer.from('\0\0end'))).toBe(true);
     expect((await fs.read(rd, 3 * G, 4)).equals(Buffer.alloc(4))).toBe(true);
     await fs.release(rd);
+    await fs.flushAll();
     expect((await repoStatus(t.dir + "/repo", s.meta)).referencedBytes).toBe(9);
   });
 });

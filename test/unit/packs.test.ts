@@ -169,6 +169,7 @@ describe('a backend down while packing', () => {
     // A file where a directory should be: puts fail, reads fail.
     fs.renameSync(dir(4), dir(4) + '.away');
     fs.writeFileSync(dir(4), 'not a directory');
+    await s.fs.flushAll();
     await s.packer.drain();
     const packs = [...s.meta.allPacks()];
     expect(packs.length).toBeGreaterThan(0);
