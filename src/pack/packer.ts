@@ -155,6 +155,7 @@ export class Packer {
     });
     for (const q of taken) this.firstSeen.delete(q.seq);
     this.lastError = null;
+    void store.maybeEvict(); // its blocks are safe now: the local tier may shrink to its limit
     return true;
   }
 }

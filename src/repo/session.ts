@@ -120,18 +120,23 @@ export class Session {
    */
   async flush(onProgress?: (p: UploadProgress) => void, patienceMs = 60_000): Promise<void> {
     await this.fs.flushAll();
-    await this.packer.drain(onProgress);
     const deadline = Date.now() + patienceMs;
     for (;;) {
-      await this.repairMissingShards();
-      const incomplete = [...this.meta.allPacks()].filter(({ row }) => row.stored.length < row.k + row.m);
-      if (!incomplete.length) break;
-      if (Date.now() > deadline) {
+      let problem: Error;
+      try {
+        await this.packer.drain(onProgress);
+        await this.repairMissingShards();
+        const incomplete = [...this.meta.allPacks()].filter(({ row }) => row.stored.length < row.k + row.m);
+        if (!incomplete.length) break;
         const where = new Set(incomplete.flatMap(({ row }) => row.placement.filter((_, i) => !row.stored.includes(i))));
-        throw new Error(`${incomplete.length} pack(s) still miss shards on ${[...where].join(', ')} (the data is readable from the other shards)`);
+        problem = new Error(`${incomplete.length} pack(s) still miss shards on ${[...where].join(', ')} (the data is readable from the other shards)`);
+      } catch (e) {
+        problem = e as Error;
       }
+      if (Date.now() > deadline) throw problem;
       await new Promise((r) => setTimeout(r, 1000));
     }
+    await this.store.maybeEvict();
     await this.fs.sync();
   }
 

@@ -114,7 +114,7 @@ export class BlockStore {
     await this.writeFile(hex, encoded);
     this.o.meta.txn(() => this.o.meta.setLocal(id, true));
     this.touchDisk(hex, encoded.length);
-    this.maybeEvict();
+    void this.maybeEvict();
     return plain;
   }
 
@@ -128,11 +128,13 @@ export class BlockStore {
     }
   }
 
-  /** Starts evicting safe blocks when the local tier is over its limit. */
-  maybeEvict(): void {
+  /** Starts evicting safe blocks when the local tier is over its limit; resolves when done. */
+  maybeEvict(): Promise<void> {
     const limit = this.o.diskBytes;
-    if (limit === undefined || this.diskUsed <= limit || this.evicting) return;
+    if (this.evicting) return this.evicting;
+    if (limit === undefined || this.diskUsed <= limit) return Promise.resolve();
     this.evicting = this.evict(limit).then(() => undefined, () => undefined).finally(() => { this.evicting = null; });
+    return this.evicting;
   }
 
   /**
@@ -228,7 +230,7 @@ export class BlockStore {
         }
       }
     });
-    this.maybeEvict();
+    void this.maybeEvict();
   }
 
   private async writeFile(hex: string, data: Buffer): Promise<void> {

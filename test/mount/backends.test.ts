@@ -107,7 +107,7 @@ describe('a cache far smaller than the data', () => {
   test('8 MiB of cache for 500 MiB written: every file reads back correctly', async () => {
     const m = await mount(data, mnt, ['--cache-size', '8M', '--cache-dir-size', '8M']);
     await sh(`for i in $(seq 1 10); do head -c 50000000 /dev/urandom | tee ${t.dir}/f$i | cat > ${mnt}/f$i; done`);
-    await isg(['flush', data]);
+    expect((await isg(['flush', data])).code).toBe(0);
     const st = await status(data);
     expect(st.localBytes).toBeLessThan(16 * 1024 * 1024);
     await sh(`for i in $(seq 1 10); do cmp ${t.dir}/f$i ${mnt}/f$i || exit 1; done`);
@@ -164,6 +164,7 @@ describe('S3 backends on a real S3 server', () => {
     await sh(`head -c 10000000 /dev/urandom > ${t.dir}/b.bin && cp ${t.dir}/b.bin ${mnt}/b.bin && cmp ${t.dir}/b.bin ${mnt}/b.bin`);
     await s3.run();
     const f = await isg(['flush', data]);
+    expect(f.stderr).toBe('');
     expect(f.code).toBe(0);
     const st = await status(data);
     expect(st.pendingUploadBytes).toBe(0);
