@@ -44,10 +44,23 @@ function aad(header: Uint8Array, id: Uint8Array): Buffer {
   return Buffer.concat([header, id]);
 }
 
+const SAMPLE = 64 * 1024;
+
+/**
+ * Incompressible data (media, archives, encrypted files) is recognised from one 64 KiB sample in
+ * the middle of the block, as borg's "auto" mode does: compressing the sample costs ~40 µs, the
+ * whole 1 MiB block ~1 ms for nothing.
+ */
+function worthCompressing(compression: Compression, plain: Uint8Array): boolean {
+  if (plain.length <= 2 * SAMPLE) return true;
+  const at = (plain.length >> 1) - (SAMPLE >> 1);
+  return compression.compress(plain.subarray(at, at + SAMPLE)).length < SAMPLE - (SAMPLE >> 4);
+}
+
 export function encodeBlock(keys: BlockKeys, compression: Compression, id: Buffer, plain: Uint8Array): Buffer {
   let body: Uint8Array = plain;
   let flags = 0;
-  if (compression.name !== 'none' && plain.length > 64) {
+  if (compression.name !== 'none' && plain.length > 64 && worthCompressing(compression, plain)) {
     const packed = compression.compress(plain);
     // Stored raw unless compression saves at least 1/32: decompressing for nothing costs reads.
     if (packed.length < plain.length - (plain.length >> 5)) {
