@@ -48,7 +48,8 @@ import {
   throwIfAborted,
   Tier,
 } from './backend';
-import { BackendFactory, BackendSpec, parseSizeOption, rejectUnknownParams, specNumber, specString } from './spec';
+import { BackendFactory, BackendSpec, rejectUnknownParams, specNumber, specString } from './spec';
+import { parseSize } from '../util/size';
 
 type Sdk = typeof S3;
 
@@ -454,7 +455,7 @@ export const s3Factory: BackendFactory = {
     }
     for (const k of ['multipartThreshold', 'partSize'] as const) {
       const v = params.get(k);
-      if (v !== null) out[k] = parseSizeOption(v, k);
+      if (v !== null) out[k] = parseSize(v, k);
     }
     const pc = params.get('partConcurrency');
     if (pc !== null) {

@@ -35,13 +35,6 @@ export interface BackendFactory {
   init?(spec: BackendSpec): Promise<void>;
 }
 
-/** Shared helper for factories: reads a size like "16M", "8MiB", "1048576". */
-export function parseSizeOption(text: string, what: string): number {
-  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new Error(`${what}: not a size: '${text}' (bytes, or a K/M/G suffix)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return Number(m[1]) * mult;
-}
 
 /** Shared helper for factories: throws if `params` holds a name not in `known`. */
 export function rejectUnknownParams(params: URLSearchParams, known: readonly string[]): void {

@@ -73,10 +73,4 @@ export function validateConfig(c: RepoConfig): RepoConfig {
   return c;
 }
 
-/** "64M", "1G", "512k", "1048576" -> bytes. */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new Error(`not a size: '${text}' (use bytes or a K/M/G/T suffix)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(parseFloat(m[1]) * mult);
-}
+export { parseSize } from '../util/size';
