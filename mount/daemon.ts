@@ -57,7 +57,10 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       fsname: FSNAME_PREFIX + dataDir,
       subtype: 'isgfs',
       allowOther: o.allowOther,
-      defaultPermissions: true, // the kernel checks mode bits; the core does not repeat them
+      // With other users allowed in, the kernel checks mode bits (the core does not repeat them).
+      // Without, FUSE admits only the mounting user, and the check would cost a getattr of every
+      // path component on every access (attr_timeout is 0): 20 requests per `ls -l` entry.
+      defaultPermissions: o.allowOther,
       options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
     });
   } catch (e) {
