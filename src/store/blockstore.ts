@@ -87,11 +87,18 @@ export class BlockStore {
     const hex = id.toString('hex');
     const hit = this.lru.get(hex);
     if (hit) return Promise.resolve(hit);
-    let p = this.loading.get(hex);
-    if (!p) {
-      p = this.load(id, hex).finally(() => this.loading.delete(hex));
-      this.loading.set(hex, p);
-    }
+    const inFlight = this.loading.get(hex);
+    // Joining a load started earlier (a read-ahead, say): if that one fails, its failure may be
+    // stale (a backend that was down then), so this reader tries once more on its own.
+    if (inFlight) return inFlight.catch(() => this.readPlainFresh(id, hex));
+    return this.readPlainFresh(id, hex);
+  }
+
+  private readPlainFresh(id: Buffer, hex: string): Promise<Buffer> {
+    const hit = this.lru.get(hex);
+    if (hit) return Promise.resolve(hit);
+    const p = this.load(id, hex).finally(() => { if (this.loading.get(hex) === p) this.loading.delete(hex); });
+    this.loading.set(hex, p);
     return p;
   }
 

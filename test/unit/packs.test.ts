@@ -185,7 +185,7 @@ describe('a backend down while packing', () => {
     await s.fs.write(fh2, 0, more);
     await s.fs.release(fh2);
     for (const i of [0, 1, 2]) { fs.renameSync(dir(i), dir(i) + '.away'); fs.writeFileSync(dir(i), ''); }
-    await expect(s.flush()).rejects.toThrow(/shards stored \(need 4\)/);
+    await expect(s.flush(undefined, 2000)).rejects.toThrow(/shards stored \(need 4\)/);
     for (const i of [0, 1, 2]) { fs.rmSync(dir(i)); fs.renameSync(dir(i) + '.away', dir(i)); }
     await s.flush();
     await s.cacheDrop();
