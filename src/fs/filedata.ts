@@ -279,9 +279,4 @@ export class FileData {
     this.dirty = new Overlay();
     this.pendingTimes = null;
   }
-
-  /** Waits for a background flush in progress, if any. */
-  async idle(): Promise<void> {
-    await this.background;
-  }
 }

@@ -8,7 +8,7 @@
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend } from '../backend/backend';
-import { decodeShardHeader, encodeShard, piecesOf, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
+import { encodeShard, piecesOf, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
 
 export class PackUnavailableError extends Error {
   readonly code = 'EIO';
@@ -136,10 +136,5 @@ export class ShardReader {
       } catch { /* stays missing; tried again later */ }
     }
     return stored.sort((a, b) => a - b);
-  }
-
-  /** Reads a shard header (for scrub and for rebuilding the index from the backends). */
-  async readHeader(backend: Backend, key: string, shardSize: number): Promise<ReturnType<typeof decodeShardHeader>> {
-    return decodeShardHeader(await backend.get(key, { offset: 0, length: shardHeaderSize(shardSize) }));
   }
 }

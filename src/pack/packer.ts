@@ -37,7 +37,6 @@ export class Packer {
   private running: Promise<boolean> | null = null;
   private firstSeen = new Map<number, number>(); // queue seq -> when the packer first saw it
   private timer: NodeJS.Timeout | null = null;
-  lastError: Error | null = null;
 
   constructor(private readonly o: PackerOptions) {
     if (o.backends.length < o.k + o.m) throw new Error(`${o.k}+${o.m} erasure coding needs at least ${o.k + o.m} backends, ${o.backends.length} configured`);
@@ -138,8 +137,7 @@ export class Packer {
     const stored = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
     if (stored.length < this.o.k) {
       const why = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason as Error | undefined;
-      this.lastError = new Error(`pack ${packId}: only ${stored.length} of ${this.o.k + this.o.m} shards stored (need ${this.o.k}): ${why?.message ?? 'unknown'}`);
-      throw this.lastError;
+      throw new Error(`pack ${packId}: only ${stored.length} of ${this.o.k + this.o.m} shards stored (need ${this.o.k}): ${why?.message ?? 'unknown'}`);
     }
     if (stored.length < shards.length) log.warn(`pack ${packId}: ${shards.length - stored.length} shard(s) missing, queued for repair`);
     const segs = segmentsOf(layout.shardSize);
@@ -154,7 +152,6 @@ export class Packer {
       for (const q of taken) meta.dequeue(q.seq);
     });
     for (const q of taken) this.firstSeen.delete(q.seq);
-    this.lastError = null;
     void store.maybeEvict(); // its blocks are safe now: the local tier may shrink to its limit
     return true;
   }
