@@ -69,8 +69,8 @@ export function fuseOps(fs: FileSystem): FuseOps {
     create: (path, mode, flags, cb) => answer(cb, () => fs.create(path, mode, flags, caller)),
     open: (path, flags, cb) => answer(cb, () => fs.open(path, flags)),
     read: (_path, fh, buf, len, offset, cb) => {
-      fs.read(fh, offset, len).then(
-        (data) => { data.copy(buf); cb(data.length); },
+      fs.read(fh, offset, len, buf).then(
+        (data) => cb(data.length),
         (e: unknown) => cb(negErrno(e)),
       );
     },

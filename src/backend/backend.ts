@@ -34,6 +34,11 @@ export interface ObjectInfo {
 
 export interface CallOptions {
   signal?: AbortSignal;
+  /**
+   * Tries at most this many times (for retrying wrappers): a reader that can turn to other shards
+   * asks for 1 rather than wait out a backoff on a backend that is gone.
+   */
+  attempts?: number;
 }
 
 export interface Backend {

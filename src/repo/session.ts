@@ -71,7 +71,7 @@ export class Session {
         new Map(backends.map((b) => [b.name, b.inner])),
       );
       const store = new BlockStore({
-        blocksDir: repo.paths.blocks, meta, pool, remote: reader,
+        blocksDir: repo.paths.blocks, meta, pool, remote: reader, onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
         diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
       });
@@ -79,7 +79,7 @@ export class Session {
         meta, store, backends, k: st.ec.k, m: st.ec.m, packKey: repo.keys.pack, targetSize: st.packSize, quietMs: st.packQuietMs,
       });
       const fs = new FileSystem({
-        deps: { meta, store, pool, chunker: repo.config.chunker, dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024, readahead: 8 * 1024 * 1024 },
+        deps: { meta, store, pool, chunker: repo.config.chunker, dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024, readahead: 32 * 1024 * 1024 },
         dataDir: repo.paths.root,
         readOnly: o.readOnly,
       });

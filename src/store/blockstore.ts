@@ -19,6 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { CodecPool } from '../block/pool';
 import { RwLock } from './rwlock';
+import { blockFile } from './layout';
 import { ShardReader } from '../pack/fetch';
 
 export class BlockMissingError extends Error {
@@ -46,6 +47,8 @@ export interface BlockStoreOptions {
   diskBytes?: number;
   /** Where blocks that are not local are read from. */
   remote?: ShardReader;
+  /** Reports failures of background work (keeping fetched blocks). */
+  onError?: (message: string) => void;
 }
 
 export class BlockStore {
@@ -79,7 +82,7 @@ export class BlockStore {
   }
 
   blockPath(hex: string): string {
-    return path.join(this.o.blocksDir, hex.slice(0, 2), hex);
+    return blockFile(this.o.blocksDir, hex);
   }
 
   /** Plaintext of a block: memory LRU, else the local tier (decrypted off-thread). */
@@ -103,26 +106,35 @@ export class BlockStore {
   }
 
   private async load(id: Buffer, hex: string): Promise<Buffer> {
-    const local = await this.readLocalEncoded(id);
+    // The worker reads the file itself: one message each way, no bytes through this thread.
+    // Blocks known to be evicted skip the attempt.
+    const local = this.o.meta.getBlock(id)?.local === false ? null : await this.o.pool.load(id, this.o.blocksDir);
     if (local) {
-      const plain = await this.o.pool.decode(id, local);
-      this.lru.set(hex, plain);
+      this.lru.set(hex, local);
       const size = this.diskLru.get(hex);
       if (size !== undefined) this.touchDisk(hex, size);
-      return plain;
+      return local;
     }
     const loc = this.o.meta.getLoc(id);
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
     const encoded = await this.o.remote.readBlock(loc, pack);
-    const plain = await this.o.pool.decode(id, encoded);
+    // Decoded from a copy: the encoded bytes stay here to be kept in the local tier, which happens
+    // after the reader has its data (a block fetched from a slower tier is kept locally).
+    const plain = await this.o.pool.decode(id, encoded, { copy: true });
     this.lru.set(hex, plain);
-    // A block fetched from a slower tier is kept in the local tier.
-    await this.writeFile(hex, encoded);
-    this.o.meta.txn(() => this.o.meta.setLocal(id, true));
-    this.touchDisk(hex, encoded.length);
-    void this.maybeEvict();
+    this.keepFetched(id, hex, encoded).catch((e: Error) => this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${e.message}`));
     return plain;
+  }
+
+  private async keepFetched(id: Buffer, hex: string, encoded: Buffer): Promise<void> {
+    await this.lock.shared(async () => {
+      if (!this.o.meta.getBlock(id)) return; // freed meanwhile
+      await this.writeFile(hex, encoded);
+      this.o.meta.txn(() => this.o.meta.setLocal(id, true));
+      this.touchDisk(hex, encoded.length);
+    });
+    void this.maybeEvict();
   }
 
   /** The encoded bytes of a block in the local tier, or null when it is not there. */
@@ -146,8 +158,8 @@ export class BlockStore {
 
   /**
    * Deletes local copies of blocks that are safe in a pack, least recently used first, until the
-   * tier holds at most `limit` bytes (0: everything safe). Also empties the memory LRU when
-   * everything goes, so that reads afterwards are truly cold. Returns the bytes freed.
+   * tier holds at most `limit` bytes (0: everything safe). With 0 it also empties the memory LRU
+   * and the kept shard rebuilds, so that reads afterwards are truly cold. Returns the bytes freed.
    */
   async evict(limit: number): Promise<number> {
     return this.lock.exclusive(async () => {
@@ -160,6 +172,10 @@ export class BlockStore {
         victims.push(id);
         freed += bytes;
       }
+      if (limit === 0) {
+        this.lru.clear();
+        this.o.remote?.forgetRebuilt();
+      }
       if (!victims.length) return 0;
       this.o.meta.txn(() => { for (const id of victims) this.o.meta.setLocal(id, false); });
       await Promise.all(victims.map(async (id) => {
@@ -168,7 +184,6 @@ export class BlockStore {
         this.diskUsed -= this.diskLru.get(hex) ?? 0;
         this.diskLru.delete(hex);
       }));
-      if (limit === 0) this.lru.clear();
       return freed;
     });
   }
@@ -198,7 +213,7 @@ export class BlockStore {
         if (!r.wrote) continue;
         const hex = r.id.toString('hex');
         written.add(hex);
-        this.unsynced.add(this.blockPath(hex));
+        if (!r.synced) this.unsynced.add(this.blockPath(hex));
         if (r.madeDir) this.unsynced.add(r.madeDir);
       }
       const ids = results.map((r) => r.id);
@@ -207,13 +222,13 @@ export class BlockStore {
         try {
           this.o.meta.txn(() => {
             commit(ids, (i) => {
-              const { id, encoded } = results[i];
+              const { id, length } = results[i];
               const hex = id.toString('hex');
               if (this.o.meta.ref(id)) {
                 // An evicted block written again by this flush is local once more.
                 if (written.has(hex) && this.o.meta.getBlock(id)?.local === false) {
                   this.o.meta.setLocal(id, true);
-                  this.touchDisk(hex, encoded.length);
+                  this.touchDisk(hex, length);
                 }
                 return;
               }
@@ -221,8 +236,8 @@ export class BlockStore {
                 missing.push(i);
                 throw new RetryCommit();
               }
-              this.o.meta.addBlock(id, chunks[i].end - chunks[i].start, encoded.length);
-              this.touchDisk(hex, encoded.length);
+              this.o.meta.addBlock(id, chunks[i].end - chunks[i].start, length);
+              this.touchDisk(hex, length);
             });
           });
           return;
@@ -231,7 +246,7 @@ export class BlockStore {
           // A block file that existed without a row (left by a crash): store it for real.
           for (const i of missing) {
             const hex = results[i].id.toString('hex');
-            await this.writeFile(hex, results[i].encoded);
+            await this.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
             written.add(hex);
           }
         }
