@@ -119,6 +119,10 @@ export class ShardReader {
 
   /** Bytes [from, to) of data shard `shard`. */
   async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
+    const wide = segmentSpan(Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN, Math.ceil(to / REBUILD_SPAN) * REBUILD_SPAN, pack.shardSize);
+    const key = `${packId}:${wide.start}`;
+    // A rebuild under way fetches these bytes anyway (it reads k shards of the span).
+    await this.rebuilding.get(key)?.catch(() => undefined);
     const rebuilt = this.rebuiltCovering(packId, shard, from, to);
     if (rebuilt) return rebuilt;
     const span = segmentSpan(from, to, pack.shardSize);
@@ -130,8 +134,6 @@ export class ShardReader {
     }
     // Unhealthy is a guess: then the shard stays a candidate of last resort.
     const exclude = this.health.healthy(pack.placement[shard]) ? new Set([shard]) : new Set<number>();
-    const wide = segmentSpan(Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN, Math.ceil(to / REBUILD_SPAN) * REBUILD_SPAN, pack.shardSize);
-    const key = `${packId}:${wide.start}`;
     let rebuild = this.rebuilding.get(key);
     if (!rebuild) {
       rebuild = this.reconstructSpan(packId, pack, wide, exclude, signal).then((all) => {
