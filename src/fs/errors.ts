@@ -4,9 +4,18 @@ export type Errno =
   | 'EACCES' | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENODATA' | 'ERANGE' | 'E2BIG' | 'EOPNOTSUPP' | 'EROFS'
   | 'EBUSY' | 'EXDEV' | 'EFBIG' | 'ELOOP' | 'EMLINK';
 
+/**
+ * Most are ordinary answers (ENOENT to a lookup), thousands a second under tar or git: they carry
+ * no stack, whose capture cost more than the lookup.
+ */
 export class FsError extends Error {
-  constructor(readonly code: Errno, message?: string) {
+  readonly code: Errno;
+  constructor(code: Errno, message?: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ? `${code}: ${message}` : code);
+    Error.stackTraceLimit = limit;
+    this.code = code;
   }
 }
 

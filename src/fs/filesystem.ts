@@ -72,6 +72,9 @@ export interface FileSystemOptions {
 const isDir = (i: Inode) => (i.mode & S_IFMT) === S_IFDIR;
 const isReg = (i: Inode) => (i.mode & S_IFMT) === S_IFREG;
 
+/** Bound of the directory cache (it is emptied when full). */
+const DIR_CACHE_ENTRIES = 65536;
+
 function splitPath(p: string): string[] {
   return p.split('/').filter((s) => s.length > 0);
 }
@@ -91,6 +94,11 @@ export class FileSystem {
   /** Where errors of write-behind go (the daemon logs them). */
   onError?: (message: string) => void;
   private nextFh = 1;
+  /**
+   * Directory path -> inode number. A directory keeps its number until it is removed or moved,
+   * and rmdir and rename (the only ways) empty the cache, so an entry is never stale.
+   */
+  private readonly dirCache = new Map<string, number>();
 
   constructor(private readonly o: FileSystemOptions) {
     this.meta = o.deps.meta;
@@ -127,13 +135,42 @@ export class FileSystem {
   }
 
   private resolve(path: string): Inode {
+    const parts = splitPath(path);
+    const name = parts.pop();
+    const dir = this.resolveDir(parts);
+    if (name === undefined) return dir;
+    if (!isDir(dir)) throw fsError('ENOTDIR');
+    checkName(name);
+    const next = this.meta.lookup(dir.ino, name);
+    if (next === undefined) throw fsError('ENOENT');
+    return this.inode(next);
+  }
+
+  /**
+   * The inode at the path made of `parts`, through the directory cache: deep trees (node_modules,
+   * git objects) would otherwise cost two LMDB reads and a decode per component on every call.
+   */
+  private resolveDir(parts: string[]): Inode {
+    const key = '/' + parts.join('/');
+    const cached = this.dirCache.get(key);
+    if (cached !== undefined) {
+      const hit = this.meta.getInode(cached);
+      if (hit) return hit;
+      this.dirCache.clear(); // cannot happen while rmdir and rename clear it; be safe anyway
+    }
     let cur = this.inode(ROOT_INO);
-    for (const name of splitPath(path)) {
+    let prefix = '';
+    for (const name of parts) {
       if (!isDir(cur)) throw fsError('ENOTDIR');
       checkName(name);
       const next = this.meta.lookup(cur.ino, name);
       if (next === undefined) throw fsError('ENOENT');
       cur = this.inode(next);
+      prefix += '/' + name;
+      if (isDir(cur)) {
+        if (this.dirCache.size >= DIR_CACHE_ENTRIES) this.dirCache.clear();
+        this.dirCache.set(prefix, cur.ino);
+      }
     }
     return cur;
   }
@@ -143,7 +180,7 @@ export class FileSystem {
     const name = parts.pop();
     if (name === undefined) throw fsError('EBUSY', 'the root has no parent');
     checkName(name);
-    const parent = this.resolve('/' + parts.join('/'));
+    const parent = this.resolveDir(parts);
     if (!isDir(parent)) throw fsError('ENOTDIR');
     return { parent, name };
   }
@@ -304,6 +341,7 @@ export class FileSystem {
 
   rmdir(path: string): void {
     this.writable();
+    this.dirCache.clear();
     this.meta.txn(() => {
       const { parent, name } = this.resolveParent(path);
       const ino = this.meta.lookup(parent.ino, name);
@@ -319,6 +357,7 @@ export class FileSystem {
 
   rename(from: string, to: string): void {
     this.writable();
+    this.dirCache.clear();
     this.meta.txn(() => {
       const src = this.resolveParent(from);
       const dst = this.resolveParent(to);
