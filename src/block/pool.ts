@@ -28,8 +28,6 @@ export interface EncodedBlock {
   /** The encoded bytes, unless the worker wrote them to the block file itself. */
   encoded?: Buffer;
   wrote: boolean;
-  /** The worker also made the file durable (large blocks). */
-  synced?: boolean;
   madeDir?: string;
 }
 
@@ -104,13 +102,13 @@ export class CodecPool {
    * there unless it exists (`wrote`; `madeDir` when it had to create the directory).
    */
   async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string): Promise<EncodedBlock> {
-    const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; synced?: boolean; madeDir?: string }>(
+    const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; madeDir?: string }>(
       { op: 'encode', buf, start, end, blocksDir });
     return {
       id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length),
       length: r.length,
       encoded: r.encoded && Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length),
-      wrote: r.wrote, synced: r.synced, madeDir: r.madeDir,
+      wrote: r.wrote, madeDir: r.madeDir,
     };
   }
 

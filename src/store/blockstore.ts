@@ -213,7 +213,7 @@ export class BlockStore {
         if (!r.wrote) continue;
         const hex = r.id.toString('hex');
         written.add(hex);
-        if (!r.synced) this.unsynced.add(this.blockPath(hex));
+        this.unsynced.add(this.blockPath(hex));
         if (r.madeDir) this.unsynced.add(r.madeDir);
       }
       const ids = results.map((r) => r.id);
@@ -269,19 +269,25 @@ export class BlockStore {
 
   /** fsyncs every block file (and new directory) written since the last call. */
   async syncPending(): Promise<void> {
-    const list = [...this.unsynced];
+    const queue = [...this.unsynced];
     this.unsynced = new Set();
-    const queue = list.slice();
     const worker = async () => {
       for (let f = queue.pop(); f !== undefined; f = queue.pop()) {
-        let fh: fs.promises.FileHandle;
         try {
-          fh = await fs.promises.open(f, 'r');
+          let fh: fs.promises.FileHandle;
+          try {
+            fh = await fs.promises.open(f, 'r');
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
+            throw e;
+          }
+          try { await fh.sync(); } finally { await fh.close(); }
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
+          // Not durable: the file and everything not tried yet wait for the next sync.
+          this.unsynced.add(f);
+          for (const q of queue.splice(0)) this.unsynced.add(q);
           throw e;
         }
-        try { await fh.sync(); } finally { await fh.close(); }
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
