@@ -95,6 +95,8 @@ export class FileData {
   private background: Promise<void> | null = null;
   private backgroundError: Error | null = null;
   private lastReadEnd = -1;
+  /** The chunk map, read once and kept until this object changes it (nothing else does). */
+  private extentCache: Extent[] | null = null;
   private prefetchedTo = 0;
 
   constructor(private readonly d: DataDeps, readonly ino: number, size: number) {
@@ -150,7 +152,7 @@ export class FileData {
       if (newSize < this.size) {
         this.dirty.truncate(newSize);
         // The chunk that straddles the new end is cut short: its kept prefix becomes buffered data.
-        const straddler = this.d.meta.extentsOf(this.ino, newSize, newSize + 1)
+        const straddler = this.extentsIn(newSize, newSize + 1)
           .find((e) => e.offset < newSize && e.offset + e.length > newSize);
         if (straddler) {
           const plain = await this.d.store.guard(() => this.d.store.readPlain(straddler.id));
@@ -173,7 +175,7 @@ export class FileData {
     const end = offset + n;
     await this.d.store.guard(async () => {
       // Chunk map and buffer layers are taken in the same tick: one consistent view.
-      const extents = this.d.meta.extentsOf(this.ino, offset, end);
+      const extents = this.extentsIn(offset, end);
       const layers = [this.flushing, this.dirty].filter((l): l is Overlay => l !== null).map((l) => l.slices(offset, end));
       await Promise.all(extents.map(async (e) => {
         const from = Math.max(offset, e.offset);
@@ -191,12 +193,34 @@ export class FileData {
   }
 
   /** Keeps the next `readahead` bytes loading, topping the window up as reading moves on. */
+  /** Bytes held by committed chunks (for st_blocks). */
+  get committedBytes(): number {
+    let n = 0;
+    for (const e of this.extentsIn(0, Number.MAX_SAFE_INTEGER)) n += e.length;
+    return n;
+  }
+
+  /** Committed extents that overlap [from, to), in order. */
+  private extentsIn(from: number, to: number): Extent[] {
+    const all = (this.extentCache ??= this.d.meta.extentsOf(this.ino));
+    let lo = 0;
+    let hi = all.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (all[mid].offset + all[mid].length <= from) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: Extent[] = [];
+    for (let i = lo; i < all.length && all[i].offset < to; i++) out.push(all[i]);
+    return out;
+  }
+
   private readAhead(pos: number): void {
     if (pos > this.prefetchedTo || pos < this.prefetchedTo - this.d.readahead - SEQUENTIAL_SLACK) this.prefetchedTo = pos; // a new stream
     if (pos + this.d.readahead - TOP_UP < this.prefetchedTo) return;
     const from = Math.max(pos, this.prefetchedTo);
     this.prefetchedTo = pos + this.d.readahead;
-    const ids = this.d.meta.extentsOf(this.ino, from, this.prefetchedTo).map((e) => e.id);
+    const ids = this.extentsIn(from, this.prefetchedTo).map((e) => e.id);
     if (ids.length) this.d.store.prefetch(ids);
   }
 
@@ -246,7 +270,7 @@ export class FileData {
    * only where the writer has got to, and the next flush would cut it again anyway.
    */
   private async flushLocked(keepTail: boolean): Promise<void> {
-    const committed = this.d.meta.extentsOf(this.ino);
+    const committed = this.extentsIn(0, Number.MAX_SAFE_INTEGER);
     const size = this.size;
     const beyond = committed.filter((e) => e.offset >= size);
     if (this.dirty.empty && !this.pendingTimes && !beyond.length) return;
@@ -276,6 +300,7 @@ export class FileData {
       }
       await this.d.store.ingest(chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length })), (ids, admit) => {
         const meta = this.d.meta;
+        this.extentCache = null;
         for (const e of removed) {
           meta.deleteExtent(this.ino, e.offset);
           meta.unref(e.id);
@@ -343,6 +368,7 @@ export class FileData {
 
   /** Forgets buffered data (the inode is being destroyed). */
   discard(): void {
+    this.extentCache = null;
     this.dirty = new Overlay();
     this.pendingTimes = null;
   }

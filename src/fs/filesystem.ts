@@ -210,9 +210,11 @@ export class FileSystem {
     }
     let stored = size;
     if (isReg(i)) {
-      stored = 0;
-      for (const e of this.meta.extentsOf(i.ino)) stored += e.length;
-      if (fd) stored = Math.max(stored, Math.min(size, stored + fd.dirtyBytes));
+      if (fd) stored = Math.max(fd.committedBytes, Math.min(size, fd.committedBytes + fd.dirtyBytes));
+      else {
+        stored = 0;
+        for (const e of this.meta.extentsOf(i.ino)) stored += e.length;
+      }
     }
     return {
       ino: i.ino, mode: i.mode, nlink: i.nlink, uid: i.uid, gid: i.gid, size, rdev: i.rdev,
