@@ -18,7 +18,7 @@ export interface CodecSetup {
 export type CodecRequest =
   | { op: 'cut'; segments: { sab: SharedArrayBuffer; rel: number; length: number }[]; final: boolean }
   | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string }
-  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array }
+  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string }
   | { op: 'load'; id: Uint8Array; blocksDir: string };
 
 export interface EncodedBlock {
@@ -48,7 +48,18 @@ function workerScript(): string {
   return path.resolve(__dirname, '../../dist/src/block/worker.js');
 }
 
+/** A block file written by a worker after it answered (see `decode`'s keepIn). */
+export interface KeptBlock {
+  id: Buffer;
+  length: number;
+  wrote: boolean;
+  madeDir?: string;
+  error?: string;
+}
+
 export class CodecPool {
+  /** Told of every block file written after the answer (see `decode`'s keepIn). */
+  onKept?: (k: KeptBlock) => void;
   private readonly slots: Slot[] = [];
   private seq = 0;
   private closed = false;
@@ -57,7 +68,11 @@ export class CodecPool {
     for (let i = 0; i < Math.max(1, size); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
-      worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string } }) => {
+      worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string }; kept?: KeptBlock }) => {
+        if (msg.kept) {
+          this.onKept?.({ ...msg.kept, id: Buffer.from(msg.kept.id) });
+          return;
+        }
         const p = slot.pending.get(msg.seq);
         if (!p) return;
         slot.pending.delete(msg.seq);
@@ -113,12 +128,15 @@ export class CodecPool {
   }
 
   /**
-   * Plaintext of an encoded block (verified). The encoded buffer is handed over, not copied, when
-   * it owns its memory (the caller must not use it afterwards) unless `copy` is set.
+   * Plaintext of an encoded block (verified). The memory under `encoded` is handed over to the
+   * worker, not copied (unless it is a slab of Node's small-buffer pool), so it must be the
+   * caller's alone and unused afterwards. With keepIn, the worker then also writes the block file
+   * there (after answering) and reports it through onKept.
    */
-  async decode(id: Buffer, encoded: Buffer, o: { copy?: boolean } = {}): Promise<Buffer> {
-    const owned = !o.copy && encoded.byteOffset === 0 && encoded.byteLength === encoded.buffer.byteLength && !(encoded.buffer instanceof SharedArrayBuffer);
-    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded }, owned ? [encoded.buffer as ArrayBuffer] : []);
+  async decode(id: Buffer, encoded: Buffer, keepIn?: string): Promise<Buffer> {
+    const mem = encoded.buffer;
+    const handOver = !(mem instanceof SharedArrayBuffer) && mem.byteLength > Buffer.poolSize;
+    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded, keepIn }, handOver ? [mem as ArrayBuffer] : []);
     return Buffer.from(r.buffer, r.byteOffset, r.length);
   }
 

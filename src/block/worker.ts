@@ -42,6 +42,15 @@ async function storeBlock(blocksDir: string, hex: string, encoded: Uint8Array): 
   }
 }
 
+/** Writes a fetched block into the local tier after the reader has its plaintext; reports how it went. */
+function keep(blocksDir: string, id: Uint8Array, encoded: Uint8Array): void {
+  const hex = Buffer.from(id).toString('hex');
+  storeBlock(blocksDir, hex, encoded).then(
+    (r) => parentPort!.postMessage({ seq: 0, kept: { id, length: encoded.length, ...r } }),
+    (e: Error) => parentPort!.postMessage({ seq: 0, kept: { id, length: encoded.length, wrote: false, error: e.message } }),
+  );
+}
+
 async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.op) {
     case 'cut': {
@@ -63,6 +72,7 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
     }
     case 'decode': {
       const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), req.encoded));
+      if (req.keepIn) keep(req.keepIn, req.id, req.encoded);
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
     case 'load': {

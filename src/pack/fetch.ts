@@ -117,19 +117,23 @@ export class ShardReader {
     return rsReconstruct(pack.k, pack.m, inputs);
   }
 
-  /** Bytes [from, to) of data shard `shard`. */
-  async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * Bytes [from, to) of data shard `shard`; `kept` when they are a view of a kept rebuild (shared
+   * memory), else the view of a fetch of the caller's own.
+   */
+  private async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal):
+    Promise<{ bytes: Buffer; kept: boolean }> {
     const wide = segmentSpan(Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN, Math.ceil(to / REBUILD_SPAN) * REBUILD_SPAN, pack.shardSize);
     const key = `${packId}:${wide.start}`;
     // A rebuild under way fetches these bytes anyway (it reads k shards of the span).
     await this.rebuilding.get(key)?.catch(() => undefined);
     const rebuilt = this.rebuiltCovering(packId, shard, from, to);
-    if (rebuilt) return rebuilt;
+    if (rebuilt) return { bytes: rebuilt, kept: true };
     const span = segmentSpan(from, to, pack.shardSize);
     if (this.health.healthy(pack.placement[shard])) {
       try {
         const data = await this.fetchVerified(packId, pack, shard, span, signal);
-        return data.subarray(from - span.start, to - span.start);
+        return { bytes: data.subarray(from - span.start, to - span.start), kept: false };
       } catch { /* rebuilt below */ }
     }
     // Unhealthy is a guess: then the shard stays a candidate of last resort.
@@ -144,7 +148,7 @@ export class ShardReader {
     await rebuild;
     const hit = this.rebuiltCovering(packId, shard, from, to);
     if (!hit) throw new PackUnavailableError(`pack ${packId}: shard ${shard} could not be rebuilt`);
-    return hit;
+    return { bytes: hit, kept: true };
   }
 
   /** Forgets kept rebuilds (`isg cache drop`: reads afterwards are truly cold). */
@@ -160,11 +164,20 @@ export class ShardReader {
     return e.data.subarray(from - e.start, to - e.start);
   }
 
-  /** The encoded bytes of a block. */
+  /**
+   * The encoded bytes of a block, in memory that is the caller's alone (a view into a fetched
+   * span, or a copy): the caller may hand it to a worker without copying.
+   */
   async readBlock(loc: BlockLoc, pack: PackRow, signal?: AbortSignal): Promise<Buffer> {
-    const out = Buffer.alloc(loc.length);
-    await Promise.all(piecesOf(loc.offset, loc.length, pack.shardSize).map(async (p) => {
-      const bytes = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
+    const pieces = piecesOf(loc.offset, loc.length, pack.shardSize);
+    if (pieces.length === 1) {
+      const p = pieces[0];
+      const { bytes, kept } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
+      return kept ? Buffer.from(bytes) : bytes;
+    }
+    const out = Buffer.allocUnsafe(loc.length);
+    await Promise.all(pieces.map(async (p) => {
+      const { bytes } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
       bytes.copy(out, p.at);
     }));
     return out;

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
-import { CodecPool } from '../block/pool';
+import { CodecPool, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
 import { blockFile } from './layout';
 import { ShardReader } from '../pack/fetch';
@@ -68,6 +68,7 @@ export class BlockStore {
       sizeCalculation: (b) => Math.max(1, b.length),
     });
     for (const { id, row } of o.meta.allBlocks()) if (row.local !== false) this.touchDisk(id.toString('hex'), row.stored);
+    o.pool.onKept = (k) => this.kept(k);
   }
 
   private touchDisk(hex: string, bytes: number): void {
@@ -119,21 +120,29 @@ export class BlockStore {
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
     const encoded = await this.o.remote.readBlock(loc, pack);
-    // Decoded from a copy: the encoded bytes stay here to be kept in the local tier, which happens
-    // after the reader has its data (a block fetched from a slower tier is kept locally).
-    const plain = await this.o.pool.decode(id, encoded, { copy: true });
+    // A block fetched from a slower tier is kept in the local tier: the worker writes the file
+    // after answering, and `kept` records it.
+    const plain = await this.o.pool.decode(id, encoded, this.o.blocksDir);
     this.lru.set(hex, plain);
-    this.keepFetched(id, hex, encoded).catch((e: Error) => this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${e.message}`));
     return plain;
   }
 
-  private async keepFetched(id: Buffer, hex: string, encoded: Buffer): Promise<void> {
-    await this.lock.shared(async () => {
-      if (!this.o.meta.getBlock(id)) return; // freed meanwhile
-      await this.writeFile(hex, encoded);
-      this.o.meta.txn(() => this.o.meta.setLocal(id, true));
-      this.touchDisk(hex, encoded.length);
-    });
+  /** A fetched block's file is written (or failed to be). */
+  private kept(k: KeptBlock): void {
+    const hex = k.id.toString('hex');
+    if (k.error) {
+      this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
+      return;
+    }
+    if (!this.o.meta.getBlock(k.id)) {
+      // Freed while it was being written: the file must not outlive its row.
+      if (k.wrote) void fs.promises.rm(this.blockPath(hex), { force: true });
+      return;
+    }
+    if (k.wrote) this.unsynced.add(this.blockPath(hex));
+    if (k.madeDir) this.unsynced.add(k.madeDir);
+    this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
+    this.touchDisk(hex, k.length);
     void this.maybeEvict();
   }
 
