@@ -11,7 +11,7 @@
  * Reads see committed chunks, then the layer being flushed, then newer writes.
  */
 import { ChunkerParams } from '../chunk/fastcdc';
-import { CodecPool } from '../block/pool';
+import { CodecPool, EncodedBlock } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
 import { BlockStore } from '../store/blockstore';
 import { Mutex } from '../store/rwlock';
@@ -34,7 +34,15 @@ interface NewChunk {
   sab: SharedArrayBuffer;
   rel: number; // offset inside sab
   forced: boolean;
+  /** Its encoding, when started while the rest of the run was still being cut. */
+  encoding?: Promise<EncodedBlock>;
 }
+
+/**
+ * Buffered data is cut this much at a time, and the chunks decided so far are encoded on the
+ * other worker while the next piece is cut.
+ */
+const CUT_STEP = 16 * 1024 * 1024;
 
 /** Reads this close to where the previous one ended count as sequential. */
 const SEQUENTIAL_SLACK = 1024 * 1024;
@@ -298,7 +306,7 @@ export class FileData {
         chunks.push(...r.chunks);
         removed.push(...live.filter((e) => e.offset >= r.start && e.offset < commitEnd));
       }
-      await this.d.store.ingest(chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length })), (ids, admit) => {
+      await this.d.store.ingest(chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length, encoding: c.encoding })), (ids, admit) => {
         const meta = this.d.meta;
         this.extentCache = null;
         for (const e of removed) {
@@ -344,8 +352,19 @@ export class FileData {
     }
     const oldStarts = new Set(live.filter((e) => e.offset > start && e.offset < run.end).map((e) => e.offset));
     const chunks: NewChunk[] = [];
+    // Encodings start one chunk behind the cutting: the last chunk of a run may yet be dropped
+    // (a background flush keeps the tail of a file being written).
+    let started = 0;
+    const startEncodings = () => {
+      for (; started < chunks.length - 1; started++) {
+        const c = chunks[started];
+        c.encoding = this.d.store.encode({ sab: c.sab, start: c.rel, end: c.rel + c.length });
+        c.encoding.catch(() => undefined); // reported where it is awaited, if it is
+      }
+    };
+    const maxSize = this.d.chunker.maxSize;
     let from = start;
-    let to = Math.min(run.end, Math.max(d1, from + this.d.chunker.maxSize));
+    let to = Math.min(run.end, Math.max(from + maxSize, Math.min(d1, from + CUT_STEP)));
     for (;;) {
       const final = to >= run.end;
       const segments = await this.materialize(from, to, live, layer);
@@ -359,10 +378,16 @@ export class FileData {
         if (abs >= d1 && oldStarts.has(abs)) return { start, end: abs, chunks };
       }
       if (final) return { start, end: run.end, chunks };
-      // Not aligned yet: continue from the last decided cut, one old chunk further.
+      startEncodings();
       from += prev;
+      if (to < d1) {
+        // Still in the buffered bytes: the next piece.
+        to = Math.min(run.end, Math.max(from + maxSize, Math.min(d1, to + CUT_STEP)));
+        continue;
+      }
+      // Not aligned yet: continue from the last decided cut, one old chunk further.
       const next = live.find((e) => e.offset + e.length > to);
-      to = Math.min(run.end, Math.max(next ? next.offset + next.length : run.end, from + this.d.chunker.maxSize));
+      to = Math.min(run.end, Math.max(next ? next.offset + next.length : run.end, from + maxSize));
     }
   }
 

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
-import { CodecPool, KeptBlock } from '../block/pool';
+import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
 import { blockFile } from './layout';
 import { ShardReader } from '../pack/fetch';
@@ -34,6 +34,8 @@ export interface PlainChunk {
   sab: SharedArrayBuffer;
   start: number;
   end: number;
+  /** Its encoding, if already started with `encode`. */
+  encoding?: Promise<EncodedBlock>;
 }
 
 class RetryCommit extends Error {}
@@ -208,6 +210,15 @@ export class BlockStore {
   }
 
   /**
+   * Starts encoding a chunk ahead of `ingest` (which takes the promise in `encoding`). It may run
+   * outside the lock: a block file found present and then swept before the commit is written
+   * again by the commit's retry.
+   */
+  encode(c: PlainChunk): Promise<EncodedBlock> {
+    return this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir);
+  }
+
+  /**
    * Encodes `chunks` (plaintext ranges of shared buffers) in the codec workers, which also write
    * the block files that are not in the local tier yet (deduplication: a known block is neither
    * written nor stored twice), then runs `commit` in one metadata transaction. Inside it,
@@ -216,7 +227,7 @@ export class BlockStore {
    */
   async ingest(chunks: PlainChunk[], commit: (ids: Buffer[], admit: (i: number) => void) => void): Promise<void> {
     await this.lock.shared(async () => {
-      const results = await Promise.all(chunks.map((c) => this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir)));
+      const results = await Promise.all(chunks.map((c) => c.encoding ?? this.encode(c)));
       const written = new Set<string>();
       for (const r of results) {
         if (!r.wrote) continue;

@@ -85,6 +85,29 @@ describe('filesystem core (no FUSE)', () => {
     expect(after.length).toBeGreaterThan(100);
   });
 
+  test('chunks do not depend on how the data was flushed: one 40 MiB flush (cut in pieces) = 40 small ones', async () => {
+    // Default chunk sizes (min 256 KiB, avg 1 MiB), so one flush spans several cut steps.
+    await s.close();
+    t.cleanup();
+    t = tmpDir();
+    s = await smallRepo(t.dir + '/repo', { chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 }, dirtyCap: 256 * 1024 * 1024 });
+    const data = prng(9).bytes(40 * 1024 * 1024);
+    const whole = await s.fs.create('/whole', 0o644, C.O_RDWR, me);
+    await s.fs.write(whole, 0, data);
+    await s.fs.fsync(whole);
+    const pieces = await s.fs.create('/pieces', 0o644, C.O_RDWR, me);
+    for (let off = 0; off < data.length; off += 1024 * 1024) {
+      await s.fs.write(pieces, off, data.subarray(off, off + 1024 * 1024));
+      await s.fs.fsync(pieces);
+    }
+    const chunksOf = (p: string) => s.meta.extentsOf(s.fs.getattr(p).ino).map((e) => [e.offset, e.length, e.id.toString('hex')]);
+    expect(chunksOf('/pieces')).toEqual(chunksOf('/whole'));
+    expect(chunksOf('/whole').length).toBeGreaterThan(20);
+    expect((await s.fs.read(whole, 0, data.length)).equals(data)).toBe(true);
+    await s.fs.release(whole);
+    await s.fs.release(pieces);
+  });
+
   test('identical data is stored once; freed when the last reference goes', async () => {
     const fs = s.fs;
     const data = prng(9).bytes(300_000);
