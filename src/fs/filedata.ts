@@ -11,9 +11,9 @@
  * Reads see committed chunks, then the layer being flushed, then newer writes.
  */
 import { ChunkerParams } from '../chunk/fastcdc';
-import { CodecPool, EncodedBlock } from '../block/pool';
+import { CodecPool } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
-import { BlockStore } from '../store/blockstore';
+import { BlockStore, EarlyEncoding } from '../store/blockstore';
 import { Mutex } from '../store/rwlock';
 import { Overlay, Range } from './overlay';
 
@@ -35,7 +35,7 @@ interface NewChunk {
   rel: number; // offset inside sab
   forced: boolean;
   /** Its encoding, when started while the rest of the run was still being cut. */
-  encoding?: Promise<EncodedBlock>;
+  encoding?: EarlyEncoding;
 }
 
 /**
@@ -200,7 +200,6 @@ export class FileData {
     return out;
   }
 
-  /** Keeps the next `readahead` bytes loading, topping the window up as reading moves on. */
   /** Bytes held by committed chunks (for st_blocks). */
   get committedBytes(): number {
     let n = 0;
@@ -223,6 +222,7 @@ export class FileData {
     return out;
   }
 
+  /** Keeps the next `readahead` bytes loading, topping the window up as reading moves on. */
   private readAhead(pos: number): void {
     if (pos > this.prefetchedTo || pos < this.prefetchedTo - this.d.readahead - SEQUENTIAL_SLACK) this.prefetchedTo = pos; // a new stream
     if (pos + this.d.readahead - TOP_UP < this.prefetchedTo) return;
@@ -247,13 +247,7 @@ export class FileData {
     let pos = from;
     for (const s of layer.slices(from, to)) {
       if (s.offset > pos) gap(pos, s.offset);
-      const buf = s.data.buffer;
-      if (buf instanceof SharedArrayBuffer) segments.push({ sab: buf, rel: s.data.byteOffset, length: s.data.length });
-      else {
-        const sab = new SharedArrayBuffer(s.data.length);
-        s.data.copy(Buffer.from(sab));
-        segments.push({ sab, rel: 0, length: s.data.length });
-      }
+      segments.push({ sab: s.data.buffer as SharedArrayBuffer, rel: s.data.byteOffset, length: s.data.length }); // Overlay memory is shared
       pos = s.offset + s.data.length;
     }
     if (pos < to) gap(pos, to);
@@ -359,7 +353,6 @@ export class FileData {
       for (; started < chunks.length - 1; started++) {
         const c = chunks[started];
         c.encoding = this.d.store.encode({ sab: c.sab, start: c.rel, end: c.rel + c.length });
-        c.encoding.catch(() => undefined); // reported where it is awaited, if it is
       }
     };
     const maxSize = this.d.chunker.maxSize;

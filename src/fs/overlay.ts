@@ -150,9 +150,4 @@ export class Overlay {
     }
     return out;
   }
-
-  /** Copies buffered bytes of [start, start + out.length) over out. */
-  copyInto(out: Buffer, start: number): void {
-    for (const s of this.slices(start, start + out.length)) s.data.copy(out, s.offset - start);
-  }
 }

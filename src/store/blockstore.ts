@@ -35,10 +35,16 @@ export interface PlainChunk {
   start: number;
   end: number;
   /** Its encoding, if already started with `encode`. */
-  encoding?: Promise<EncodedBlock>;
+  encoding?: EarlyEncoding;
 }
 
 class RetryCommit extends Error {}
+
+/** An encoding started ahead of `ingest`, and the sweep generation it started in. */
+export interface EarlyEncoding {
+  result: Promise<EncodedBlock>;
+  sweeps: number;
+}
 
 export interface BlockStoreOptions {
   blocksDir: string;
@@ -63,6 +69,8 @@ export class BlockStore {
   private readonly diskLru = new Map<string, number>();
   private diskUsed = 0;
   private evicting: Promise<void> | null = null;
+  /** Sweeps that deleted something, counted when done (see `encode`). */
+  private sweeps = 0;
 
   constructor(private readonly o: BlockStoreOptions) {
     this.lru = new LRUCache<string, Buffer>({
@@ -210,12 +218,14 @@ export class BlockStore {
   }
 
   /**
-   * Starts encoding a chunk ahead of `ingest` (which takes the promise in `encoding`). It may run
-   * outside the lock: a block file found present and then swept before the commit is written
-   * again by the commit's retry.
+   * Starts encoding a chunk ahead of `ingest`, which takes it in `encoding`. It runs outside the
+   * lock, so a sweep may delete a block file it wrote or found: `ingest` encodes again, under the
+   * lock, whatever started before the last sweep ended.
    */
-  encode(c: PlainChunk): Promise<EncodedBlock> {
-    return this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir);
+  encode(c: PlainChunk): EarlyEncoding {
+    const result = this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir);
+    result.catch(() => undefined); // reported where it is awaited, if it is
+    return { result, sweeps: this.sweeps };
   }
 
   /**
@@ -227,7 +237,8 @@ export class BlockStore {
    */
   async ingest(chunks: PlainChunk[], commit: (ids: Buffer[], admit: (i: number) => void) => void): Promise<void> {
     await this.lock.shared(async () => {
-      const results = await Promise.all(chunks.map((c) => c.encoding ?? this.encode(c)));
+      const results = await Promise.all(chunks.map((c) =>
+        (c.encoding?.sweeps === this.sweeps ? c.encoding.result : this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir))));
       const written = new Set<string>();
       for (const r of results) {
         if (!r.wrote) continue;
@@ -334,6 +345,7 @@ export class BlockStore {
         this.diskLru.delete(hex);
         await fs.promises.rm(this.blockPath(hex), { force: true });
       }));
+      this.sweeps++;
       return dropped.length;
     });
   }

@@ -3,7 +3,7 @@ import { prng } from '../helpers/tmp';
 
 function materialize(o: Overlay, size: number): Buffer {
   const out = Buffer.alloc(size);
-  o.copyInto(out, 0);
+  for (const s of o.slices(0, size)) s.data.copy(out, s.offset);
   return out;
 }
 

@@ -119,6 +119,28 @@ describe('erasure-coded packs over six local backends', () => {
     }
   });
 
+  test('an encoding started before a sweep that frees its block is redone: the committed block is readable', async () => {
+    const data = prng(123).bytes(800); // one chunk
+    await writeFile('/race', data);
+    files.delete('/race');
+    await s.fs.flushAll();
+    await s.flush();
+    await s.cacheDrop(); // the block is on the backends only: its row stays, its file goes
+    s.fs.unlink('/race'); // refcount 0: the next sweep frees it
+    const sab = new SharedArrayBuffer(data.length);
+    Buffer.from(sab).set(data);
+    const chunk = { sab, start: 0, end: data.length };
+    const early = s.store.encode(chunk);
+    const { id, wrote } = await early.result;
+    expect(wrote).toBe(true); // the file was gone, so the early encoding wrote it again
+    expect(await s.store.sweep()).toBeGreaterThan(0); // and the sweep deleted it with the row
+    await s.store.ingest([{ ...chunk, encoding: early }], (_ids, admit) => admit(0));
+    expect(fs.existsSync(s.store.blockPath(id.toString('hex')))).toBe(true);
+    expect((await s.store.readPlain(id)).equals(data)).toBe(true);
+    s.meta.txn(() => s.meta.unref(id));
+    await s.store.sweep();
+  });
+
   test('three backends lost is one too many: a clear error, and everything is back once they return', async () => {
     for (const i of [1, 2, 3]) fs.renameSync(backendDir(i), backendDir(i) + '.away');
     try {
