@@ -69,13 +69,14 @@ interface Target {
   stop(): Promise<void>;
 }
 
-function fuseTarget(name: 'noop' | 'isgfs', mnt: string, argv: string[]): Target {
+/** `command`: the program and its arguments (isgfs runs as `bin/isg`, as a user runs it). */
+function fuseTarget(name: 'noop' | 'isgfs', mnt: string, command: string[]): Target {
   let proc: ChildProcess | null = null;
   return {
     name, dir: mnt,
     async start() {
       fs.mkdirSync(mnt, { recursive: true });
-      proc = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
+      proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
       await waitMounted(mnt, proc);
     },
     async stop() {
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(plain);
   const targets: Target[] = [
     { name: 'plain', dir: plain, start: async () => undefined, stop: async () => undefined },
-    fuseTarget('noop', path.join(work, 'noop'), [NOOPFS, path.join(work, 'noop')]),
+    fuseTarget('noop', path.join(work, 'noop'), [process.execPath, NOOPFS, path.join(work, 'noop')]),
     fuseTarget('isgfs', path.join(work, 'isg'), [ISG, 'mount', data, path.join(work, 'isg'), '--log-level', 'warn']),
   ];
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, isgfs: {} };

@@ -29,7 +29,7 @@ export function isMounted(mnt: string): boolean {
 
 export async function mount(dataDir: string, mnt: string, args: string[] = []): Promise<Mounted> {
   fs.mkdirSync(mnt, { recursive: true });
-  const proc = spawn(process.execPath, [ISG, 'mount', dataDir, mnt, '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(ISG, ['mount', dataDir, mnt, '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   proc.stdout!.on('data', () => undefined);
