@@ -15,6 +15,7 @@ import { CodecPool } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
 import { BlockStore, EarlyEncoding } from '../store/blockstore';
 import { Mutex } from '../store/rwlock';
+import { fsError } from './errors';
 import { Overlay, Range } from './overlay';
 
 export interface DataDeps {
@@ -179,17 +180,26 @@ export class FileData {
     const size = this.size;
     if (offset >= size || length <= 0) return Buffer.alloc(0);
     const n = Math.min(length, size - offset);
-    const out = into ? into.subarray(0, n).fill(0) : Buffer.alloc(n); // holes read as zeros
+    // `into` (FUSE's reply buffer) holds an earlier reply: every byte below is written, blocks
+    // over extents and zeros over holes.
+    const out = into ? into.subarray(0, n) : Buffer.allocUnsafe(n);
     const end = offset + n;
     await this.d.store.guard(async () => {
       // Chunk map and buffer layers are taken in the same tick: one consistent view.
       const extents = this.extentsIn(offset, end);
       const layers = [this.flushing, this.dirty].filter((l): l is Overlay => l !== null).map((l) => l.slices(offset, end));
+      let covered = offset;
+      for (const e of extents) {
+        if (e.offset > covered) out.fill(0, covered - offset, Math.min(e.offset, end) - offset);
+        covered = Math.max(covered, e.offset + e.length);
+      }
+      if (covered < end) out.fill(0, covered - offset);
       await Promise.all(extents.map(async (e) => {
         const from = Math.max(offset, e.offset);
         const to = Math.min(end, e.offset + e.length, size);
         if (to <= from) return;
         const plain = await this.d.store.readPlain(e.id);
+        if (plain.length < to - e.offset) throw fsError('EIO'); // never: a block is verified against its id
         plain.copy(out, from - offset, from - e.offset, to - e.offset);
       }));
       for (const slices of layers) for (const s of slices) s.data.copy(out, s.offset - offset);
