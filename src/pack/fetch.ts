@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend } from '../backend/backend';
-import { encodeShard, piecesOf, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
+import { encodeShard, piecesOf, SEGMENT, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
 
 export class PackUnavailableError extends Error {
   readonly code = 'EIO';
@@ -19,8 +19,14 @@ export interface HealthView {
   healthy(name: string): boolean;
 }
 
+/** A block's encoded bytes as fetched; `slow`: some of them came from a warm or cold backend. */
+export interface FetchedBlock {
+  encoded: Buffer;
+  slow: boolean;
+}
+
 /**
- * A shard that cannot be read is rebuilt REBUILD_SPAN bytes at a time, and every shard of that
+ * A shard that cannot be read is rebuilt a span (up to about REBUILD_SPAN) at a time, and every shard of that
  * rebuild is kept for a while: rebuilding needs the same bytes of k other shards, which hold the
  * neighbouring blocks a sequential read wants next, so with m shards lost a sequential read
  * costs about the I/O of one with none lost, not k times it.
@@ -30,7 +36,7 @@ const REBUILT_CACHE_BYTES = 128 * 1024 * 1024;
 
 export class ShardReader {
   /** Recent rebuilds by `pack:shard:start`, and the rebuilds in flight by `pack:start`. */
-  private readonly rebuilt = new LRUCache<string, { start: number; data: Buffer }>({
+  private readonly rebuilt = new LRUCache<string, { start: number; data: Buffer; slow: boolean }>({
     maxSize: REBUILT_CACHE_BYTES,
     sizeCalculation: (e) => Math.max(1, e.data.length),
   });
@@ -46,6 +52,11 @@ export class ShardReader {
     private readonly health: HealthView = { healthy: () => true },
     private readonly direct?: Map<string, Backend>,
   ) {}
+
+  /** Whether any of these shards lies on a backend slower than the hot tier. */
+  private slowAmong(pack: PackRow, shards: number[]): boolean {
+    return shards.some((i) => (this.backends.get(pack.placement[i])?.tier ?? 'hot') !== 'hot');
+  }
 
   private sumsOf(pack: PackRow, shard: number): Buffer[] {
     const segs = segmentsOf(pack.shardSize);
@@ -70,8 +81,9 @@ export class ShardReader {
     return data;
   }
 
-  /** The same span of every shard, rebuilt from any k good ones. */
-  async reconstructSpan(packId: string, pack: PackRow, span: { start: number; end: number }, exclude: Set<number>, signal?: AbortSignal): Promise<Buffer[]> {
+  /** The same span of every shard, rebuilt from any k good ones; `slow` as in FetchedBlock. */
+  async reconstructSpan(packId: string, pack: PackRow, span: { start: number; end: number }, exclude: Set<number>, signal?: AbortSignal):
+    Promise<{ shards: Buffer[]; slow: boolean }> {
     const n = pack.k + pack.m;
     const order = Array.from({ length: n }, (_, i) => i)
       .filter((i) => !exclude.has(i))
@@ -114,41 +126,64 @@ export class ShardReader {
     // Keep exactly k inputs: the code needs no more, and fewer copies.
     let kept = 0;
     const inputs = got.map((b) => (b && kept < pack.k ? (kept++, b) : null));
-    return rsReconstruct(pack.k, pack.m, inputs);
+    const used = inputs.flatMap((b, i) => (b ? [i] : []));
+    return { shards: await rsReconstruct(pack.k, pack.m, inputs), slow: this.slowAmong(pack, used) };
+  }
+
+  /**
+   * The rebuild spans that bytes [from, to) of a shard fall in. A shard is cut into equal spans of
+   * at most about REBUILD_SPAN, segment-aligned: a 16 MiB pack's shards are a little over 4 MiB,
+   * and a fixed 4 MiB grid would leave a sliver at the end, one more round of k requests.
+   */
+  private spansOf(pack: PackRow, from: number, to: number): { start: number; end: number }[] {
+    const count = Math.ceil(pack.shardSize / REBUILD_SPAN);
+    const len = Math.ceil(pack.shardSize / count / SEGMENT) * SEGMENT;
+    const out: { start: number; end: number }[] = [];
+    for (let start = Math.floor(from / len) * len; start < to; start += len) out.push({ start, end: Math.min(pack.shardSize, start + len) });
+    return out;
   }
 
   /**
    * Bytes [from, to) of data shard `shard`; `kept` when they are a view of a kept rebuild (shared
-   * memory), else the view of a fetch of the caller's own.
+   * memory), else memory of the caller's own; `slow` as in FetchedBlock.
    */
   private async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal):
-    Promise<{ bytes: Buffer; kept: boolean }> {
-    const wide = segmentSpan(Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN, Math.ceil(to / REBUILD_SPAN) * REBUILD_SPAN, pack.shardSize);
-    const key = `${packId}:${wide.start}`;
+    Promise<{ bytes: Buffer; kept: boolean; slow: boolean }> {
+    const spans = this.spansOf(pack, from, to);
     // A rebuild under way fetches these bytes anyway (it reads k shards of the span).
-    await this.rebuilding.get(key)?.catch(() => undefined);
-    const rebuilt = this.rebuiltCovering(packId, shard, from, to);
-    if (rebuilt) return { bytes: rebuilt, kept: true };
+    await Promise.all(spans.map((sp) => this.rebuilding.get(`${packId}:${sp.start}`)?.catch(() => undefined)));
+    const rebuilt = this.rebuiltCovering(packId, shard, spans, from, to);
+    if (rebuilt) return rebuilt;
     const span = segmentSpan(from, to, pack.shardSize);
-    if (this.health.healthy(pack.placement[shard])) {
+    // With a data shard of this pack known to be down, every read of the span joins one rebuild:
+    // it fetches these bytes anyway, and a read of its own would fetch them twice.
+    const degraded = pack.placement.slice(0, pack.k).some((name) => !this.health.healthy(name));
+    let failed = false;
+    if (!degraded && this.health.healthy(pack.placement[shard])) {
       try {
         const data = await this.fetchVerified(packId, pack, shard, span, signal);
-        return { bytes: data.subarray(from - span.start, to - span.start), kept: false };
-      } catch { /* rebuilt below */ }
+        return { bytes: data.subarray(from - span.start, to - span.start), kept: false, slow: this.slowAmong(pack, [shard]) };
+      } catch {
+        failed = true; // rebuilt below
+      }
     }
-    // Unhealthy is a guess: then the shard stays a candidate of last resort.
-    const exclude = this.health.healthy(pack.placement[shard]) ? new Set([shard]) : new Set<number>();
-    let rebuild = this.rebuilding.get(key);
-    if (!rebuild) {
-      rebuild = this.reconstructSpan(packId, pack, wide, exclude, signal).then((all) => {
-        for (const [i, b] of all.entries()) this.rebuilt.set(`${packId}:${i}:${wide.start}`, { start: wide.start, data: b });
-      }).finally(() => this.rebuilding.delete(key));
-      this.rebuilding.set(key, rebuild);
-    }
-    await rebuild;
-    const hit = this.rebuiltCovering(packId, shard, from, to);
+    // A shard that just failed is left out; one merely marked down stays a candidate of last resort.
+    const exclude = failed ? new Set([shard]) : new Set<number>();
+    await Promise.all(spans.map((sp) => {
+      if (this.rebuilt.has(`${packId}:${shard}:${sp.start}`)) return undefined;
+      const key = `${packId}:${sp.start}`;
+      let rebuild = this.rebuilding.get(key);
+      if (!rebuild) {
+        rebuild = this.reconstructSpan(packId, pack, sp, exclude, signal).then(({ shards, slow }) => {
+          for (const [i, b] of shards.entries()) this.rebuilt.set(`${packId}:${i}:${sp.start}`, { start: sp.start, data: b, slow });
+        }).finally(() => this.rebuilding.delete(key));
+        this.rebuilding.set(key, rebuild);
+      }
+      return rebuild;
+    }));
+    const hit = this.rebuiltCovering(packId, shard, spans, from, to);
     if (!hit) throw new PackUnavailableError(`pack ${packId}: shard ${shard} could not be rebuilt`);
-    return { bytes: hit, kept: true };
+    return hit;
   }
 
   /** Forgets kept rebuilds (`isg cache drop`: reads afterwards are truly cold). */
@@ -156,31 +191,34 @@ export class ShardReader {
     this.rebuilt.clear();
   }
 
-  /** Bytes [from, to) of a shard from a recent rebuild, if one covers them. */
-  private rebuiltCovering(packId: string, shard: number, from: number, to: number): Buffer | null {
-    const start = Math.floor(from / REBUILD_SPAN) * REBUILD_SPAN;
-    const e = this.rebuilt.get(`${packId}:${shard}:${start}`);
-    if (!e || e.start + e.data.length < to) return null;
-    return e.data.subarray(from - e.start, to - e.start);
+  /** Bytes [from, to) of a shard from recent rebuilds of `spans`, if they are all kept. */
+  private rebuiltCovering(packId: string, shard: number, spans: { start: number }[], from: number, to: number):
+    { bytes: Buffer; kept: boolean; slow: boolean } | null {
+    const parts = spans.map((sp) => this.rebuilt.get(`${packId}:${shard}:${sp.start}`));
+    if (parts.some((e) => !e)) return null;
+    const views = parts.map((e) => e!.data.subarray(Math.max(0, from - e!.start), Math.min(e!.data.length, to - e!.start)));
+    const slow = parts.some((e) => e!.slow);
+    return views.length === 1 ? { bytes: views[0], kept: true, slow } : { bytes: Buffer.concat(views), kept: false, slow };
   }
 
   /**
    * The encoded bytes of a block, in memory that is the caller's alone (a view into a fetched
    * span, or a copy): the caller may hand it to a worker without copying.
    */
-  async readBlock(loc: BlockLoc, pack: PackRow, signal?: AbortSignal): Promise<Buffer> {
+  async readBlock(loc: BlockLoc, pack: PackRow, signal?: AbortSignal): Promise<FetchedBlock> {
     const pieces = piecesOf(loc.offset, loc.length, pack.shardSize);
     if (pieces.length === 1) {
       const p = pieces[0];
-      const { bytes, kept } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
-      return kept ? Buffer.from(bytes) : bytes;
+      const { bytes, kept, slow } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
+      return { encoded: kept ? Buffer.from(bytes) : bytes, slow };
     }
-    const out = Buffer.allocUnsafe(loc.length);
-    await Promise.all(pieces.map(async (p) => {
-      const { bytes } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
-      bytes.copy(out, p.at);
+    const encoded = Buffer.allocUnsafe(loc.length);
+    const parts = await Promise.all(pieces.map(async (p) => {
+      const { bytes, slow } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
+      bytes.copy(encoded, p.at);
+      return slow;
     }));
-    return out;
+    return { encoded, slow: parts.includes(true) };
   }
 
   /** Rebuilds and stores the shards of a pack listed as missing; returns the indices now stored. */
@@ -188,7 +226,7 @@ export class ShardReader {
     const n = pack.k + pack.m;
     const missing = Array.from({ length: n }, (_, i) => i).filter((i) => !pack.stored.includes(i));
     if (!missing.length) return pack.stored;
-    const all = await this.reconstructSpan(packId, pack, { start: 0, end: pack.shardSize }, new Set(missing));
+    const { shards: all } = await this.reconstructSpan(packId, pack, { start: 0, end: pack.shardSize }, new Set(missing));
     const layout = { k: pack.k, m: pack.m, shardSize: pack.shardSize, packLength: pack.packLength };
     const stored = [...pack.stored];
     for (const i of missing) {
