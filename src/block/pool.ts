@@ -34,12 +34,16 @@ export interface EncodedBlock {
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** A decode whose block the worker keeps after answering: its hex id. */
+  keeps?: string;
 }
 
 interface Slot {
   worker: Worker;
   busy: number;
   pending: Map<number, Pending>;
+  /** Blocks the worker answered for and is still keeping (hex ids). */
+  keeping: Set<string>;
 }
 
 /** ts-jest runs sources; a worker needs JavaScript, so it always comes from the build. */
@@ -58,7 +62,7 @@ export interface KeptBlock {
 }
 
 export class CodecPool {
-  /** Told of every block file written after the answer (see `decode`'s keepIn). */
+  /** Told of every block file written after the answer (see `decode`'s keepIn), or not written. */
   onKept?: (k: KeptBlock) => void;
   private readonly slots: Slot[] = [];
   private seq = 0;
@@ -67,10 +71,12 @@ export class CodecPool {
   constructor(setup: CodecSetup, size = availableParallelism()) {
     for (let i = 0; i < Math.max(1, size); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
-      const slot: Slot = { worker, busy: 0, pending: new Map() };
+      const slot: Slot = { worker, busy: 0, pending: new Map(), keeping: new Set() };
       worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string }; kept?: KeptBlock }) => {
         if (msg.kept) {
-          this.onKept?.({ ...msg.kept, id: Buffer.from(msg.kept.id) });
+          const id = Buffer.from(msg.kept.id);
+          slot.keeping.delete(id.toString('hex'));
+          this.onKept?.({ ...msg.kept, id });
           return;
         }
         const p = slot.pending.get(msg.seq);
@@ -79,7 +85,10 @@ export class CodecPool {
         if (--slot.busy === 0) worker.unref();
         if (msg.error) {
           p.reject(Object.assign(new Error(msg.error.message), { code: msg.error.code, name: msg.error.name }));
-        } else p.resolve(msg.result);
+        } else {
+          if (p.keeps) slot.keeping.add(p.keeps);
+          p.resolve(msg.result);
+        }
       });
       worker.on('error', (e: Error) => this.failAll(slot, e));
       worker.on('exit', (code) => { if (!this.closed) this.failAll(slot, new Error(`codec worker exited with ${code}`)); });
@@ -92,6 +101,9 @@ export class CodecPool {
     for (const p of slot.pending.values()) p.reject(e);
     slot.pending.clear();
     slot.busy = 0;
+    // Every keep gets its report, so that whoever counts them is not left waiting.
+    for (const hex of slot.keeping) this.onKept?.({ id: Buffer.from(hex, 'hex'), length: 0, wrote: false, error: e.message });
+    slot.keeping.clear();
   }
 
   private run<T>(req: CodecRequest, transfer: ArrayBuffer[] = []): Promise<T> {
@@ -101,8 +113,9 @@ export class CodecPool {
     const seq = ++this.seq;
     // An idle worker must not keep the process alive; a busy one must (a CLI awaiting it).
     if (slot.busy++ === 0) slot.worker.ref();
+    const keeps = req.op === 'decode' && req.keepIn ? Buffer.from(req.id).toString('hex') : undefined;
     return new Promise<T>((resolve, reject) => {
-      slot.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
+      slot.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject, keeps });
       slot.worker.postMessage({ seq, req }, transfer);
     });
   }

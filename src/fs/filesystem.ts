@@ -107,7 +107,8 @@ export class FileSystem {
 
   /**
    * Deletes what files unlinked while open left when the last process died: orphan inodes, and
-   * the `.fuse_hidden*` names libfuse gives such files (it removes them on release, not on kill).
+   * the `.fuse_hidden*` names libfuse gives such files (it removes them on release, not on kill);
+   * and block files a crash left half-written.
    */
   async recover(): Promise<void> {
     const orphans = this.meta.orphanList();
@@ -123,6 +124,7 @@ export class FileSystem {
         }
       });
     }
+    await this.store.removeTemporaries();
     await this.store.sweep();
   }
 

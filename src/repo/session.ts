@@ -166,6 +166,7 @@ export class Session {
     for (const t of this.timers) clearInterval(t);
     try {
       await this.packer.stop();
+      await this.store.keptAll(); // its records need the metadata, closed below
       if (!this.fs.isReadOnly) await this.fs.close();
     } finally {
       await this.pool.close();

@@ -19,7 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
-import { blockFile } from './layout';
+import { blockFile, blockTmpDir } from './layout';
 import { ShardReader } from '../pack/fetch';
 
 export class BlockMissingError extends Error {
@@ -71,6 +71,9 @@ export class BlockStore {
   private evicting: Promise<void> | null = null;
   /** Sweeps that deleted something, counted when done (see `encode`). */
   private sweeps = 0;
+  /** Fetched blocks a worker is still writing into the local tier, and who waits for them. */
+  private keeping = 0;
+  private keepingDone: (() => void)[] = [];
 
   constructor(private readonly o: BlockStoreOptions) {
     this.lru = new LRUCache<string, Buffer>({
@@ -119,7 +122,7 @@ export class BlockStore {
   private async load(id: Buffer, hex: string): Promise<Buffer> {
     // The worker reads the file itself: one message each way, no bytes through this thread.
     // Blocks known to be evicted skip the attempt.
-    const local = this.o.meta.getBlock(id)?.local === false ? null : await this.o.pool.load(id, this.o.blocksDir);
+    const local = this.o.meta.getBlock(id)?.local === false ? null : await this.loadLocal(id, hex);
     if (local) {
       this.lru.set(hex, local);
       const size = this.diskLru.get(hex);
@@ -129,31 +132,71 @@ export class BlockStore {
     const loc = this.o.meta.getLoc(id);
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
-    const encoded = await this.o.remote.readBlock(loc, pack);
+    const { encoded, slow } = await this.o.remote.readBlock(loc, pack);
     // A block fetched from a slower tier is kept in the local tier: the worker writes the file
-    // after answering, and `kept` records it.
-    const plain = await this.o.pool.decode(id, encoded, this.o.blocksDir);
+    // after answering, and `kept` records it. One from hot backends is not: reading it there again
+    // costs what reading a local copy would, and the copy would cost a write and tier space.
+    if (slow) this.keeping++;
+    let plain: Buffer;
+    try {
+      plain = await this.o.pool.decode(id, encoded, slow ? this.o.blocksDir : undefined);
+    } catch (e) {
+      if (slow) this.keptOne(); // nothing is written for a block that failed
+      throw e;
+    }
     this.lru.set(hex, plain);
     return plain;
   }
 
+  /**
+   * The block from its local file; null when there is none, or when the file is damaged and the
+   * block is safe in a pack: then the file is dropped and the backends serve it.
+   */
+  private async loadLocal(id: Buffer, hex: string): Promise<Buffer | null> {
+    try {
+      return await this.o.pool.load(id, this.o.blocksDir);
+    } catch (e) {
+      if (!this.o.meta.getLoc(id)) throw e;
+      this.o.onError?.(`local copy of block ${hex.slice(0, 16)}… is unreadable (${(e as Error).message}); reading it from the backends`);
+      this.o.meta.txn(() => this.o.meta.setLocal(id, false));
+      this.diskUsed -= this.diskLru.get(hex) ?? 0;
+      this.diskLru.delete(hex);
+      await fs.promises.rm(this.blockPath(hex), { force: true });
+      return null;
+    }
+  }
+
   /** A fetched block's file is written (or failed to be). */
   private kept(k: KeptBlock): void {
-    const hex = k.id.toString('hex');
-    if (k.error) {
-      this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
-      return;
+    try {
+      const hex = k.id.toString('hex');
+      if (k.error) {
+        this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
+        return;
+      }
+      if (!this.o.meta.getBlock(k.id)) {
+        // Freed while it was being written: the file must not outlive its row.
+        if (k.wrote) void fs.promises.rm(this.blockPath(hex), { force: true });
+        return;
+      }
+      if (k.wrote) this.unsynced.add(this.blockPath(hex));
+      if (k.madeDir) this.unsynced.add(k.madeDir);
+      this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
+      this.touchDisk(hex, k.length);
+      void this.maybeEvict();
+    } finally {
+      this.keptOne();
     }
-    if (!this.o.meta.getBlock(k.id)) {
-      // Freed while it was being written: the file must not outlive its row.
-      if (k.wrote) void fs.promises.rm(this.blockPath(hex), { force: true });
-      return;
-    }
-    if (k.wrote) this.unsynced.add(this.blockPath(hex));
-    if (k.madeDir) this.unsynced.add(k.madeDir);
-    this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
-    this.touchDisk(hex, k.length);
-    void this.maybeEvict();
+  }
+
+  private keptOne(): void {
+    if (--this.keeping > 0) return;
+    for (const wake of this.keepingDone.splice(0)) wake();
+  }
+
+  /** Resolves when every fetched block being kept is written and recorded (before closing). */
+  keptAll(): Promise<void> {
+    return this.keeping === 0 ? Promise.resolve() : new Promise((resolve) => this.keepingDone.push(resolve));
   }
 
   /** The encoded bytes of a block in the local tier, or null when it is not there. */
@@ -324,6 +367,11 @@ export class BlockStore {
     await Promise.all(Array.from({ length: 8 }, worker));
   }
 
+  /** After a crash: block files that were never renamed into place are deleted. */
+  async removeTemporaries(): Promise<void> {
+    await fs.promises.rm(blockTmpDir(this.o.blocksDir), { recursive: true, force: true });
+  }
+
   /** Deletes blocks whose refcount is 0. Returns how many were freed. */
   async sweep(): Promise<number> {
     return this.lock.exclusive(async () => {
@@ -357,7 +405,7 @@ export class BlockStore {
       const loc = this.o.meta.getLoc(id);
       const pack = loc && this.o.meta.getPack(loc.pack);
       if (!loc || !pack || !this.o.remote) throw new BlockMissingError(id.toString('hex'));
-      encoded = await this.o.remote.readBlock(loc, pack);
+      encoded = (await this.o.remote.readBlock(loc, pack)).encoded;
     }
     await this.o.pool.decode(id, encoded);
   }
