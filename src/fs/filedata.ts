@@ -180,30 +180,23 @@ export class FileData {
     const size = this.size;
     if (offset >= size || length <= 0) return Buffer.alloc(0);
     const n = Math.min(length, size - offset);
-    // `into` (FUSE's reply buffer) holds an earlier reply: every byte below is written, blocks
-    // over extents and zeros over holes.
     const out = into ? into.subarray(0, n) : Buffer.allocUnsafe(n);
     const end = offset + n;
-    await this.d.store.guard(async () => {
-      // Chunk map and buffer layers are taken in the same tick: one consistent view.
-      const extents = this.extentsIn(offset, end);
-      const layers = [this.flushing, this.dirty].filter((l): l is Overlay => l !== null).map((l) => l.slices(offset, end));
-      let covered = offset;
-      for (const e of extents) {
-        if (e.offset > covered) out.fill(0, covered - offset, Math.min(e.offset, end) - offset);
-        covered = Math.max(covered, e.offset + e.length);
-      }
-      if (covered < end) out.fill(0, covered - offset);
-      await Promise.all(extents.map(async (e) => {
-        const from = Math.max(offset, e.offset);
-        const to = Math.min(end, e.offset + e.length, size);
-        if (to <= from) return;
-        const plain = await this.d.store.readPlain(e.id);
-        if (plain.length < to - e.offset) throw fsError('EIO'); // never: a block is verified against its id
-        plain.copy(out, from - offset, from - e.offset, to - e.offset);
-      }));
-      for (const slices of layers) for (const s of slices) s.data.copy(out, s.offset - offset);
-    });
+    // Chunk map and buffer layers are taken in the same tick: one consistent view.
+    const extents = this.extentsIn(offset, end);
+    const cached = extents.map((e) => this.d.store.cachedPlain(e.id));
+    if (cached.every((p) => p !== undefined)) {
+      // Every block in memory: copied in this tick, so no sweep can interfere and no lock is taken.
+      assemble(out, offset, extents, cached as Buffer[], this.layersIn(offset, end));
+    } else {
+      await this.d.store.guard(async () => {
+        // Taken again under the guard: a sweep that ran before it may have freed blocks that a
+        // flush meanwhile replaced; none is freed while the guard holds.
+        const ext = this.extentsIn(offset, end);
+        const layers = this.layersIn(offset, end);
+        assemble(out, offset, ext, await Promise.all(ext.map((e) => this.d.store.readPlain(e.id))), layers);
+      });
+    }
     // Sequential, give or take the kernel's reordering of concurrent reads.
     if (Math.abs(offset - this.lastReadEnd) <= SEQUENTIAL_SLACK) this.readAhead(end);
     this.lastReadEnd = end;
@@ -218,6 +211,11 @@ export class FileData {
   }
 
   /** Committed extents that overlap [from, to), in order. */
+  /** Buffered bytes over [from, to): the layer being flushed, then the newer writes. */
+  private layersIn(from: number, to: number): { offset: number; data: Buffer }[][] {
+    return [this.flushing, this.dirty].filter((l): l is Overlay => l !== null).map((l) => l.slices(from, to));
+  }
+
   private extentsIn(from: number, to: number): Extent[] {
     const all = (this.extentCache ??= this.d.meta.extentsOf(this.ino));
     let lo = 0;
@@ -400,4 +398,25 @@ export class FileData {
     this.dirty = new Overlay();
     this.pendingTimes = null;
   }
+}
+
+/**
+ * Fills `out` (file bytes from `offset`): zeros over holes, then the blocks of `extents`
+ * (`plains`, in the same order), then the buffer layers, newest last. Every byte is written:
+ * `out` may be FUSE's reply buffer, holding an earlier reply.
+ */
+function assemble(out: Buffer, offset: number, extents: Extent[], plains: Buffer[], layers: { offset: number; data: Buffer }[][]): void {
+  const end = offset + out.length;
+  let covered = offset;
+  extents.forEach((e, i) => {
+    if (e.offset > covered) out.fill(0, covered - offset, Math.min(e.offset, end) - offset);
+    covered = Math.max(covered, e.offset + e.length);
+    const from = Math.max(offset, e.offset);
+    const to = Math.min(end, e.offset + e.length);
+    if (to <= from) return;
+    if (plains[i].length < to - e.offset) throw fsError('EIO'); // never: a block is verified against its id
+    plains[i].copy(out, from - offset, from - e.offset, to - e.offset);
+  });
+  if (covered < end) out.fill(0, covered - offset);
+  for (const slices of layers) for (const s of slices) s.data.copy(out, s.offset - offset);
 }

@@ -99,6 +99,11 @@ export class BlockStore {
     return blockFile(this.o.blocksDir, hex);
   }
 
+  /** Plaintext of a block if it is in the memory LRU. */
+  cachedPlain(id: Buffer): Buffer | undefined {
+    return this.lru.get(id.toString('hex'));
+  }
+
   /** Plaintext of a block: memory LRU, else the local tier (decrypted off-thread). */
   readPlain(id: Buffer): Promise<Buffer> {
     const hex = id.toString('hex');
