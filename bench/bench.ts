@@ -49,7 +49,13 @@ async function timedAsync(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+/**
+ * Empties the page cache. `sync` first: dirty pages are not dropped, and writeback or journal
+ * commits (of the files `isg cache drop` just deleted, say) would otherwise run during the
+ * timed read.
+ */
 function dropCaches(): void {
+  sh('sync');
   try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch { /* not root: warm page cache stays */ }
 }
 
