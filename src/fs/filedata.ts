@@ -210,12 +210,12 @@ export class FileData {
     return n;
   }
 
-  /** Committed extents that overlap [from, to), in order. */
   /** Buffered bytes over [from, to): the layer being flushed, then the newer writes. */
   private layersIn(from: number, to: number): { offset: number; data: Buffer }[][] {
     return [this.flushing, this.dirty].filter((l): l is Overlay => l !== null).map((l) => l.slices(from, to));
   }
 
+  /** Committed extents that overlap [from, to), in order. */
   private extentsIn(from: number, to: number): Extent[] {
     const all = (this.extentCache ??= this.d.meta.extentsOf(this.ino));
     let lo = 0;

@@ -26,10 +26,10 @@ export interface FetchedBlock {
 }
 
 /**
- * A shard that cannot be read is rebuilt a span (up to about REBUILD_SPAN) at a time, and every shard of that
- * rebuild is kept for a while: rebuilding needs the same bytes of k other shards, which hold the
- * neighbouring blocks a sequential read wants next, so with m shards lost a sequential read
- * costs about the I/O of one with none lost, not k times it.
+ * A shard that cannot be read is rebuilt one span (at most REBUILD_SPAN) at a time, and every
+ * shard of that rebuild is kept for a while: rebuilding needs the same bytes of k other shards,
+ * which hold the neighbouring blocks a sequential read wants next, so with m shards lost a
+ * sequential read costs about the I/O of one with none lost, not k times it.
  */
 const REBUILD_SPAN = 4 * 1024 * 1024;
 const REBUILT_CACHE_BYTES = 128 * 1024 * 1024;
@@ -132,7 +132,7 @@ export class ShardReader {
 
   /**
    * The rebuild spans that bytes [from, to) of a shard fall in. A shard is cut into equal spans of
-   * at most about REBUILD_SPAN, segment-aligned: a 16 MiB pack's shards are a little over 4 MiB,
+   * at most REBUILD_SPAN, segment-aligned: a 16 MiB pack's shards are a little over 4 MiB,
    * and a fixed 4 MiB grid would leave a sliver at the end, one more round of k requests.
    */
   private spansOf(pack: PackRow, from: number, to: number): { start: number; end: number }[] {
