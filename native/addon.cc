@@ -1,5 +1,5 @@
 // isgfs native addon: Reed-Solomon through ISA-L (async, libuv pool), CRC64 shard checksums,
-// FastCDC scanning. The TypeScript side (src/native/addon.ts) checks arguments and splits large
+// FastCDC scanning, AES-256-GCM into given memory (aead.cc). The TypeScript side (src/native/addon.ts) checks arguments and splits large
 // jobs; the checks here only keep a bad call from touching memory it does not own.
 #include <napi.h>
 
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "aead.h"
 #include "cdc.h"
 #include "rs.h"
 
@@ -169,6 +170,90 @@ Napi::Value Crc64(const Napi::CallbackInfo& info) {
   return b;
 }
 
+const uint8_t* fixedBytes(const Napi::Value& v, size_t want, const char* what) {
+  size_t len;
+  uint8_t* p = bytesOf(v, &len, what);
+  if (len != want) throw Napi::RangeError::New(v.Env(), std::string(what) + " must be " + std::to_string(want) + " bytes");
+  return p;
+}
+
+// The arguments both AES-GCM calls share: key[32], nonce[12], aad, and the input (info[3]).
+struct GcmArgs {
+  const uint8_t *key, *nonce, *aad, *in;
+  size_t aadLen, len;
+};
+
+GcmArgs gcmArgs(const Napi::CallbackInfo& info, const char* inName) {
+  GcmArgs a;
+  a.key = fixedBytes(info[0], 32, "key");
+  a.nonce = fixedBytes(info[1], 12, "nonce");
+  a.aad = bytesOf(info[2], &a.aadLen, "aad");
+  a.in = bytesOf(info[3], &a.len, inName);
+  return a;
+}
+
+// aesGcmSeal(key[32], nonce[12], aad, plain, out): ciphertext then the 16-byte tag into out.
+Napi::Value AesGcmSeal(const Napi::CallbackInfo& info) {
+  GcmArgs a = gcmArgs(info, "plain");
+  size_t outLen;
+  uint8_t* out = bytesOf(info[4], &outLen, "out");
+  if (outLen < a.len + 16) throw Napi::RangeError::New(info.Env(), "out must hold the ciphertext and the tag");
+  if (!isg::aes256GcmSeal(a.key, a.nonce, a.aad, a.aadLen, a.in, a.len, out, out + a.len))
+    throw Napi::Error::New(info.Env(), "AES-256-GCM encryption failed");
+  return info.Env().Undefined();
+}
+
+// aesGcmOpen(key[32], nonce[12], aad, cipher, tag[16], out) -> true when authentic (plaintext in out).
+Napi::Value AesGcmOpen(const Napi::CallbackInfo& info) {
+  GcmArgs a = gcmArgs(info, "cipher");
+  const uint8_t* tag = fixedBytes(info[4], 16, "tag");
+  size_t outLen;
+  uint8_t* out = bytesOf(info[5], &outLen, "out");
+  if (outLen < a.len) throw Napi::RangeError::New(info.Env(), "out is shorter than the ciphertext");
+  return Napi::Boolean::New(info.Env(), isg::aes256GcmOpen(a.key, a.nonce, a.aad, a.aadLen, a.in, a.len, tag, out));
+}
+
+// CRC-64 of each `segment`-byte piece of data (the last may be shorter), 8 bytes LE each, into out.
+class Crc64SegmentsWorker : public Napi::AsyncWorker {
+ public:
+  Crc64SegmentsWorker(Napi::Env env, const uint8_t* data, size_t len, size_t segment, uint8_t* out, Napi::Object keep)
+      : Napi::AsyncWorker(env, "isgfs:crc64"), deferred_(Napi::Promise::Deferred::New(env)), data_(data), len_(len),
+        segment_(segment), out_(out), keep_(Napi::Persistent(keep)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    for (size_t at = 0, s = 0; at < len_; at += segment_, s++) {
+      uint64_t c = crc64_ecma_refl(0, data_ + at, len_ - at < segment_ ? len_ - at : segment_);
+      for (int i = 0; i < 8; i++) out_[8 * s + i] = static_cast<uint8_t>(c >> (8 * i));
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  const uint8_t* data_;
+  size_t len_, segment_;
+  uint8_t* out_;
+  Napi::ObjectReference keep_;
+};
+
+// crc64Segments(data, segment, out) -> Promise<void>, on the libuv pool.
+Napi::Value Crc64Segments(const Napi::CallbackInfo& info) {
+  size_t len, outLen;
+  const uint8_t* data = bytesOf(info[0], &len, "data");
+  int64_t segment = intArg(info, 1, "segment");
+  uint8_t* out = bytesOf(info[2], &outLen, "out");
+  if (segment < 1) throw Napi::RangeError::New(info.Env(), "segment must be positive");
+  if (outLen < 8 * ((len + segment - 1) / segment)) throw Napi::RangeError::New(info.Env(), "out must hold 8 bytes per segment");
+  auto keep = Napi::Object::New(info.Env());
+  keep.Set("data", info[0]);
+  keep.Set("out", info[2]);
+  auto* w = new Crc64SegmentsWorker(info.Env(), data, len, static_cast<size_t>(segment), out, keep);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 isg::CdcParams cdcParams(const Napi::CallbackInfo& info, size_t at) {
   isg::CdcParams p;
   p.minSize = static_cast<uint64_t>(intArg(info, at, "minSize"));
@@ -233,8 +318,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isalCauchy1", Napi::Function::New(env, IsalCauchy1, "isalCauchy1"));
   exports.Set("isalEncodeBench", Napi::Function::New(env, IsalEncodeBench, "isalEncodeBench"));
   exports.Set("crc64", Napi::Function::New(env, Crc64, "crc64"));
+  exports.Set("crc64Segments", Napi::Function::New(env, Crc64Segments, "crc64Segments"));
   exports.Set("cdcCutPoints", Napi::Function::New(env, CdcCutPoints, "cdcCutPoints"));
   exports.Set("CdcStream", CdcStream::Init(env));
+  if (isg::aeadAvailable()) {  // absent when this Node does not export its OpenSSL
+    exports.Set("aesGcmSeal", Napi::Function::New(env, AesGcmSeal, "aesGcmSeal"));
+    exports.Set("aesGcmOpen", Napi::Function::New(env, AesGcmOpen, "aesGcmOpen"));
+  }
   return exports;
 }
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
 import { checkGear } from './cdc';
 import { checkEncode, checkReconstruct, outputBuffers } from './checks';
-import type { ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
+import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 
 type ChunkerArgs = [number, number, number, number, number, Uint32Array];
 
@@ -18,8 +18,12 @@ export interface Binding {
   isalCauchy1(k: number, m: number): Buffer;
   isalEncodeBench(k: number, m: number, len: number, iters: number): number;
   crc64(data: Uint8Array): Buffer;
+  crc64Segments(data: Uint8Array, segment: number, out: Uint8Array): Promise<void>;
   cdcCutPoints(data: Uint8Array, ...p: ChunkerArgs): Float64Array;
   CdcStream: new (...p: ChunkerArgs) => { push(piece: Uint8Array): Float64Array; finish(): Float64Array };
+  /** Present when this Node exports its OpenSSL (native/aead.cc). */
+  aesGcmSeal?: AeadImpl['aesGcmSeal'];
+  aesGcmOpen?: AeadImpl['aesGcmOpen'];
 }
 
 const ADDON = 'isgfs_native.node';
@@ -41,6 +45,7 @@ export function loadBinding(): { binding: Binding | null; error?: string } {
 }
 
 const MIN_PIECE = 128 * 1024;
+const SYNC_CHECKSUM_BYTES = 128 * 1024;
 const DEFAULT_THREADS = Math.max(1, Math.min(4, availableParallelism()));
 
 /** [offset, length] pieces of [0, len): at most `threads`, each at least MIN_PIECE, cut on 64-byte boundaries. */
@@ -86,6 +91,16 @@ export function addonErasure(b: Binding): ErasureImpl {
       return result as Buffer[];
     },
     shardChecksum: (data: Uint8Array) => b.crc64(data),
+    async segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
+      const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
+      // A few segments cost less than the trip to the libuv pool and back.
+      if (data.length <= SYNC_CHECKSUM_BYTES) {
+        for (let at = 0; at < data.length; at += segment) b.crc64(data.subarray(at, at + segment)).copy(out, (at / segment) * 8);
+      } else {
+        await b.crc64Segments(data, segment, out);
+      }
+      return out;
+    },
   };
 }
 
@@ -97,4 +112,10 @@ export function addonChunk(b: Binding): ChunkImpl {
       return { push: (piece) => Array.from(s.push(piece)), finish: () => Array.from(s.finish()) };
     },
   };
+}
+
+/** The addon's AES-256-GCM, when this Node exports the OpenSSL it carries. */
+export function addonAead(b: Binding): AeadImpl | null {
+  const { aesGcmSeal, aesGcmOpen } = b;
+  return aesGcmSeal && aesGcmOpen ? { aesGcmSeal, aesGcmOpen } : null;
 }

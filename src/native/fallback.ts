@@ -3,13 +3,14 @@
  * Reed-Solomon with GF(2^8) tables and the generator matrix of gf256.ts; the work is cut into
  * slices with a yield between them, so a large job never holds the event loop for long.
  */
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
 import { TsCdcStream, checkGear } from './cdc';
 import { checkEncode, checkReconstruct, outputBuffers } from './checks';
 import { crc64 } from './crc64';
 import { codingMatrix, GF_MUL_TABLE } from './gf256';
-import type { ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
+import type { AeadImpl, ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
 import { validateChunkerParams } from '../chunk/fastcdc';
 
 const SLICE = 64 * 1024;
@@ -84,7 +85,13 @@ async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], ra
   return result as Buffer[];
 }
 
-export const fallbackErasure: ErasureImpl = { rsEncode, rsReconstruct, shardChecksum: crc64 };
+async function segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
+  for (let at = 0; at < data.length; at += segment) crc64(data.subarray(at, at + segment)).copy(out, (at / segment) * 8);
+  return out;
+}
+
+export const fallbackErasure: ErasureImpl = { rsEncode, rsReconstruct, shardChecksum: crc64, segmentChecksums };
 
 export const fallbackChunk: ChunkImpl = {
   cdcCutPoints(data, p, gear) {
@@ -97,4 +104,46 @@ export const fallbackChunk: ChunkImpl = {
 
 export const fallbackHash: HashImpl = { blake3, blake3Keyed };
 
-export const fallback = { ...fallbackErasure, ...fallbackChunk, ...fallbackHash };
+const CIPHER_PIECE = 32 * 1024;
+
+/**
+ * Runs `input` through a node:crypto cipher into out[at..], 32 KiB at a time: one update over a
+ * whole MiB allocates a fresh MiB for its output (page faults every block) and ran at 0.86 GB/s
+ * here, pieces at 1.1-1.4 GB/s. Returns the bytes written.
+ */
+function cipherInto(c: { update(data: Uint8Array): Buffer }, input: Uint8Array, out: Uint8Array, at: number): number {
+  let n = 0;
+  for (let o = 0; o < input.length; o += CIPHER_PIECE) {
+    const piece = c.update(input.subarray(o, o + CIPHER_PIECE));
+    out.set(piece, at + n);
+    n += piece.length;
+  }
+  return n;
+}
+
+/** AES-256-GCM through node:crypto (the addon's path skips its allocations and copies). */
+export const fallbackAead: AeadImpl = {
+  aesGcmSeal(key, nonce, aad, plain, out) {
+    if (out.length < plain.length + 16) throw new RangeError('out must hold the ciphertext and the tag');
+    const c = createCipheriv('aes-256-gcm', key, nonce);
+    c.setAAD(aad);
+    const n = cipherInto(c, plain, out, 0);
+    out.set(c.final(), n); // GCM gives nothing more
+    out.set(c.getAuthTag(), plain.length);
+  },
+  aesGcmOpen(key, nonce, aad, cipher, tag, out) {
+    if (out.length < cipher.length) throw new RangeError('out is shorter than the ciphertext');
+    const d = createDecipheriv('aes-256-gcm', key, nonce);
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    cipherInto(d, cipher, out, 0);
+    try {
+      d.final();
+      return true;
+    } catch {
+      return false;
+    }
+  },
+};
+
+export const fallback = { ...fallbackErasure, ...fallbackChunk, ...fallbackHash, ...fallbackAead };

@@ -1,16 +1,16 @@
 /**
- * src/native: erasure coding, shard checksums, chunk scanning and hashing, each from the native
- * addon (ISA-L) or @napi-rs/blake-hash when they load, else from the portable TypeScript
- * implementation, which gives byte-identical results. ISGFS_NO_NATIVE=1 forces the fallback.
+ * src/native: erasure coding, shard checksums, chunk scanning, hashing and AES-256-GCM, each from
+ * the native addon (ISA-L; Node's own OpenSSL) or @napi-rs/blake-hash when they load, else from
+ * the portable implementation (TypeScript; node:crypto), which gives byte-identical results. ISGFS_NO_NATIVE=1 forces the fallback.
  * One log line per process says what runs on the fallback.
  */
 import { isMainThread } from 'node:worker_threads';
 import type { ChunkerParams } from '../chunk/fastcdc';
 import { log } from '../log';
-import { addonChunk, addonErasure, Binding, loadBinding } from './addon';
-import { fallbackChunk, fallbackErasure, fallbackHash } from './fallback';
+import { addonAead, addonChunk, addonErasure, Binding, loadBinding } from './addon';
+import { fallbackAead, fallbackChunk, fallbackErasure, fallbackHash } from './fallback';
 import { loadNapiBlake } from './napi-blake';
-import type { ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
+import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
 
 export type { ByteRange, RsOptions } from './types';
 
@@ -29,11 +29,16 @@ export const nativeBlake3: boolean = blake.impl !== null;
 const erasure: ErasureImpl = binding ? addonErasure(binding) : fallbackErasure;
 const chunk: ChunkImpl = binding ? addonChunk(binding) : fallbackChunk;
 const hash: HashImpl = blake.impl ?? fallbackHash;
+const nativeAeadImpl = binding && addonAead(binding);
+const aead: AeadImpl = nativeAeadImpl ?? fallbackAead;
+/** True when AES-256-GCM runs in the addon (into given memory) rather than through node:crypto. */
+export const nativeAead: boolean = nativeAeadImpl !== null;
 
-if (isMainThread && (!nativeLoaded || !nativeBlake3)) {
+if (isMainThread && (!nativeLoaded || !nativeBlake3 || !nativeAead)) {
   const parts = [
     !nativeLoaded && `erasure coding, checksums and chunking (${loaded.error})`,
     !nativeBlake3 && `BLAKE3 (${blake.error})`,
+    !nativeAead && `AES-256-GCM (node:crypto${nativeLoaded ? ': this Node does not export its OpenSSL' : ''})`,
   ].filter(Boolean);
   log.warn(`native: portable fallback for ${parts.join('; ')}`);
 }
@@ -83,4 +88,19 @@ export function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], r
 /** CRC-64/XZ of a shard or segment, 8 bytes little-endian (docs/formats.md). */
 export function shardChecksum(data: Uint8Array): Buffer {
   return erasure.shardChecksum(data);
+}
+
+/** shardChecksum of each `segment`-byte piece of data, concatenated; large inputs off this thread. */
+export function segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
+  return erasure.segmentChecksums(data, segment);
+}
+
+/** AES-256-GCM: the ciphertext of `plain`, then the 16-byte tag, into `out`. */
+export function aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array, out: Uint8Array): void {
+  aead.aesGcmSeal(key, nonce, aad, plain, out);
+}
+
+/** AES-256-GCM: true when authentic, the plaintext then in `out`. */
+export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, cipher: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean {
+  return aead.aesGcmOpen(key, nonce, aad, cipher, tag, out);
 }

@@ -27,6 +27,8 @@ export interface ErasureImpl {
   rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]>;
   rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]>;
   shardChecksum(data: Uint8Array): Buffer;
+  /** shardChecksum of each `segment`-byte piece of data (the last may be shorter), concatenated. */
+  segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer>;
 }
 
 export interface ChunkImpl {
@@ -37,4 +39,12 @@ export interface ChunkImpl {
 export interface HashImpl {
   blake3(data: Uint8Array): Buffer;
   blake3Keyed(key: Uint8Array, data: Uint8Array): Buffer;
+}
+
+/** AES-256-GCM with a 12-byte nonce and a 16-byte tag, into memory the caller gives. */
+export interface AeadImpl {
+  /** The ciphertext of `plain`, then the tag, into `out` (at least plain.length + 16 bytes). */
+  aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array, out: Uint8Array): void;
+  /** True when `cipher` and `tag` are authentic; the plaintext is then in `out` (at least cipher.length bytes). */
+  aesGcmOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, cipher: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
 }

@@ -58,10 +58,10 @@ export class ShardReader {
     return shards.some((i) => (this.backends.get(pack.placement[i])?.tier ?? 'hot') !== 'hot');
   }
 
-  private sumsOf(pack: PackRow, shard: number): Buffer[] {
-    const segs = segmentsOf(pack.shardSize);
-    const base = shard * segs * 8;
-    return Array.from({ length: segs }, (_, s) => pack.sums.subarray(base + s * 8, base + s * 8 + 8));
+  /** The segment checksums of one shard (8 bytes each). */
+  private sumsOf(pack: PackRow, shard: number): Buffer {
+    const bytes = segmentsOf(pack.shardSize) * 8;
+    return pack.sums.subarray(shard * bytes, (shard + 1) * bytes);
   }
 
   /**
@@ -75,7 +75,7 @@ export class ShardReader {
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
     const range = { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start };
     const data = await backend.get(shardKey(packId, shard), range, { signal, attempts: mode === 'once' ? 1 : undefined });
-    if (data.length !== span.end - span.start || !verifySegments(data, span.start, this.sumsOf(pack, shard))) {
+    if (data.length !== span.end - span.start || !(await verifySegments(data, span.start, this.sumsOf(pack, shard)))) {
       throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} fails its checksum`);
     }
     return data;

@@ -11,7 +11,7 @@
  * verified segment by segment: a corrupt shard is recognised before it poisons a reconstruction.
  */
 import { CipherGCM, createCipheriv, createDecipheriv, DecipherGCM, randomBytes } from 'node:crypto';
-import { shardChecksum } from '../native';
+import { segmentChecksums, shardChecksum } from '../native';
 
 export const PACK_MAGIC = Buffer.from('ISGP');
 export const SHARD_MAGIC = Buffer.from('ISGS');
@@ -174,13 +174,14 @@ export function segmentSpan(from: number, to: number, shardSize: number): { star
   return { start: Math.floor(from / SEGMENT) * SEGMENT, end: Math.min(shardSize, Math.ceil(to / SEGMENT) * SEGMENT) };
 }
 
-/** Checks the segments of `data` (shard bytes from segment-aligned `start`) against the stored checksums. */
-export function verifySegments(data: Buffer, start: number, checksums: Buffer[]): boolean {
-  for (let off = 0; off < data.length; off += SEGMENT) {
-    const seg = (start + off) / SEGMENT;
-    if (!shardChecksum(data.subarray(off, Math.min(data.length, off + SEGMENT))).equals(checksums[seg])) return false;
-  }
-  return true;
+/**
+ * Checks the segments of `data` (shard bytes from segment-aligned `start`) against `checksums`,
+ * the shard's segment checksums one after another (8 bytes each).
+ */
+export async function verifySegments(data: Buffer, start: number, checksums: Buffer): Promise<boolean> {
+  const first = (start / SEGMENT) * 8;
+  const got = await segmentChecksums(data, SEGMENT);
+  return got.equals(checksums.subarray(first, first + got.length));
 }
 
 /** Where the bytes [offset, offset + length) of a pack lie: (data shard, range in that shard) pieces. */

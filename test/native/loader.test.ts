@@ -34,6 +34,7 @@ test('ISGFS_NO_NATIVE=1 forces the portable fallback and says so in one line', a
   const { n, warnings } = loadWith('1');
   expect(n.nativeLoaded).toBe(false);
   expect(n.nativeBlake3).toBe(false);
+  expect(n.nativeAead).toBe(false);
   expect(n.binding).toBeNull();
   expect(warnings).toHaveLength(1);
   expect(warnings[0]).toMatch(/fallback/);
@@ -49,12 +50,19 @@ test('ISGFS_NO_NATIVE=1 forces the portable fallback and says so in one line', a
   const out = await n.rsReconstruct(4, 2, [null, null, shards[2], shards[3], ...parity]);
   expect(out[0].equals(shards[0]) && out[1].equals(shards[1])).toBe(true);
   expect(n.blake3(Buffer.alloc(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
+  const sealed = Buffer.alloc(data.length + 16);
+  n.aesGcmSeal(Buffer.alloc(32, 7), Buffer.alloc(12, 8), Buffer.from('ad'), data, sealed);
+  const opened = Buffer.alloc(data.length);
+  expect(n.aesGcmOpen(Buffer.alloc(32, 7), Buffer.alloc(12, 8), Buffer.from('ad'), sealed.subarray(0, data.length), sealed.subarray(data.length), opened)).toBe(true);
+  expect(opened.equals(data)).toBe(true);
+  expect((await n.segmentChecksums(data, 65536)).subarray(0, 8).equals(n.shardChecksum(data.subarray(0, 65536)))).toBe(true);
 });
 
 test('without ISGFS_NO_NATIVE the addon and @napi-rs/blake-hash run, and nothing is logged', () => {
   const { n, warnings } = loadWith(undefined);
   expect(n.nativeBlake3).toBe(true);
   expect(n.nativeLoaded).toBe(addonExpected);
+  expect(n.nativeAead).toBe(addonExpected);
   if (addonExpected) expect(warnings).toEqual([]);
   else expect(warnings).toHaveLength(1);
 });

@@ -159,6 +159,21 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     }
     expect(rs.shardChecksum(new Uint8Array(shard.buffer, shard.byteOffset + 7, 1000)).equals(rs.shardChecksum(shard.subarray(7, 1007)))).toBe(true);
   });
+
+  test('segmentChecksums is shardChecksum of each segment, small inputs and large (off-thread) alike', async () => {
+    const seg = 65536;
+    for (const len of [0, 1, 1000, seg, seg + 1, 3 * seg - 5, 40 * seg + 12345]) {
+      const data = prngBytes(len + 1, len);
+      const want = Buffer.alloc(8 * Math.ceil(len / seg));
+      for (let at = 0; at < len; at += seg) rs.shardChecksum(data.subarray(at, at + seg)).copy(want, (at / seg) * 8);
+      const got = await rs.segmentChecksums(data, seg);
+      expect(got.toString('hex')).toBe(want.toString('hex'));
+      if (len > seg) {
+        data[len - 1] ^= 4; // the last, short segment is covered too
+        expect((await rs.segmentChecksums(data, seg)).subarray(-8).equals(want.subarray(-8))).toBe(false);
+      }
+    }
+  });
 });
 
 describe('addon and fallback agree byte for byte', () => {
