@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
 import { checkGear } from './cdc';
-import { checkEncode, checkReconstruct, outputBuffers } from './checks';
+import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 
 type ChunkerArgs = [number, number, number, number, number, Uint32Array];
@@ -92,13 +92,10 @@ export function addonErasure(b: Binding): ErasureImpl {
     },
     shardChecksum: (data: Uint8Array) => b.crc64(data),
     async segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
-      const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
       // A few segments cost less than the trip to the libuv pool and back.
-      if (data.length <= SYNC_CHECKSUM_BYTES) {
-        for (let at = 0; at < data.length; at += segment) b.crc64(data.subarray(at, at + segment)).copy(out, (at / segment) * 8);
-      } else {
-        await b.crc64Segments(data, segment, out);
-      }
+      if (data.length <= SYNC_CHECKSUM_BYTES) return checksumEach(b.crc64, data, segment);
+      const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
+      await b.crc64Segments(data, segment, out);
       return out;
     },
   };

@@ -66,3 +66,10 @@ export function outputBuffers(count: number, len: number, into: Buffer[] | undef
     return Buffer.from(b.buffer, b.byteOffset, len);
   });
 }
+
+/** `checksum` of each `segment`-byte piece of data (the last may be shorter), 8 bytes each, concatenated. */
+export function checksumEach(checksum: (piece: Uint8Array) => Buffer, data: Uint8Array, segment: number): Buffer {
+  const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
+  for (let at = 0; at < data.length; at += segment) checksum(data.subarray(at, at + segment)).copy(out, (at / segment) * 8);
+  return out;
+}

@@ -7,7 +7,7 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
 import { TsCdcStream, checkGear } from './cdc';
-import { checkEncode, checkReconstruct, outputBuffers } from './checks';
+import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
 import { crc64 } from './crc64';
 import { codingMatrix, GF_MUL_TABLE } from './gf256';
 import type { AeadImpl, ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
@@ -85,13 +85,10 @@ async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], ra
   return result as Buffer[];
 }
 
-async function segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(8 * Math.ceil(data.length / segment));
-  for (let at = 0; at < data.length; at += segment) crc64(data.subarray(at, at + segment)).copy(out, (at / segment) * 8);
-  return out;
-}
-
-export const fallbackErasure: ErasureImpl = { rsEncode, rsReconstruct, shardChecksum: crc64, segmentChecksums };
+export const fallbackErasure: ErasureImpl = {
+  rsEncode, rsReconstruct, shardChecksum: crc64,
+  segmentChecksums: async (data, segment) => checksumEach(crc64, data, segment),
+};
 
 export const fallbackChunk: ChunkImpl = {
   cdcCutPoints(data, p, gear) {
