@@ -62,6 +62,9 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       // path component on every access (attr_timeout is 0): 20 requests per `ls -l` entry.
       defaultPermissions: o.allowOther,
       options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
+      // The kernel asks for security.capability before every write; while no file has one, the
+      // binding answers that itself (a setxattr of it turns this off for the rest of the mount).
+      capabilityXattrs: session.fs.hasXattrNamed('security.capability'),
     });
   } catch (e) {
     await stopControl();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The patched FUSE binding: applies patches/fuse-native+2.2.6.patch to node_modules/fuse-native
-# and builds it with node-gyp against the system libfuse2 (pkg-config fuse).
+# and builds it with node-gyp against the system libfuse 3 (pkg-config fuse3).
 #
 # Idempotent, and a quick no-op once done: the stamp file records the sha256 of the patch that was
 # applied and built. npm ci replaces node_modules/fuse-native with the pristine package (whose own
@@ -64,8 +64,8 @@ else
 fi
 rm -f "$STAMP"
 
-# 2. The build, against the system libfuse2.
-pkg-config --exists fuse || die "libfuse2 development files not found (apt-get install libfuse-dev pkg-config)"
+# 2. The build, against the system libfuse 3.
+pkg-config --exists fuse3 || die "libfuse 3 development files not found (apt-get install libfuse3-dev pkg-config)"
 # node-gyp: the project's (a devDependency), else the one bundled with npm.
 gyp_js="$ROOT/node_modules/node-gyp/bin/node-gyp.js"
 [ -f "$gyp_js" ] || gyp_js="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
@@ -75,7 +75,7 @@ gyp_args=(rebuild)
 # Node's own headers when they are installed next to it (Debian's nodejs, nodesource): no download.
 nodedir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
 if [ -f "$nodedir/include/node/node_api.h" ]; then gyp_args+=("--nodedir=$nodedir"); fi
-say "building against $(pkg-config --modversion fuse) (libfuse2)"
+say "building against libfuse $(pkg-config --modversion fuse3)"
 if ! (cd "$PKG" && "${GYP[@]}" "${gyp_args[@]}" >build.log 2>&1); then
   tail -n 40 "$PKG/build.log" >&2
   die "node-gyp failed (full log: $PKG/build.log)"
@@ -85,7 +85,7 @@ rm -f "$PKG/build.log"
 # 3. Check that the binding loads and is the patched one, then stamp.
 node -e "
   const F = require('./$PKG');
-  if (F.ISGFS_PATCH_VERSION !== 1) { console.error('unexpected binding'); process.exit(1); }
+  if (F.ISGFS_PATCH_VERSION !== 2) { console.error('unexpected binding'); process.exit(1); }
 " || die "the built binding does not load"
 echo "$want" > "$STAMP"
 say "patched and built"

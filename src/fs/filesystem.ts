@@ -470,6 +470,11 @@ export class FileSystem {
     return v;
   }
 
+  /** Whether any file or directory carries an xattr of this name. */
+  hasXattrNamed(name: string): boolean {
+    return this.meta.anyXattrNamed(name);
+  }
+
   listxattr(path: string): string[] {
     return this.meta.xattrNames(this.resolve(path).ino);
   }

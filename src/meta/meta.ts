@@ -330,6 +330,11 @@ export class Meta {
   xattrNames(ino: number): string[] {
     return [...this.xattrs.getKeys({ start: [ino], end: [ino + 1] })].map((k) => k[1]);
   }
+  /** Whether any inode has an xattr of this name (a scan of every xattr: they are few). */
+  anyXattrNamed(name: string): boolean {
+    for (const k of this.xattrs.getKeys()) if (k[1] === name) return true;
+    return false;
+  }
   removeAllXattrs(ino: number): void {
     for (const name of this.xattrNames(ino)) this.removeXattr(ino, name);
   }

@@ -1,7 +1,7 @@
 /**
  * The patched fuse-native binding, through mount/fuse.ts, against a real mount of the in-memory
  * test filesystem (test/fuse/memfs.ts) in a child process: times in nanoseconds and one at a time,
- * 128 KiB writes, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
+ * 1 MiB writes (libfuse 3), security.capability answered in C while no file has it, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
  * stale attributes, open-but-unlinked files, create modes and flags, 64-bit statfs, several
  * requests in flight.
  */
@@ -65,12 +65,12 @@ describe('times', () => {
 });
 
 describe('data path', () => {
-  test('dd bs=1M reaches the filesystem in writes of at least 128 KiB', async () => {
+  test('dd bs=1M reaches the filesystem in writes of 1 MiB', async () => {
     const before = (await srv.stats()).writes;
     await sh(`dd if=/dev/zero of=${mnt}/big bs=1M count=16 conv=fsync status=none`);
     const st = await srv.stats();
-    expect(st.maxWrite).toBeGreaterThanOrEqual(128 * 1024);
-    expect(st.writes - before).toBeLessThanOrEqual(16 * 8); // 16 MiB in 128 KiB pieces, not 4096 of 4 KiB
+    expect(st.maxWrite).toBe(1024 * 1024);
+    expect(st.writes - before).toBeLessThanOrEqual(16); // 16 MiB in 1 MiB pieces, not 128 of 128 KiB (libfuse 2)
     expect((await sh(`stat -c %s ${mnt}/big`)).trim()).toBe(String(16 * 2 ** 20));
   });
 
@@ -170,6 +170,44 @@ print(json.dumps(out))`;
       after: ['user.color'],
     });
     expect((await srv.stats()).lastSetxattr).toEqual({ name: 'user.color', flags: 2, size: 3 });
+  });
+});
+
+describe('security.capability', () => {
+  // The kernel asks for security.capability before every write, to drop it as a write must.
+  const capability = `import os, sys, struct, json
+f = sys.argv[1]
+out = {}
+try:
+    os.getxattr(f, 'security.capability')
+except OSError as e:
+    out['before'] = e.errno
+# VFS_CAP_REVISION_2, permitted CAP_NET_BIND_SERVICE
+os.setxattr(f, 'security.capability', struct.pack('<5I', 0x02000000, 1 << 10, 0, 0, 0))
+out['set'] = 'security.capability' in os.listxattr(f)
+with open(f, 'r+b') as w:
+    w.write(b'x')
+out['afterWrite'] = 'security.capability' in os.listxattr(f)
+print(json.dumps(out))`;
+
+  test('by default every write asks the filesystem', async () => {
+    const before = (await srv.stats()).capabilityGets;
+    await sh(`dd if=/dev/zero of=${mnt}/capw bs=1M count=4 conv=fsync status=none`);
+    expect((await srv.stats()).capabilityGets - before).toBeGreaterThanOrEqual(4);
+  });
+
+  test('with capabilityXattrs false the binding answers ENODATA itself, until one is set; a write then drops it', async () => {
+    const cap = await startServer('test/fuse/memfs.ts', path.join(work, 'cap'), [JSON.stringify({ capabilityXattrs: false })]);
+    try {
+      await sh(`dd if=/dev/zero of=${cap.mnt}/f bs=1M count=4 conv=fsync status=none`);
+      expect((await cap.stats()).capabilityGets).toBe(0);
+      const r = await py<Record<string, unknown>>(capability, `${cap.mnt}/f`);
+      // ENODATA (61) first; once set, the kernel finds it before the write and removes it.
+      expect(r).toEqual({ before: 61, set: true, afterWrite: false });
+      expect((await cap.stats()).capabilityGets).toBeGreaterThan(0);
+    } finally {
+      expect(await cap.stop()).toBe(0);
+    }
   });
 });
 

@@ -52,6 +52,8 @@ export interface MemfsStats {
   ftruncates: { path: string; fh: number; size: number }[];
   truncates: { path: string; size: number }[];
   fgetattrs: number;
+  /** getxattr requests for security.capability that reached this filesystem. */
+  capabilityGets: number;
   lastChown: { uid: number; gid: number } | null;
 }
 
@@ -355,6 +357,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       cb(0);
     },
     getxattr: (p, name, _pos, cb) => {
+      if (name === 'security.capability') stats.capabilityGets++;
       const i = resolve(p);
       if (!i) return cb(ENOENT);
       const v = i.xattrs.get(name);
@@ -377,7 +380,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
 export function emptyStats(): MemfsStats {
   return {
     writes: 0, maxWrite: 0, writeOffsets: [], lastUtimens: null, lastCreate: null, lastSetxattr: null,
-    ftruncates: [], truncates: [], fgetattrs: 0, lastChown: null,
+    ftruncates: [], truncates: [], fgetattrs: 0, capabilityGets: 0, lastChown: null,
   };
 }
 

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkFuseAvailable, FuseMountError, mountFuse } from '../../mount/fuse';
+import { checkFuseAvailable, FUSE_DEFAULTS, FuseMountError, mountFuse } from '../../mount/fuse';
 import { findMount, listFuseMounts } from '../../mount/teardown';
 import { ROOT, run, sh, startServer, stopAllServers, tmpdir } from './harness';
 
@@ -107,7 +107,7 @@ describe('options and unmount', () => {
     try {
       const m = listFuseMounts().find((x) => x.mountpoint === srv.mnt);
       expect(m).toEqual(expect.objectContaining({ source: 'isgfs-memfs', fstype: 'fuse.memtest' }));
-      expect(m!.options.split(',')).toEqual(expect.arrayContaining(['ro', 'max_read=131072']));
+      expect(m!.options.split(',')).toEqual(expect.arrayContaining(['ro', `max_read=${FUSE_DEFAULTS.maxRead}`]));
       const r = await run('touch', [`${srv.mnt}/x`]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain('Read-only file system');

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FUSE_DEFAULTS } from '../../mount/fuse';
 import { findMount, listFuseMounts } from '../../mount/teardown';
 import { Server, sh, startServer, stopAllServers, tmpdir } from './harness';
 
@@ -26,7 +27,7 @@ afterAll(async () => {
 test('mounted with FUSE_DEFAULTS', () => {
   const m = listFuseMounts().find((x) => x.mountpoint === srv.mnt);
   expect(m).toEqual(expect.objectContaining({ source: 'noopfs', fstype: 'fuse' }));
-  expect(m!.options.split(',')).toContain('max_read=131072');
+  expect(m!.options.split(',')).toContain(`max_read=${FUSE_DEFAULTS.maxRead}`);
 });
 
 test('writes keep only the size; reads return zeros', async () => {

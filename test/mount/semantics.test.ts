@@ -1,7 +1,7 @@
 /** POSIX behaviour through the kernel: links, renames, open-unlinked files, sparse files, random I/O. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mount, sh, stopAll } from '../helpers/mount';
+import { mount, sh, stopAll, umount } from '../helpers/mount';
 import { prng, tmpDir } from '../helpers/tmp';
 
 jest.setTimeout(300_000);
@@ -125,6 +125,23 @@ assert os.listxattr(f) == []
 print('ok')`;
     fs.writeFileSync(`${shadowDir}/xattr.py`, py);
     expect((await sh(`python3 ${shadowDir}/xattr.py`)).trim()).toBe('ok');
+  });
+
+  test('security.capability: kept across a remount, and a write drops it (the kernel asks before each write)', async () => {
+    const own = path.join(t.dir, 'cap');
+    const ownMnt = path.join(own, 'mnt');
+    const f = `${ownMnt}/tool`;
+    const py = (code: string) => sh(`python3 -c ${JSON.stringify(`import os, struct; f = ${JSON.stringify(f)}; ${code}`)}`);
+    let m = await mount(path.join(own, 'data'), ownMnt);
+    await sh(`head -c 3000000 /dev/urandom > ${f}`);
+    // VFS_CAP_REVISION_2 with CAP_NET_BIND_SERVICE permitted
+    await py(`os.setxattr(f, 'security.capability', struct.pack('<5I', 0x02000000, 1 << 10, 0, 0, 0))`);
+    expect(await umount(m)).toBe(0);
+    m = await mount(path.join(own, 'data'), ownMnt);
+    expect((await py(`print(os.getxattr(f, 'security.capability').hex())`)).trim()).toBe('0000000200040000000000000000000000000000');
+    await py(`open(f, 'r+b').write(b'x')`);
+    expect((await py(`print('security.capability' in os.listxattr(f))`)).trim()).toBe('False');
+    expect(await umount(m)).toBe(0);
   });
 
   test('a sparse 10 GiB file with a few written ranges', async () => {
