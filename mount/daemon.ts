@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { FileSystem } from '../src/fs/filesystem';
 import { Session } from '../src/repo/session';
 import { readLock, RepoError } from '../src/repo/repository';
 import { log } from '../src/log';
@@ -12,6 +13,22 @@ import { serveControl } from '../src/repo/control';
 import { fuseOps } from './ops';
 import { FUSE_DEFAULTS, mountFuse } from './fuse';
 import { forceUnmount, listFuseMounts } from './teardown';
+
+/**
+ * The xattrs the kernel asks for unprompted and uncached: security.capability before every
+ * write, security.selinux and system.posix_acl_access on every `ls -l` entry,
+ * system.posix_acl_default on directories. Those that no file has, or that the core refuses, are
+ * answered by the binding without a round trip (mount/fuse.ts, absentXattrs).
+ */
+const KERNEL_XATTR_QUERIES = ['security.capability', 'security.selinux', 'system.posix_acl_access', 'system.posix_acl_default'];
+
+function xattrShortcuts(core: FileSystem): { absentXattrs: string[]; unsupportedXattrs: string[] } {
+  const answers = KERNEL_XATTR_QUERIES.map((name) => ({ name, answer: core.xattrAnswerForAll(name) }));
+  return {
+    absentXattrs: answers.filter((a) => a.answer === 'ENODATA').map((a) => a.name),
+    unsupportedXattrs: answers.filter((a) => a.answer === 'EOPNOTSUPP').map((a) => a.name),
+  };
+}
 
 export interface MountOptions {
   dataDir: string;
@@ -62,9 +79,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       // path component on every access (attr_timeout is 0): 20 requests per `ls -l` entry.
       defaultPermissions: o.allowOther,
       options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
-      // The kernel asks for security.capability before every write; while no file has one, the
-      // binding answers that itself (a setxattr of it turns this off for the rest of the mount).
-      capabilityXattrs: session.fs.hasXattrNamed('security.capability'),
+      ...xattrShortcuts(session.fs),
     });
   } catch (e) {
     await stopControl();

@@ -112,11 +112,13 @@ export interface FuseMountOptions {
   /** Largest read-ahead the kernel may ask for (-o max_readahead), bytes. */
   maxReadahead?: number;
   /**
-   * Whether a file of this filesystem may carry the security.capability xattr (default true).
-   * The kernel asks for it before every write; false lets the binding answer ENODATA itself
-   * until a setxattr of that name arrives.
+   * xattr names that no file has at mount: the binding answers their getxattr with ENODATA
+   * itself, until a setxattr of the name arrives. The kernel asks for security.capability before
+   * every write and for security.selinux on every `ls -l` entry, a round trip each otherwise.
    */
-  capabilityXattrs?: boolean;
+  absentXattrs?: string[];
+  /** xattr names the filesystem refuses: getxattr answers EOPNOTSUPP from the binding. */
+  unsupportedXattrs?: string[];
   /** Seconds the kernel caches attributes; 0 is honoured (-o attr_timeout). */
   attrTimeout?: number;
   /** Seconds the kernel caches name lookups (-o entry_timeout). */

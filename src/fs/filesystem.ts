@@ -8,7 +8,7 @@ import { constants as C } from 'node:fs';
 import { Inode, Meta, nowNs, ROOT_INO } from '../meta/meta';
 import { BlockStore } from '../store/blockstore';
 import { DataDeps, FileData } from './filedata';
-import { fsError } from './errors';
+import { errnoOf, fsError } from './errors';
 
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
@@ -470,9 +470,17 @@ export class FileSystem {
     return v;
   }
 
-  /** Whether any file or directory carries an xattr of this name. */
-  hasXattrNamed(name: string): boolean {
-    return this.meta.anyXattrNamed(name);
+  /**
+   * What getxattr of `name` answers for every file alike right now: EOPNOTSUPP for a name the
+   * core refuses, ENODATA for one that no file has; null when it depends on the file.
+   */
+  xattrAnswerForAll(name: string): 'ENODATA' | 'EOPNOTSUPP' | null {
+    try {
+      this.xattrName(name);
+    } catch (e) {
+      return errnoOf(e) === 'EOPNOTSUPP' ? 'EOPNOTSUPP' : null;
+    }
+    return this.meta.anyXattrNamed(name) ? null : 'ENODATA';
   }
 
   listxattr(path: string): string[] {

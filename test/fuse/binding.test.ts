@@ -1,7 +1,7 @@
 /**
  * The patched fuse-native binding, through mount/fuse.ts, against a real mount of the in-memory
  * test filesystem (test/fuse/memfs.ts) in a child process: times in nanoseconds and one at a time,
- * 1 MiB writes (libfuse 3), security.capability answered in C while no file has it, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
+ * 1 MiB writes (libfuse 3), getxattr of absent and unsupported names answered in C, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
  * stale attributes, open-but-unlinked files, create modes and flags, 64-bit statfs, several
  * requests in flight.
  */
@@ -173,7 +173,7 @@ print(json.dumps(out))`;
   });
 });
 
-describe('security.capability', () => {
+describe('xattr shortcuts', () => {
   // The kernel asks for security.capability before every write, to drop it as a write must.
   const capability = `import os, sys, struct, json
 f = sys.argv[1]
@@ -190,23 +190,48 @@ with open(f, 'r+b') as w:
 out['afterWrite'] = 'security.capability' in os.listxattr(f)
 print(json.dumps(out))`;
 
-  test('by default every write asks the filesystem', async () => {
-    const before = (await srv.stats()).capabilityGets;
+  const gets = async (s: Server, name: string) => (await s.stats()).xattrGets[name] ?? 0;
+
+  test('without shortcuts every write and every ls -l entry asks the filesystem', async () => {
+    const before = await gets(srv, 'security.capability');
     await sh(`dd if=/dev/zero of=${mnt}/capw bs=1M count=4 conv=fsync status=none`);
-    expect((await srv.stats()).capabilityGets - before).toBeGreaterThanOrEqual(4);
+    expect(await gets(srv, 'security.capability') - before).toBeGreaterThanOrEqual(4);
+    const acl = await gets(srv, 'system.posix_acl_access');
+    await sh(`ls -l ${mnt} > /dev/null && ls -l ${mnt} > /dev/null`);
+    expect(await gets(srv, 'system.posix_acl_access')).toBeGreaterThan(acl);
   });
 
-  test('with capabilityXattrs false the binding answers ENODATA itself, until one is set; a write then drops it', async () => {
-    const cap = await startServer('test/fuse/memfs.ts', path.join(work, 'cap'), [JSON.stringify({ capabilityXattrs: false })]);
+  test('an absent name is answered ENODATA by the binding until it is set; a write then drops the capability', async () => {
+    const cap = await startServer('test/fuse/memfs.ts', path.join(work, 'cap'), [JSON.stringify({ absentXattrs: ['security.capability'] })]);
     try {
       await sh(`dd if=/dev/zero of=${cap.mnt}/f bs=1M count=4 conv=fsync status=none`);
-      expect((await cap.stats()).capabilityGets).toBe(0);
+      expect(await gets(cap, 'security.capability')).toBe(0);
       const r = await py<Record<string, unknown>>(capability, `${cap.mnt}/f`);
       // ENODATA (61) first; once set, the kernel finds it before the write and removes it.
       expect(r).toEqual({ before: 61, set: true, afterWrite: false });
-      expect((await cap.stats()).capabilityGets).toBeGreaterThan(0);
+      expect(await gets(cap, 'security.capability')).toBeGreaterThan(0);
     } finally {
       expect(await cap.stop()).toBe(0);
+    }
+  });
+
+  test('an unsupported name is answered EOPNOTSUPP by the binding, always', async () => {
+    const acl = await startServer('test/fuse/memfs.ts', path.join(work, 'acl'), [JSON.stringify({ unsupportedXattrs: ['system.posix_acl_access'] })]);
+    try {
+      await sh(`touch ${acl.mnt}/f && ls -l ${acl.mnt} > /dev/null`);
+      const r = await py<number[]>(`import os, sys, json
+out = []
+for name in ('system.posix_acl_access', 'user.other'):
+    try:
+        os.getxattr(sys.argv[1], name); out.append(0)
+    except OSError as e:
+        out.append(e.errno)
+print(json.dumps(out))`, `${acl.mnt}/f`);
+      expect(r).toEqual([95, 61]); // EOPNOTSUPP from the binding; ENODATA from the filesystem
+      expect(await gets(acl, 'system.posix_acl_access')).toBe(0);
+      expect(await gets(acl, 'user.other')).toBe(1);
+    } finally {
+      expect(await acl.stop()).toBe(0);
     }
   });
 });

@@ -52,8 +52,8 @@ export interface MemfsStats {
   ftruncates: { path: string; fh: number; size: number }[];
   truncates: { path: string; size: number }[];
   fgetattrs: number;
-  /** getxattr requests for security.capability that reached this filesystem. */
-  capabilityGets: number;
+  /** getxattr requests that reached this filesystem, by name. */
+  xattrGets: Record<string, number>;
   lastChown: { uid: number; gid: number } | null;
 }
 
@@ -357,7 +357,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       cb(0);
     },
     getxattr: (p, name, _pos, cb) => {
-      if (name === 'security.capability') stats.capabilityGets++;
+      stats.xattrGets[name] = (stats.xattrGets[name] ?? 0) + 1;
       const i = resolve(p);
       if (!i) return cb(ENOENT);
       const v = i.xattrs.get(name);
@@ -380,7 +380,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
 export function emptyStats(): MemfsStats {
   return {
     writes: 0, maxWrite: 0, writeOffsets: [], lastUtimens: null, lastCreate: null, lastSetxattr: null,
-    ftruncates: [], truncates: [], fgetattrs: 0, capabilityGets: 0, lastChown: null,
+    ftruncates: [], truncates: [], fgetattrs: 0, xattrGets: {}, lastChown: null,
   };
 }
 

@@ -202,6 +202,19 @@ describe('filesystem core (no FUSE)', () => {
     await expectErr(() => fs.removexattr('/x', 'user.a'), 'ENODATA');
   });
 
+  test('xattrAnswerForAll: what getxattr answers for every file alike (the binding answers those itself)', async () => {
+    const fs = s.fs;
+    expect(fs.xattrAnswerForAll('system.posix_acl_access')).toBe('EOPNOTSUPP');
+    expect(fs.xattrAnswerForAll('security.selinux')).toBe('ENODATA');
+    const fh = await fs.create('/y', 0o644, C.O_WRONLY, me);
+    await fs.release(fh);
+    fs.setxattr('/y', 'security.selinux', Buffer.from('ctx'), 0);
+    expect(fs.xattrAnswerForAll('security.selinux')).toBeNull();
+    expect(fs.xattrAnswerForAll('security.capability')).toBe('ENODATA');
+    fs.removexattr('/y', 'security.selinux');
+    expect(fs.xattrAnswerForAll('security.selinux')).toBe('ENODATA');
+  });
+
   test('sparse file: holes read as zeros and cost nothing', async () => {
     const fs = s.fs;
     const fh = await fs.create('/sparse', 0o644, C.O_RDWR, me);
