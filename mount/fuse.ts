@@ -1,7 +1,7 @@
 /**
  * The typed FUSE binding everything in isgfs mounts through: fuse-native 2.2.6 with the isgfs patch
  * (patches/fuse-native+2.2.6.patch, built by scripts/setup.d/10-fuse-native.sh against the system
- * libfuse2, high-level API, multithreaded loop).
+ * libfuse 3, high-level API, multithreaded loop).
  *
  * Conventions of the ops:
  * - Every handler answers exactly once through its callback; `err` is 0 or a negative errno
@@ -19,6 +19,9 @@
  *   the size protocol of getxattr(2)/listxattr(2): size 0 returns the size, a too small buffer
  *   gives ERANGE, a null value gives ENODATA.
  * - chown: uid or gid -1 means "leave unchanged".
+ * - Operations that change or make an inode (chmod, chown, utimens, create, mkdir, mknod, symlink,
+ *   link) may answer with its new attributes: libfuse asks for them right after each, and the
+ *   binding then answers that getattr itself instead of calling getattr again.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -27,6 +30,8 @@ import { findMount } from './teardown';
 
 export type FuseCallback = (err: number) => void;
 export type FuseValueCallback<T> = (err: number, value?: T) => void;
+/** 0 and, optionally, the inode's new attributes; or a negative errno. */
+export type FuseAttrCallback = (err: number, stat?: FuseStat) => void;
 /** Bytes transferred (>= 0) or a negative errno. */
 export type FuseIoCallback = (result: number) => void;
 
@@ -77,20 +82,20 @@ export interface FuseOps {
   releasedir?: (path: string, fh: number, cb: FuseCallback) => void;
   fsyncdir?: (path: string, datasync: number, fh: number, cb: FuseCallback) => void;
   readlink?: (path: string, cb: FuseValueCallback<string>) => void;
-  mkdir?: (path: string, mode: number, cb: FuseCallback) => void;
-  mknod?: (path: string, mode: number, rdev: number, cb: FuseCallback) => void;
+  mkdir?: (path: string, mode: number, cb: FuseAttrCallback) => void;
+  mknod?: (path: string, mode: number, rdev: number, cb: FuseAttrCallback) => void;
   rmdir?: (path: string, cb: FuseCallback) => void;
   unlink?: (path: string, cb: FuseCallback) => void;
   rename?: (from: string, to: string, cb: FuseCallback) => void;
-  link?: (existing: string, path: string, cb: FuseCallback) => void;
-  symlink?: (target: string, path: string, cb: FuseCallback) => void;
-  chmod?: (path: string, mode: number, cb: FuseCallback) => void;
-  chown?: (path: string, uid: number, gid: number, cb: FuseCallback) => void;
-  utimens?: (path: string, atimeNs: bigint | null, mtimeNs: bigint | null, cb: FuseCallback) => void;
+  link?: (existing: string, path: string, cb: FuseAttrCallback) => void;
+  symlink?: (target: string, path: string, cb: FuseAttrCallback) => void;
+  chmod?: (path: string, mode: number, cb: FuseAttrCallback) => void;
+  chown?: (path: string, uid: number, gid: number, cb: FuseAttrCallback) => void;
+  utimens?: (path: string, atimeNs: bigint | null, mtimeNs: bigint | null, cb: FuseAttrCallback) => void;
   truncate?: (path: string, size: number, cb: FuseCallback) => void;
   ftruncate?: (path: string, fh: number, size: number, cb: FuseCallback) => void;
   /** mode includes S_IFREG; flags are the open(2) flags. Answers the new file handle. */
-  create?: (path: string, mode: number, flags: number, cb: FuseValueCallback<number>) => void;
+  create?: (path: string, mode: number, flags: number, cb: (err: number, fh?: number, stat?: FuseStat) => void) => void;
   open?: (path: string, flags: number, cb: FuseValueCallback<number>) => void;
   read?: (path: string, fh: number, buf: Buffer, len: number, offset: number, cb: FuseIoCallback) => void;
   write?: (path: string, fh: number, buf: Buffer, len: number, offset: number, cb: FuseIoCallback) => void;

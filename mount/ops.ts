@@ -54,19 +54,28 @@ export function fuseOps(fs: FileSystem): FuseOps {
     releasedir: (_path, fh, cb) => done(cb, () => fs.release(fh)),
     fsyncdir: (_path, _datasync, _fh, cb) => done(cb, () => fs.sync()),
     readlink: (path, cb) => answer(cb, () => fs.readlink(path)),
-    mkdir: (path, mode, cb) => done(cb, () => fs.mkdir(path, mode, caller)),
-    mknod: (path, mode, rdev, cb) => done(cb, () => fs.mknod(path, mode, rdev, caller)),
+    mkdir: (path, mode, cb) => answer(cb, () => toStat(fs.mkdir(path, mode, caller))),
+    mknod: (path, mode, rdev, cb) => answer(cb, () => toStat(fs.mknod(path, mode, rdev, caller))),
     rmdir: (path, cb) => done(cb, () => fs.rmdir(path)),
     unlink: (path, cb) => done(cb, () => fs.unlink(path)),
     rename: (from, to, cb) => done(cb, () => fs.rename(from, to)),
-    link: (existing, path, cb) => done(cb, () => fs.link(existing, path)),
-    symlink: (target, path, cb) => done(cb, () => fs.symlink(target, path, caller)),
-    chmod: (path, mode, cb) => done(cb, () => fs.chmod(path, mode)),
-    chown: (path, uid, gid, cb) => done(cb, () => fs.chown(path, uid, gid)),
-    utimens: (path, atimeNs, mtimeNs, cb) => done(cb, () => fs.utimens(path, atimeNs, mtimeNs)),
+    link: (existing, path, cb) => answer(cb, () => toStat(fs.link(existing, path))),
+    symlink: (target, path, cb) => answer(cb, () => toStat(fs.symlink(target, path, caller))),
+    chmod: (path, mode, cb) => answer(cb, () => toStat(fs.chmod(path, mode))),
+    chown: (path, uid, gid, cb) => answer(cb, () => toStat(fs.chown(path, uid, gid))),
+    utimens: (path, atimeNs, mtimeNs, cb) => answer(cb, () => toStat(fs.utimens(path, atimeNs, mtimeNs))),
     truncate: (path, size, cb) => done(cb, () => fs.truncate(path, size)),
     ftruncate: (_path, fh, size, cb) => done(cb, () => fs.ftruncate(fh, size)),
-    create: (path, mode, flags, cb) => answer(cb, () => fs.create(path, mode, flags, caller)),
+    create: (path, mode, flags, cb) => {
+      fs.create(path, mode, flags, caller).then(
+        (fh) => {
+          let stat: FuseStat | undefined;
+          try { stat = toStat(fs.fgetattr(fh)); } catch { /* libfuse then asks with a getattr */ }
+          cb(0, fh, stat);
+        },
+        (e: unknown) => cb(negErrno(e)),
+      );
+    },
     open: (path, flags, cb) => answer(cb, () => fs.open(path, flags)),
     read: (_path, fh, buf, len, offset, cb) => {
       fs.read(fh, offset, len, buf).then(

@@ -274,24 +274,27 @@ export class FileSystem {
     });
   }
 
-  mkdir(path: string, mode: number, caller: Caller): void {
-    this.addEntry(path, () => this.newInode(S_IFDIR | (mode & 0o7777), caller, { nlink: 2 }), true);
+  // The operations that change or make an inode answer with its new attributes (FUSE asks for
+  // them right after each).
+
+  mkdir(path: string, mode: number, caller: Caller): Attr {
+    return this.attrOf(this.addEntry(path, () => this.newInode(S_IFDIR | (mode & 0o7777), caller, { nlink: 2 }), true));
   }
 
-  mknod(path: string, mode: number, rdev: number, caller: Caller): void {
+  mknod(path: string, mode: number, rdev: number, caller: Caller): Attr {
     const type = mode & S_IFMT || S_IFREG;
     if (type === S_IFDIR) throw fsError('EINVAL');
-    this.addEntry(path, () => this.newInode(type | (mode & 0o7777), caller, { rdev }));
+    return this.attrOf(this.addEntry(path, () => this.newInode(type | (mode & 0o7777), caller, { rdev })));
   }
 
-  symlink(target: string, path: string, caller: Caller): void {
+  symlink(target: string, path: string, caller: Caller): Attr {
     if (Buffer.byteLength(target) > 4095) throw fsError('ENAMETOOLONG');
-    this.addEntry(path, () => this.newInode(S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) }));
+    return this.attrOf(this.addEntry(path, () => this.newInode(S_IFLNK | 0o777, caller, { target, size: Buffer.byteLength(target) })));
   }
 
-  link(existing: string, path: string): void {
+  link(existing: string, path: string): Attr {
     this.writable();
-    this.meta.txn(() => {
+    return this.meta.txn(() => {
       const src = this.resolve(existing);
       if (isDir(src)) throw fsError('EPERM', 'hard links to directories are not allowed');
       const { parent, name } = this.resolveParent(path);
@@ -302,6 +305,7 @@ export class FileSystem {
       this.meta.putInode(src);
       this.meta.link(parent.ino, name, src.ino);
       this.touchDir(parent, t);
+      return this.attrOf(src);
     });
   }
 
@@ -408,30 +412,32 @@ export class FileSystem {
 
   // ---- attributes ------------------------------------------------------------------------------
 
-  private updateInode(path: string, change: (i: Inode) => void): void {
+  private updateInode(path: string, change: (i: Inode) => void): Attr {
     this.writable();
-    this.meta.txn(() => {
+    const i = this.meta.txn(() => {
       const i = this.resolve(path);
       change(i);
       i.ctimeNs = nowNs();
       this.meta.putInode(i);
+      return i;
     });
+    return this.attrOf(i);
   }
 
-  chmod(path: string, mode: number): void {
-    this.updateInode(path, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); });
+  chmod(path: string, mode: number): Attr {
+    return this.updateInode(path, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); });
   }
 
-  chown(path: string, uid: number, gid: number): void {
-    this.updateInode(path, (i) => {
+  chown(path: string, uid: number, gid: number): Attr {
+    return this.updateInode(path, (i) => {
       if (uid !== -1 && uid !== 0xffffffff) i.uid = uid;
       if (gid !== -1 && gid !== 0xffffffff) i.gid = gid;
     });
   }
 
   /** null leaves a time unchanged (UTIME_OMIT). */
-  utimens(path: string, atimeNs: bigint | null, mtimeNs: bigint | null): void {
-    this.updateInode(path, (i) => {
+  utimens(path: string, atimeNs: bigint | null, mtimeNs: bigint | null): Attr {
+    return this.updateInode(path, (i) => {
       if (atimeNs !== null) i.atimeNs = atimeNs;
       if (mtimeNs !== null) {
         i.mtimeNs = mtimeNs;

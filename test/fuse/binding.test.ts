@@ -330,6 +330,18 @@ print(json.dumps({'mode': os.stat(sys.argv[1]).st_mode & 0o7777}))`,
     expect(c.flags & fs.constants.O_APPEND).toBe(fs.constants.O_APPEND);
   });
 
+  test('a chmod that answers with the new attributes costs no getattr; a utimens that does not costs one', async () => {
+    const f = `${mnt}/ch`;
+    await py(`import os, sys; open(sys.argv[1], 'w').close(); os.stat(sys.argv[1]); print(1)`, f);
+    const before = (await srv.stats()).getattrs;
+    await py(`import os, sys; os.chmod(sys.argv[1], 0o600); print(1)`, f); // the name is looked up already
+    const afterChmod = (await srv.stats()).getattrs;
+    expect(afterChmod - before).toBe(0); // memfs's chmod answers with the attributes
+    await py(`import os, sys; os.utime(sys.argv[1], (1, 2)); print(1)`, f);
+    expect((await srv.stats()).getattrs - afterChmod).toBe(1); // its utimens does not: libfuse asks
+    expect((await sh(`stat -c '%a %Y' ${f}`)).trim()).toBe('600 2');
+  });
+
   test('chown of the group only leaves the owner (-1 reaches the filesystem)', async () => {
     await sh(`touch ${mnt}/own && chown 123:456 ${mnt}/own && chown :789 ${mnt}/own`);
     expect((await sh(`stat -c '%u %g' ${mnt}/own`)).trim()).toBe('123 789');

@@ -52,6 +52,7 @@ export interface MemfsStats {
   ftruncates: { path: string; fh: number; size: number }[];
   truncates: { path: string; size: number }[];
   fgetattrs: number;
+  getattrs: number;
   /** getxattr requests that reached this filesystem, by name. */
   xattrGets: Record<string, number>;
   lastChown: { uid: number; gid: number } | null;
@@ -159,6 +160,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
   return {
     getattr: (p, cb) => {
       if (control.hang.has('*')) return; // a hung filesystem: for the teardown tests
+      stats.getattrs++;
       const i = resolve(p);
       return i ? cb(0, stat(i)) : cb(ENOENT);
     },
@@ -272,7 +274,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       if (!i) return cb(ENOENT);
       i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
       i.ctimeNs = nowNs();
-      cb(0);
+      cb(0, stat(i)); // the new attributes: libfuse's getattr after it is answered with them
     },
     chown: (p, u, g, cb) => {
       const i = resolve(p);
@@ -380,7 +382,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
 export function emptyStats(): MemfsStats {
   return {
     writes: 0, maxWrite: 0, writeOffsets: [], lastUtimens: null, lastCreate: null, lastSetxattr: null,
-    ftruncates: [], truncates: [], fgetattrs: 0, xattrGets: {}, lastChown: null,
+    ftruncates: [], truncates: [], fgetattrs: 0, getattrs: 0, xattrGets: {}, lastChown: null,
   };
 }
 
