@@ -12,7 +12,7 @@
 import * as path from 'node:path';
 import { constants } from 'node:fs';
 import {
-  EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY, EBADF, EPERM,
+  EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY, EBADF, EPERM, RENAME_NOREPLACE,
   FUSE_DEFAULTS, FuseOps, FuseStat, mountFuse, MountedFuse,
 } from '../mount/fuse';
 import { forceUnmount, findMount } from '../mount/teardown';
@@ -151,13 +151,14 @@ export function noopOps(): FuseOps {
       dir.mtimeNs = dir.ctimeNs = nowNs();
       cb(0);
     },
-    rename: (from, to, cb) => {
+    rename: (from, to, flags, cb) => {
       const a = parentOf(from);
       const b = parentOf(to);
       const n = a.dir?.children?.get(a.name);
       if (!n || !b.dir) return cb(ENOENT);
       if (!b.dir.children) return cb(ENOTDIR);
       const victim = b.dir.children.get(b.name);
+      if (victim && flags & RENAME_NOREPLACE) return cb(EEXIST);
       if (victim === n) return cb(0);
       if (victim) {
         if (victim.children && !n.children) return cb(EISDIR);

@@ -86,7 +86,8 @@ export interface FuseOps {
   mknod?: (path: string, mode: number, rdev: number, cb: FuseAttrCallback) => void;
   rmdir?: (path: string, cb: FuseCallback) => void;
   unlink?: (path: string, cb: FuseCallback) => void;
-  rename?: (from: string, to: string, cb: FuseCallback) => void;
+  /** flags: 0 or RENAME_NOREPLACE (EEXIST if `to` exists); the binding answers EINVAL to others. */
+  rename?: (from: string, to: string, flags: number, cb: FuseCallback) => void;
   link?: (existing: string, path: string, cb: FuseAttrCallback) => void;
   symlink?: (target: string, path: string, cb: FuseAttrCallback) => void;
   chmod?: (path: string, mode: number, cb: FuseAttrCallback) => void;
@@ -265,6 +266,7 @@ export function errno(name: string): number {
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
+export const RENAME_NOREPLACE = 1;
 
 // ---- mounting ------------------------------------------------------------------------------------
 

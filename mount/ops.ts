@@ -6,6 +6,7 @@ import { constants } from 'node:os';
 import { Attr, FileSystem } from '../src/fs/filesystem';
 import { errnoOf } from '../src/fs/errors';
 import { log } from '../src/log';
+import { RENAME_NOREPLACE } from './fuse';
 import type { FuseOps, FuseStat } from './fuse';
 
 const ERRNO = constants.errno as Record<string, number>;
@@ -58,7 +59,7 @@ export function fuseOps(fs: FileSystem): FuseOps {
     mknod: (path, mode, rdev, cb) => answer(cb, () => toStat(fs.mknod(path, mode, rdev, caller))),
     rmdir: (path, cb) => done(cb, () => fs.rmdir(path)),
     unlink: (path, cb) => done(cb, () => fs.unlink(path)),
-    rename: (from, to, cb) => done(cb, () => fs.rename(from, to)),
+    rename: (from, to, flags, cb) => done(cb, () => fs.rename(from, to, { noReplace: (flags & RENAME_NOREPLACE) !== 0 })),
     link: (existing, path, cb) => answer(cb, () => toStat(fs.link(existing, path))),
     symlink: (target, path, cb) => answer(cb, () => toStat(fs.symlink(target, path, caller))),
     chmod: (path, mode, cb) => answer(cb, () => toStat(fs.chmod(path, mode))),

@@ -363,7 +363,8 @@ export class FileSystem {
     });
   }
 
-  rename(from: string, to: string): void {
+  /** noReplace: renameat2's RENAME_NOREPLACE, EEXIST when `to` exists (atomically: one transaction). */
+  rename(from: string, to: string, opts: { noReplace?: boolean } = {}): void {
     this.writable();
     this.dirCache.clear();
     this.meta.txn(() => {
@@ -381,6 +382,7 @@ export class FileSystem {
       }
       const t = nowNs();
       const existing = this.meta.lookup(dst.parent.ino, dst.name);
+      if (existing !== undefined && opts.noReplace) throw fsError('EEXIST');
       if (existing !== undefined) {
         if (existing === ino) return; // the same file under two names: rename does nothing
         const victim = this.inode(existing);

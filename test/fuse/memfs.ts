@@ -13,7 +13,7 @@
  */
 import * as path from 'node:path';
 import {
-  EBADF, EEXIST, EINVAL, EISDIR, ENODATA, ENOENT, ENOTDIR, ENOTEMPTY, EPERM,
+  EBADF, EEXIST, EINVAL, EISDIR, ENODATA, ENOENT, ENOTDIR, ENOTEMPTY, EPERM, RENAME_NOREPLACE,
   FUSE_DEFAULTS, FuseOps, FuseStat, mountFuse, XATTR_CREATE, XATTR_REPLACE,
 } from '../../mount/fuse';
 import { forceUnmount } from '../../mount/teardown';
@@ -245,7 +245,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       maybeFree(i);
       cb(0);
     },
-    rename: (from, to, cb) => {
+    rename: (from, to, flags, cb) => {
       const a = parent(from);
       const b = parent(to);
       const ino = a.dir?.entries?.get(a.name);
@@ -254,6 +254,7 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       if (!b.dir.entries) return cb(ENOTDIR);
       const vIno = b.dir.entries.get(b.name);
       const victim = vIno === undefined ? undefined : inodes.get(vIno);
+      if (victim && flags & RENAME_NOREPLACE) return cb(EEXIST);
       if (victim === i) return cb(0);
       if (victim) {
         if (victim.entries && !i.entries) return cb(EISDIR);

@@ -46,6 +46,24 @@ describe('POSIX semantics in the mount', () => {
     expect(fs.readdirSync(`${mnt}/r1`)).toEqual([]);
   });
 
+  test('renameat2: RENAME_NOREPLACE refuses an existing target and moves otherwise; RENAME_EXCHANGE is EINVAL', async () => {
+    fs.writeFileSync(`${mnt}/nr-a`, 'a');
+    fs.writeFileSync(`${mnt}/nr-b`, 'b');
+    fs.writeFileSync(`${shadowDir}/renameat2.py`, `import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def r2(a, b, flags):
+    rc = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 0 if rc == 0 else ctypes.get_errno()
+d = sys.argv[1]
+print(json.dumps([r2(d + '/nr-a', d + '/nr-b', 1), r2(d + '/nr-a', d + '/nr-c', 1), r2(d + '/nr-c', d + '/nr-b', 2)]))
+`);
+    const out = await sh(`python3 ${shadowDir}/renameat2.py ${mnt}`);
+    expect(JSON.parse(out)).toEqual([17, 0, 22]); // EEXIST, moved, EINVAL
+    expect(fs.readFileSync(`${mnt}/nr-b`, 'utf8')).toBe('b');
+    expect(fs.readFileSync(`${mnt}/nr-c`, 'utf8')).toBe('a');
+    expect(fs.existsSync(`${mnt}/nr-a`)).toBe(false);
+  });
+
   test('an unlinked file stays readable and writable through open handles until release', () => {
     fs.writeFileSync(`${mnt}/gone`, 'before');
     const fd = fs.openSync(`${mnt}/gone`, 'r+');

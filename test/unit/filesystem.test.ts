@@ -147,6 +147,7 @@ describe('filesystem core (no FUSE)', () => {
     fs.mkdir('/full/x', 0o755, me);
     fs.mkdir('/empty', 0o755, me);
     await expectErr(() => fs.rename('/empty', '/full'), 'ENOTEMPTY');
+    await expectErr(() => fs.rename('/full/x', '/empty', { noReplace: true }), 'EEXIST');
     fs.rename('/full/x', '/empty'); // over an empty directory
     expect(fs.readdir('/full')).toEqual(['.', '..']);
     expect(fs.getattr('/').nlink).toBe(2 + 3); // d, full, empty
