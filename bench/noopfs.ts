@@ -103,15 +103,15 @@ export function noopOps(): FuseOps {
       if (!n.children) return cb(ENOTDIR);
       cb(0, ['.', '..', ...n.children.keys()]);
     },
-    mkdir: (p, mode, cb) => {
+    mkdir: (p, mode, _caller, cb) => {
       const r = add(p, () => node(S_IFDIR | (mode & 0o7777), { nlink: 2, children: new Map() }));
       cb(typeof r === 'number' ? r : 0);
     },
-    mknod: (p, mode, rdev, cb) => {
+    mknod: (p, mode, rdev, _caller, cb) => {
       const r = add(p, () => node(mode, { rdev }));
       cb(typeof r === 'number' ? r : 0);
     },
-    symlink: (target, p, cb) => {
+    symlink: (target, p, _caller, cb) => {
       const r = add(p, () => node(S_IFLNK | 0o777, { target, size: Buffer.byteLength(target) }));
       cb(typeof r === 'number' ? r : 0);
     },
@@ -211,7 +211,7 @@ export function noopOps(): FuseOps {
       n.mtimeNs = n.ctimeNs = nowNs();
       cb(0);
     },
-    create: (p, mode, _flags, cb) => {
+    create: (p, mode, _flags, _caller, cb) => {
       const r = add(p, () => node(S_IFREG | (mode & 0o7777)));
       if (typeof r === 'number') return cb(r);
       cb(0, open(r));

@@ -30,6 +30,11 @@ import { findMount } from './teardown';
 
 export type FuseCallback = (err: number) => void;
 export type FuseValueCallback<T> = (err: number, value?: T) => void;
+/** The process that made the request: the owner of what create, mkdir, mknod and symlink make. */
+export interface FuseCaller {
+  uid: number;
+  gid: number;
+}
 /** 0 and, optionally, the inode's new attributes; or a negative errno. */
 export type FuseAttrCallback = (err: number, stat?: FuseStat) => void;
 /** Bytes transferred (>= 0) or a negative errno. */
@@ -82,21 +87,21 @@ export interface FuseOps {
   releasedir?: (path: string, fh: number, cb: FuseCallback) => void;
   fsyncdir?: (path: string, datasync: number, fh: number, cb: FuseCallback) => void;
   readlink?: (path: string, cb: FuseValueCallback<string>) => void;
-  mkdir?: (path: string, mode: number, cb: FuseAttrCallback) => void;
-  mknod?: (path: string, mode: number, rdev: number, cb: FuseAttrCallback) => void;
+  mkdir?: (path: string, mode: number, caller: FuseCaller, cb: FuseAttrCallback) => void;
+  mknod?: (path: string, mode: number, rdev: number, caller: FuseCaller, cb: FuseAttrCallback) => void;
   rmdir?: (path: string, cb: FuseCallback) => void;
   unlink?: (path: string, cb: FuseCallback) => void;
   /** flags: 0 or RENAME_NOREPLACE (EEXIST if `to` exists); the binding answers EINVAL to others. */
   rename?: (from: string, to: string, flags: number, cb: FuseCallback) => void;
   link?: (existing: string, path: string, cb: FuseAttrCallback) => void;
-  symlink?: (target: string, path: string, cb: FuseAttrCallback) => void;
+  symlink?: (target: string, path: string, caller: FuseCaller, cb: FuseAttrCallback) => void;
   chmod?: (path: string, mode: number, cb: FuseAttrCallback) => void;
   chown?: (path: string, uid: number, gid: number, cb: FuseAttrCallback) => void;
   utimens?: (path: string, atimeNs: bigint | null, mtimeNs: bigint | null, cb: FuseAttrCallback) => void;
   truncate?: (path: string, size: number, cb: FuseCallback) => void;
   ftruncate?: (path: string, fh: number, size: number, cb: FuseCallback) => void;
   /** mode includes S_IFREG; flags are the open(2) flags. Answers the new file handle. */
-  create?: (path: string, mode: number, flags: number, cb: (err: number, fh?: number, stat?: FuseStat) => void) => void;
+  create?: (path: string, mode: number, flags: number, caller: FuseCaller, cb: (err: number, fh?: number, stat?: FuseStat) => void) => void;
   open?: (path: string, flags: number, cb: FuseValueCallback<number>) => void;
   read?: (path: string, fh: number, buf: Buffer, len: number, offset: number, cb: FuseIoCallback) => void;
   write?: (path: string, fh: number, buf: Buffer, len: number, offset: number, cb: FuseIoCallback) => void;

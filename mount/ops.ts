@@ -43,7 +43,6 @@ function done(cb: (err: number) => void, fn: () => void | Promise<void>): void {
 }
 
 export function fuseOps(fs: FileSystem): FuseOps {
-  const caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   return {
     init: (cb) => cb(0),
     getattr: (path, cb) => answer(cb, () => toStat(fs.getattr(path))),
@@ -55,19 +54,19 @@ export function fuseOps(fs: FileSystem): FuseOps {
     releasedir: (_path, fh, cb) => done(cb, () => fs.release(fh)),
     fsyncdir: (_path, _datasync, _fh, cb) => done(cb, () => fs.sync()),
     readlink: (path, cb) => answer(cb, () => fs.readlink(path)),
-    mkdir: (path, mode, cb) => answer(cb, () => toStat(fs.mkdir(path, mode, caller))),
-    mknod: (path, mode, rdev, cb) => answer(cb, () => toStat(fs.mknod(path, mode, rdev, caller))),
+    mkdir: (path, mode, caller, cb) => answer(cb, () => toStat(fs.mkdir(path, mode, caller))),
+    mknod: (path, mode, rdev, caller, cb) => answer(cb, () => toStat(fs.mknod(path, mode, rdev, caller))),
     rmdir: (path, cb) => done(cb, () => fs.rmdir(path)),
     unlink: (path, cb) => done(cb, () => fs.unlink(path)),
     rename: (from, to, flags, cb) => done(cb, () => fs.rename(from, to, { noReplace: (flags & RENAME_NOREPLACE) !== 0 })),
     link: (existing, path, cb) => answer(cb, () => toStat(fs.link(existing, path))),
-    symlink: (target, path, cb) => answer(cb, () => toStat(fs.symlink(target, path, caller))),
+    symlink: (target, path, caller, cb) => answer(cb, () => toStat(fs.symlink(target, path, caller))),
     chmod: (path, mode, cb) => answer(cb, () => toStat(fs.chmod(path, mode))),
     chown: (path, uid, gid, cb) => answer(cb, () => toStat(fs.chown(path, uid, gid))),
     utimens: (path, atimeNs, mtimeNs, cb) => answer(cb, () => toStat(fs.utimens(path, atimeNs, mtimeNs))),
     truncate: (path, size, cb) => done(cb, () => fs.truncate(path, size)),
     ftruncate: (_path, fh, size, cb) => done(cb, () => fs.ftruncate(fh, size)),
-    create: (path, mode, flags, cb) => {
+    create: (path, mode, flags, caller, cb) => {
       fs.create(path, mode, flags, caller).then(
         (fh) => {
           let stat: FuseStat | undefined;

@@ -313,7 +313,7 @@ print(json.dumps(out))`,
     }
   });
 
-  test('create gets the mode and the open flags', async () => {
+  test('create gets the mode, the open flags and the caller', async () => {
     const r = await py<{ mode: number }>(
       `import os, sys, json
 os.umask(0)
@@ -328,6 +328,16 @@ print(json.dumps({'mode': os.stat(sys.argv[1]).st_mode & 0o7777}))`,
     expect(c.mode & 0o7777).toBe(0o640);
     expect(c.flags & 3).toBe(fs.constants.O_WRONLY);
     expect(c.flags & fs.constants.O_APPEND).toBe(fs.constants.O_APPEND);
+    expect([c.uid, c.gid]).toEqual([0, 0]);
+    // Another user, through allow_other (memfs checks no permissions): its uid and gid arrive.
+    fs.chmodSync(work, 0o755); // mkdtemp's 0700 would stop the other user on the way in
+    const other = await startServer('test/fuse/memfs.ts', path.join(work, 'other'), [JSON.stringify({ allowOther: true })]);
+    try {
+      await sh(`setpriv --reuid=65534 --regid=65533 --clear-groups touch ${other.mnt}/mine`);
+      expect((await other.stats()).lastCreate).toEqual(expect.objectContaining({ path: '/mine', uid: 65534, gid: 65533 }));
+    } finally {
+      expect(await other.stop()).toBe(0);
+    }
   });
 
   test('a chmod that answers with the new attributes costs no getattr; a utimens that does not costs one', async () => {

@@ -47,7 +47,7 @@ export interface MemfsStats {
   maxWrite: number;
   writeOffsets: number[];
   lastUtimens: { path: string; atimeNs: string | null; mtimeNs: string | null } | null;
-  lastCreate: { path: string; mode: number; flags: number } | null;
+  lastCreate: { path: string; mode: number; flags: number; uid: number; gid: number } | null;
   lastSetxattr: { name: string; flags: number; size: number } | null;
   ftruncates: { path: string; fh: number; size: number }[];
   truncates: { path: string; size: number }[];
@@ -193,15 +193,15 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       if (!i.entries) return cb(ENOTDIR);
       cb(0, ['.', '..', ...i.entries.keys()]);
     },
-    mkdir: (p, mode, cb) => {
+    mkdir: (p, mode, _caller, cb) => {
       const r = add(p, () => make(S_IFDIR | (mode & 0o7777), { nlink: 2, entries: new Map() }));
       cb(typeof r === 'number' ? r : 0);
     },
-    mknod: (p, mode, rdev, cb) => {
+    mknod: (p, mode, rdev, _caller, cb) => {
       const r = add(p, () => make(mode, { rdev }));
       cb(typeof r === 'number' ? r : 0);
     },
-    symlink: (target, p, cb) => {
+    symlink: (target, p, _caller, cb) => {
       const r = add(p, () => make(S_IFLNK | 0o777, { target, size: Buffer.byteLength(target) }));
       cb(typeof r === 'number' ? r : 0);
     },
@@ -310,8 +310,8 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       setSize(i, size);
       cb(0);
     },
-    create: (p, mode, flags, cb) => {
-      stats.lastCreate = { path: p, mode, flags };
+    create: (p, mode, flags, caller, cb) => {
+      stats.lastCreate = { path: p, mode, flags, uid: caller.uid, gid: caller.gid };
       const r = add(p, () => make(S_IFREG | (mode & 0o7777)));
       if (typeof r === 'number') return cb(r);
       cb(0, openFh(r));

@@ -162,6 +162,23 @@ print('ok')`;
     expect(await umount(m)).toBe(0);
   });
 
+  test('--allow-other: what another user creates is theirs, and the kernel checks permissions', async () => {
+    const own = path.join(t.dir, 'other');
+    const ownMnt = path.join(own, 'mnt');
+    fs.mkdirSync(own);
+    fs.chmodSync(t.dir, 0o755); // mkdtemp's 0700 would stop the other user on the way in
+    fs.chmodSync(own, 0o755);
+    const m = await mount(path.join(own, 'data'), ownMnt, ['--allow-other']);
+    const as = (cmd: string) => sh(`setpriv --reuid=65534 --regid=65533 --clear-groups sh -c ${JSON.stringify(cmd)}`);
+    await sh(`mkdir -m 1777 ${ownMnt}/pub && echo root > ${ownMnt}/pub/roots`);
+    await as(`cd ${ownMnt}/pub && echo one > f && mkdir d && ln -s f l && mknod p p && echo two >> f`);
+    expect((await sh(`cd ${ownMnt}/pub && stat -c '%n %u:%g' f d l p roots`)).trim().split('\n'))
+      .toEqual(['f 65534:65533', 'd 65534:65533', 'l 65534:65533', 'p 65534:65533', 'roots 0:0']);
+    expect(fs.readFileSync(`${ownMnt}/pub/f`, 'utf8')).toBe('one\ntwo\n');
+    await expect(as(`echo no >> ${ownMnt}/pub/roots`)).rejects.toThrow(/Permission denied/);
+    expect(await umount(m)).toBe(0);
+  });
+
   test('a sparse 10 GiB file with a few written ranges', async () => {
     const f = `${mnt}/sparse`;
     const fd = fs.openSync(f, 'w');
