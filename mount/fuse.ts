@@ -181,10 +181,10 @@ const KiB = 1024;
  *   recognise hard links by it).
  * - hardRemove false (libfuse's default): unlinking (or renaming over) an open file renames it to
  *   .fuse_hidden<n> and unlinks that name on the last release. With hardRemove the unlink is real
- *   and reads, writes, ftruncate and lseek keep working by handle, but fstat(2) of that file fails:
- *   libfuse 3 finds no path for it and answers ESTALE unless nullpath_ok, which would take the
- *   path from readdir too (measured; libfuse 2 answered ENOENT). That breaks programs that fstat
- *   an unlinked file (SQLite checks nlink that way). Hidden, the
+ *   and reads, writes, ftruncate and lseek keep working by handle, but fstat(2) of that file fails
+ *   with ESTALE (libfuse 2: ENOENT): the kernel sends fstat's GETATTR without the handle, and
+ *   libfuse finds no path for a node without a name, with or without nullpath_ok (measured).
+ *   That breaks programs that fstat an unlinked file (SQLite checks nlink that way). Hidden, the
  *   file keeps working and fstat reports nlink 0; the price is a .fuse_hidden name in readdir and
  *   ENOTEMPTY from rmdir of its directory while it is open.
  * - timeout false: an fsync of a large file or a fetch from a cold tier may legitimately take
