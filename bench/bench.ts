@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: the same workloads, in one run, on a plain directory, on a no-op FUSE
- * filesystem with isgfs's mount options (the FUSE ceiling) and on an isgfs mount; prints the
- * figures and their ratios. `--json` ends the output with one JSON line.
+ * filesystem with isgfs's mount options (the FUSE ceiling), on gocryptfs (the peer the targets
+ * are stated against; the Debian package, which `npm run setup` installs) and on an isgfs mount;
+ * prints the figures and their ratios. `--json` ends the output with one JSON line.
  *
  * Workloads: sequential write and cold read of 1 GiB of incompressible data (MB/s), `tar x` of a
  * tree of thousands of small files (files/s), `ls -lR` of it warm (entries/s), stored/logical
@@ -87,7 +88,7 @@ async function waitMounted(mnt: string, proc: ChildProcess): Promise<void> {
 }
 
 interface Target {
-  name: 'plain' | 'noop' | 'isgfs';
+  name: 'plain' | 'noop' | 'gocryptfs' | 'isgfs';
   dir: string;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -116,6 +117,35 @@ function fuseTarget(name: 'noop' | 'isgfs', mnt: string, command: string[]): Tar
   };
 }
 
+/**
+ * gocryptfs over a directory of `root`: created on first start (a cheap scrypt cost: the key
+ * derivation is not what is measured), mounted by gocryptfs itself (it returns once mounted).
+ */
+function gocryptfsTarget(root: string): Target {
+  const cipher = path.join(root, 'cipher');
+  const mnt = path.join(root, 'mnt');
+  const pass = path.join(root, 'pass');
+  let mounted = false;
+  return {
+    name: 'gocryptfs', dir: mnt,
+    async start() {
+      if (!fs.existsSync(cipher)) {
+        fs.mkdirSync(cipher, { recursive: true });
+        fs.mkdirSync(mnt, { recursive: true });
+        fs.writeFileSync(pass, 'isgfs-bench\n', { mode: 0o600 });
+        sh(`gocryptfs -init -q -passfile ${pass} -scryptn 10 ${cipher} 2>/dev/null`);
+      }
+      sh(`gocryptfs -q -passfile ${pass} ${cipher} ${mnt} 2>/dev/null`);
+      mounted = true;
+    },
+    async stop() {
+      if (!mounted) return;
+      mounted = false;
+      await forceUnmount(mnt);
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-bench-'));
   const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/isgfs-bench-') : fs.mkdtempSync(path.join(work, 'src-'));
@@ -125,9 +155,10 @@ async function main(): Promise<void> {
   const targets: Target[] = [
     { name: 'plain', dir: plain, start: async () => undefined, stop: async () => undefined },
     fuseTarget('noop', path.join(work, 'noop'), [process.execPath, NOOPFS, path.join(work, 'noop')]),
+    gocryptfsTarget(path.join(work, 'gocryptfs')),
     fuseTarget('isgfs', path.join(work, 'isg'), [ISG, 'mount', data, path.join(work, 'isg'), '--log-level', 'warn']),
   ];
-  const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, isgfs: {} };
+  const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
   try {
     say(`preparing inputs in ${shm}`);
     sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
@@ -243,7 +274,7 @@ async function main(): Promise<void> {
     fs.rmSync(work, { recursive: true, force: true });
   }
 
-  const ratio = (k: string, base: 'plain' | 'noop') => results.isgfs[k] / results[base][k];
+  const ratio = (k: string, base: 'plain' | 'noop' | 'gocryptfs') => results.isgfs[k] / results[base][k];
   const figures = {
     seq_write_MBps: results.isgfs.seq_write_MBps,
     seq_write_vs_noop_fuse: ratio('seq_write_MBps', 'noop'),
@@ -251,6 +282,9 @@ async function main(): Promise<void> {
     cold_read_MBps: results.isgfs.cold_read_MBps,
     cold_read_vs_plain: ratio('cold_read_MBps', 'plain'),
     cold_read_vs_noop_fuse: ratio('cold_read_MBps', 'noop'),
+    cold_read_vs_gocryptfs: ratio('cold_read_MBps', 'gocryptfs'),
+    seq_write_vs_gocryptfs: ratio('seq_write_MBps', 'gocryptfs'),
+    tar_x_vs_gocryptfs: ratio('tar_x_files_per_s', 'gocryptfs'),
     tar_x_files_per_s: results.isgfs.tar_x_files_per_s,
     tar_x_vs_plain: ratio('tar_x_files_per_s', 'plain'),
     ls_lR_entries_per_s: results.isgfs.ls_lR_entries_per_s,
@@ -258,22 +292,25 @@ async function main(): Promise<void> {
     three_version_stored_over_logical: results.isgfs.three_version_stored_over_logical,
     backend_cold_read_MBps: results.isgfs.backend_cold_read_MBps,
     backend_cold_read_vs_plain: results.isgfs.backend_cold_read_MBps / results.plain.cold_read_MBps,
+    backend_cold_read_vs_gocryptfs: results.isgfs.backend_cold_read_MBps / results.gocryptfs.cold_read_MBps,
     backend_cold_read_m_missing_MBps: results.isgfs.backend_cold_read_m_missing_MBps,
     m_missing_vs_all: results.isgfs.backend_cold_read_m_missing_MBps / results.isgfs.backend_cold_read_MBps,
     upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
     upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
-    baseline: { plain: results.plain, noop_fuse: results.noop },
+    baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
   const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'];
-  console.log(`${'workload'.padEnd(22)}${'plain'.padStart(12)}${'noop FUSE'.padStart(12)}${'isgfs'.padStart(12)}${'vs plain'.padStart(10)}${'vs noop'.padStart(10)}`);
+  console.log(`${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
+    `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`);
   for (const k of rows) {
-    console.log(`${k.padEnd(22)}${f(results.plain[k]).padStart(12)}${f(results.noop[k]).padStart(12)}${f(results.isgfs[k]).padStart(12)}` +
-      `${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(10)}`);
+    console.log(`${k.padEnd(22)}${f(results.plain[k]).padStart(10)}${f(results.noop[k]).padStart(11)}${f(results.gocryptfs[k]).padStart(11)}` +
+      `${f(results.isgfs[k]).padStart(10)}${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(9)}${f(ratio(k, 'gocryptfs')).padStart(14)}`);
   }
   console.log(`three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
     `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`);
-  console.log(`cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain), ` +
+  console.log(`cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain, ` +
+    `${f(figures.backend_cold_read_vs_gocryptfs)}x gocryptfs), ` +
     `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`);
   console.log(`upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`);
   if (json) console.log(JSON.stringify(figures));
