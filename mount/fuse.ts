@@ -326,7 +326,9 @@ async function checkMountpoint(mp: string, nonempty: boolean): Promise<void> {
     throw new FuseMountError('MOUNT_FAILED', `mountpoint ${mp} cannot be examined (${code})`);
   }
   if (!st.isDirectory()) throw new FuseMountError('MOUNTPOINT_NOT_DIR', `mountpoint ${mp} is not a directory`);
-  // libfuse2 refuses a non-empty mountpoint (its files would be hidden) unless -o nonempty.
+  // A mount would hide the files of a non-empty mountpoint. libfuse 3 allows it without a word,
+  // so the check is ours: refused unless -o nonempty (which the binding then drops: libfuse 3
+  // no longer knows it).
   if (!nonempty && (await fs.promises.readdir(mp)).length > 0) {
     throw new FuseMountError('MOUNTPOINT_NOT_EMPTY', `mountpoint ${mp} is not empty (its files would be hidden; the FUSE option 'nonempty' allows it)`);
   }
