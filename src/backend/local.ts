@@ -41,6 +41,7 @@ import {
   throwIfAborted,
   Tier,
 } from './backend';
+import { preadFile } from '../native';
 import { BackendFactory, BackendSpec, rejectUnknownParams, specString } from './spec';
 
 const TMP_PREFIX = '.isg-tmp-';
@@ -116,6 +117,9 @@ export class LocalBackend implements Backend {
     throwIfAborted(opts.signal);
     let fh: fsp.FileHandle | undefined;
     try {
+      // A ranged read of a block is one call (a short one: the range ran past the end); a whole
+      // object, or a range that may be far larger than the object, is sized by fstat first.
+      if (range && range.length <= IO_CHUNK) return await preadFile(file, range.offset, range.length);
       fh = await fsp.open(file, 'r');
       const st = await fh.stat();
       if (!st.isFile()) throw this.notFound(key);

@@ -20,6 +20,8 @@ export interface Binding {
   crc64(data: Uint8Array): Buffer;
   crc64Segments(data: Uint8Array, segment: number, out: Uint8Array): Promise<void>;
   cdcCutPoints(data: Uint8Array, ...p: ChunkerArgs): Float64Array;
+  /** Reads the file's bytes from offset into out (open, pread until full or end of file, close); the count read. */
+  preadFile(file: string, offset: number, out: Uint8Array): Promise<number>;
   CdcStream: new (...p: ChunkerArgs) => { push(piece: Uint8Array): Float64Array; finish(): Float64Array };
   /** Present when this Node exports its OpenSSL (native/aead.cc). */
   aesGcmSeal?: AeadImpl['aesGcmSeal'];

@@ -4,6 +4,7 @@
  * slices with a yield between them, so a large job never holds the event loop for long.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
 import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
 import { TsCdcStream, checkGear } from './cdc';
@@ -144,3 +145,19 @@ export const fallbackAead: AeadImpl = {
 };
 
 export const fallback = { ...fallbackErasure, ...fallbackChunk, ...fallbackHash, ...fallbackAead };
+
+/** The file's bytes from offset into out, until full or the end of the file; the count read. */
+export async function fallbackPread(file: string, offset: number, out: Uint8Array): Promise<number> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    let got = 0;
+    while (got < out.length) {
+      const { bytesRead } = await fh.read(out, got, out.length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got;
+  } finally {
+    await fh.close();
+  }
+}

@@ -8,7 +8,7 @@ import { isMainThread } from 'node:worker_threads';
 import type { ChunkerParams } from '../chunk/fastcdc';
 import { log } from '../log';
 import { addonAead, addonChunk, addonErasure, Binding, loadBinding } from './addon';
-import { fallbackAead, fallbackChunk, fallbackErasure, fallbackHash } from './fallback';
+import { fallbackAead, fallbackChunk, fallbackErasure, fallbackHash, fallbackPread } from './fallback';
 import { loadNapiBlake } from './napi-blake';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
 
@@ -103,4 +103,14 @@ export function aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, 
 /** AES-256-GCM: true when authentic, the plaintext then in `out`. */
 export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, cipher: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean {
   return aead.aesGcmOpen(key, nonce, aad, cipher, tag, out);
+}
+
+/**
+ * Bytes [offset, offset + length) of a file, fewer at its end: one trip to the libuv pool with
+ * the addon, else fs.promises (open, read, close). Errors are Node's fs errors (code ENOENT, ...).
+ */
+export async function preadFile(file: string, offset: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  const got = await (binding ? binding.preadFile(file, offset, out) : fallbackPread(file, offset, out));
+  return got === length ? out : out.subarray(0, got);
 }

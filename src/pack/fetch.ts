@@ -19,10 +19,16 @@ export interface HealthView {
   healthy(name: string): boolean;
 }
 
-/** A block's encoded bytes as fetched; `slow`: some of them came from a warm or cold backend. */
+/**
+ * A block's encoded bytes as fetched; `slow`: some of them came from a warm or cold backend.
+ * `checked`: every byte passed its shard's segment checksums. A block read straight from its data
+ * shard(s) is not checked: its AEAD tag and id hash catch any damage, and a caller whose decode
+ * fails reads it again with `checked` set, which finds the bad shard and rebuilds around it.
+ */
 export interface FetchedBlock {
   encoded: Buffer;
   slow: boolean;
+  checked: boolean;
 }
 
 /**
@@ -71,13 +77,21 @@ export class ShardReader {
    */
   private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
     mode: 'once' | 'patient' | 'direct' = 'once'): Promise<Buffer> {
+    const data = await this.fetchRaw(packId, pack, shard, span, signal, mode);
+    if (!(await verifySegments(data, span.start, this.sumsOf(pack, shard)))) {
+      throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${pack.placement[shard]} fails its checksum`);
+    }
+    return data;
+  }
+
+  /** Shard bytes [span.start, span.end), whole but unverified; modes as in fetchVerified. */
+  private async fetchRaw(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
+    mode: 'once' | 'patient' | 'direct' = 'once'): Promise<Buffer> {
     const backend = (mode === 'direct' ? this.direct : this.backends)?.get(pack.placement[shard]);
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
     const range = { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start };
     const data = await backend.get(shardKey(packId, shard), range, { signal, attempts: mode === 'once' ? 1 : undefined });
-    if (data.length !== span.end - span.start || !(await verifySegments(data, span.start, this.sumsOf(pack, shard)))) {
-      throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} fails its checksum`);
-    }
+    if (data.length !== span.end - span.start) throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} is truncated`);
     return data;
   }
 
@@ -147,8 +161,8 @@ export class ShardReader {
    * Bytes [from, to) of data shard `shard`; `kept` when they are a view of a kept rebuild (shared
    * memory), else memory of the caller's own; `slow` as in FetchedBlock.
    */
-  private async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, signal?: AbortSignal):
-    Promise<{ bytes: Buffer; kept: boolean; slow: boolean }> {
+  private async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, checked: boolean, signal?: AbortSignal):
+    Promise<{ bytes: Buffer; kept: boolean; slow: boolean; checked: boolean }> {
     const spans = this.spansOf(pack, from, to);
     // A rebuild under way fetches these bytes anyway (it reads k shards of the span).
     await Promise.all(spans.map((sp) => this.rebuilding.get(`${packId}:${sp.start}`)?.catch(() => undefined)));
@@ -161,8 +175,10 @@ export class ShardReader {
     let failed = false;
     if (!degraded && this.health.healthy(pack.placement[shard])) {
       try {
+        const slow = this.slowAmong(pack, [shard]);
+        if (!checked) return { bytes: await this.fetchRaw(packId, pack, shard, { start: from, end: to }, signal), kept: false, slow, checked };
         const data = await this.fetchVerified(packId, pack, shard, span, signal);
-        return { bytes: data.subarray(from - span.start, to - span.start), kept: false, slow: this.slowAmong(pack, [shard]) };
+        return { bytes: data.subarray(from - span.start, to - span.start), kept: false, slow, checked };
       } catch {
         failed = true; // rebuilt below
       }
@@ -193,32 +209,35 @@ export class ShardReader {
 
   /** Bytes [from, to) of a shard from recent rebuilds of `spans`, if they are all kept. */
   private rebuiltCovering(packId: string, shard: number, spans: { start: number }[], from: number, to: number):
-    { bytes: Buffer; kept: boolean; slow: boolean } | null {
+    { bytes: Buffer; kept: boolean; slow: boolean; checked: boolean } | null {
     const parts = spans.map((sp) => this.rebuilt.get(`${packId}:${shard}:${sp.start}`));
     if (parts.some((e) => !e)) return null;
     const views = parts.map((e) => e!.data.subarray(Math.max(0, from - e!.start), Math.min(e!.data.length, to - e!.start)));
     const slow = parts.some((e) => e!.slow);
-    return views.length === 1 ? { bytes: views[0], kept: true, slow } : { bytes: Buffer.concat(views), kept: false, slow };
+    // Rebuilds are made of verified shards only.
+    return views.length === 1 ? { bytes: views[0], kept: true, slow, checked: true } : { bytes: Buffer.concat(views), kept: false, slow, checked: true };
   }
 
   /**
    * The encoded bytes of a block, in memory that is the caller's alone (a view into a fetched
-   * span, or a copy): the caller may hand it to a worker without copying.
+   * span, or a copy): the caller may hand it to a worker without copying. `checked`: verify every
+   * shard range read (see FetchedBlock).
    */
-  async readBlock(loc: BlockLoc, pack: PackRow, signal?: AbortSignal): Promise<FetchedBlock> {
+  async readBlock(loc: BlockLoc, pack: PackRow, opts: { checked?: boolean; signal?: AbortSignal } = {}): Promise<FetchedBlock> {
+    const checked = opts.checked ?? false;
     const pieces = piecesOf(loc.offset, loc.length, pack.shardSize);
     if (pieces.length === 1) {
       const p = pieces[0];
-      const { bytes, kept, slow } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
-      return { encoded: kept ? Buffer.from(bytes) : bytes, slow };
+      const r = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, checked, opts.signal);
+      return { encoded: r.kept ? Buffer.from(r.bytes) : r.bytes, slow: r.slow, checked: r.checked };
     }
     const encoded = Buffer.allocUnsafe(loc.length);
     const parts = await Promise.all(pieces.map(async (p) => {
-      const { bytes, slow } = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, signal);
-      bytes.copy(encoded, p.at);
-      return slow;
+      const r = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, checked, opts.signal);
+      r.bytes.copy(encoded, p.at);
+      return r;
     }));
-    return { encoded, slow: parts.includes(true) };
+    return { encoded, slow: parts.some((r) => r.slow), checked: parts.every((r) => r.checked) };
   }
 
   /** Rebuilds and stores the shards of a pack listed as missing; returns the indices now stored. */

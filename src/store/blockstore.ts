@@ -134,23 +134,33 @@ export class BlockStore {
       if (size !== undefined) this.touchDisk(hex, size);
       return local;
     }
+    const plain = await this.fetchPlain(id, hex, true);
+    this.lru.set(hex, plain);
+    return plain;
+  }
+
+  /**
+   * Plaintext of a block from its pack's shards. Read straight from the data shard(s) first; when
+   * that does not decode, once more with every shard range checked, which rebuilds around a
+   * damaged shard. With `keep`, a block from a slower tier is kept in the local tier: the worker
+   * writes the file after answering, and `kept` records it. One from hot backends is not: reading
+   * it there again costs what reading a local copy would, and the copy would cost a write and tier space.
+   */
+  private async fetchPlain(id: Buffer, hex: string, keep: boolean): Promise<Buffer> {
     const loc = this.o.meta.getLoc(id);
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
-    const { encoded, slow } = await this.o.remote.readBlock(loc, pack);
-    // A block fetched from a slower tier is kept in the local tier: the worker writes the file
-    // after answering, and `kept` records it. One from hot backends is not: reading it there again
-    // costs what reading a local copy would, and the copy would cost a write and tier space.
-    if (slow) this.keeping++;
-    let plain: Buffer;
-    try {
-      plain = await this.o.pool.decode(id, encoded, slow ? this.o.blocksDir : undefined);
-    } catch (e) {
-      if (slow) this.keptOne(); // nothing is written for a block that failed
-      throw e;
+    for (let checked = false; ; checked = true) {
+      const fetched = await this.o.remote.readBlock(loc, pack, { checked });
+      const keepIn = keep && fetched.slow ? this.o.blocksDir : undefined;
+      if (keepIn) this.keeping++;
+      try {
+        return await this.o.pool.decode(id, fetched.encoded, keepIn);
+      } catch (e) {
+        if (keepIn) this.keptOne(); // nothing is written for a block that failed
+        if (fetched.checked) throw e;
+      }
     }
-    this.lru.set(hex, plain);
-    return plain;
   }
 
   /**
@@ -405,13 +415,8 @@ export class BlockStore {
 
   /** Reads and verifies one block, from the local tier or else from its pack (for `isg check`). */
   async verify(id: Buffer): Promise<void> {
-    let encoded = await this.readLocalEncoded(id);
-    if (!encoded) {
-      const loc = this.o.meta.getLoc(id);
-      const pack = loc && this.o.meta.getPack(loc.pack);
-      if (!loc || !pack || !this.o.remote) throw new BlockMissingError(id.toString('hex'));
-      encoded = (await this.o.remote.readBlock(loc, pack)).encoded;
-    }
-    await this.o.pool.decode(id, encoded);
+    const encoded = await this.readLocalEncoded(id);
+    if (encoded) await this.o.pool.decode(id, encoded);
+    else await this.fetchPlain(id, id.toString('hex'), false);
   }
 }
