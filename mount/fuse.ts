@@ -130,6 +130,13 @@ export interface FuseMountOptions {
   absentXattrs?: string[];
   /** xattr names the filesystem refuses: getxattr answers EOPNOTSUPP from the binding. */
   unsupportedXattrs?: string[];
+  /**
+   * The binding answers getattr from its last answer for the same path until any operation that
+   * may change something runs (all but getattr, read, readdir, readlink, access, statfs,
+   * getxattr, listxattr, opendir and releasedir). Only for a filesystem whose attributes change
+   * through its own operations alone.
+   */
+  attrCache?: boolean;
   /** Seconds the kernel caches attributes; 0 is honoured (-o attr_timeout). */
   attrTimeout?: number;
   /** Seconds the kernel caches name lookups (-o entry_timeout). */
@@ -174,7 +181,12 @@ const KiB = 1024;
  *   own cost is per request.
  * - attrTimeout 0: libfuse's path API gives every name of a hard-linked file its own kernel inode
  *   and attribute cache, so a chmod or a new link through one name would stay invisible through
- *   the other for the whole timeout. Every stat asks the filesystem.
+ *   the other for the whole timeout. Every stat asks the filesystem, and so does every read(2)
+ *   (the kernel's auto_inval_data checks that the file did not change).
+ * - attrCache: those questions are answered by the binding, in C, while nothing has changed since
+ *   the filesystem last answered for that path. Any change anywhere empties it, so it is never
+ *   stale: isgfs's attributes change only through its FUSE operations (atime is not updated on
+ *   read). Measured: a cold read of 1 GiB from local backends 3.5-3.9 s without it.
  * - entryTimeout 1 s: names change only through this mount, and the kernel keeps its own name
  *   cache coherent for those changes; negativeTimeout 0 for anything changed behind its back.
  * - useIno: st_ino is the filesystem's inode number (tar, rsync -H, cp -a, find -samefile and git
@@ -195,6 +207,7 @@ export const FUSE_DEFAULTS: Readonly<FuseMountOptions> = Object.freeze({
   maxWrite: 1024 * KiB,
   maxReadahead: 1024 * KiB,
   attrTimeout: 0,
+  attrCache: true,
   entryTimeout: 1,
   negativeTimeout: 0,
   useIno: true,

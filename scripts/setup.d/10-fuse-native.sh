@@ -85,7 +85,7 @@ rm -f "$PKG/build.log"
 # 3. Check that the binding loads and is the patched one, then stamp.
 node -e "
   const F = require('./$PKG');
-  if (F.ISGFS_PATCH_VERSION !== 2) { console.error('unexpected binding'); process.exit(1); }
+  if (F.ISGFS_PATCH_VERSION !== 3) { console.error('unexpected binding'); process.exit(1); }
 " || die "the built binding does not load"
 echo "$want" > "$STAMP"
 say "patched and built"

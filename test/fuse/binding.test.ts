@@ -1,7 +1,8 @@
 /**
  * The patched fuse-native binding, through mount/fuse.ts, against a real mount of the in-memory
  * test filesystem (test/fuse/memfs.ts) in a child process: times in nanoseconds and one at a time,
- * 1 MiB writes (libfuse 3), getxattr of absent and unsupported names answered in C, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
+ * 1 MiB writes (libfuse 3), getxattr of absent and unsupported names answered in C, getattr
+ * answered in C while nothing changed, 64-bit offsets and sizes, xattr size semantics and flags, hard links without
  * stale attributes, open-but-unlinked files, create modes and flags, 64-bit statfs, several
  * requests in flight.
  */
@@ -233,6 +234,52 @@ print(json.dumps(out))`, `${acl.mnt}/f`);
     } finally {
       expect(await acl.stop()).toBe(0);
     }
+  });
+});
+
+describe('attribute cache', () => {
+  const asked = async (s: Server) => { const st = await s.stats(); return st.getattrs + st.fgetattrs; };
+  // Five stats, then eight 1 MiB reads of an open file (the kernel checks the attributes before
+  // each read: auto_inval_data with attr_timeout 0).
+  const statsAndReads = `import os, sys
+f = sys.argv[1]
+for _ in range(5): os.stat(f)
+fd = os.open(f, os.O_RDONLY)
+for i in range(8): os.pread(fd, 1 << 20, i << 20)
+os.close(fd)
+print(1)`;
+
+  test('an unchanged file is answered by the binding: stats and reads ask the filesystem at most twice', async () => {
+    const f = `${mnt}/cached`;
+    await sh(`head -c 8388608 /dev/zero > ${f} && stat ${f} > /dev/null`);
+    const before = await asked(srv);
+    await py(statsAndReads, f);
+    // The open counts as a change: its first getattr asks once, the rest come from the binding.
+    expect(await asked(srv) - before).toBeLessThanOrEqual(2);
+  });
+
+  test('without it, each of them asks', async () => {
+    const nc = await startServer('test/fuse/memfs.ts', path.join(work, 'nocache'), [JSON.stringify({ attrCache: false })]);
+    try {
+      const f = `${nc.mnt}/f`;
+      await sh(`head -c 8388608 /dev/zero > ${f} && stat ${f} > /dev/null`);
+      const before = await asked(nc);
+      await py(statsAndReads, f);
+      expect(await asked(nc) - before).toBeGreaterThanOrEqual(13);
+    } finally {
+      expect(await nc.stop()).toBe(0);
+    }
+  });
+
+  test('any change empties it: a write, a chmod through another name, a rename, a change elsewhere', async () => {
+    const d = `${mnt}/ac`;
+    const out = await sh(`mkdir ${d} && cd ${d} && echo abc > f && ln f g && stat -c '%s %a %h' f g && ` +
+      `echo abcdef >> g && stat -c '%s' f && chmod 600 g && stat -c '%a' f && ` +
+      `mv g h && stat -c '%h' f && touch other && stat -c '%s %h' f && rm h && stat -c '%h' f`);
+    expect(out.trim().split('\n')).toEqual(['4 644 2', '4 644 2', '11', '600', '2', '11 2', '1']);
+    const before = (await srv.stats()).getattrs;
+    await sh(`touch ${d}/elsewhere && stat ${d}/f > /dev/null`);
+    expect((await srv.stats()).getattrs).toBeGreaterThan(before); // asked again after a change
   });
 });
 
