@@ -112,10 +112,6 @@ export class FileData {
     this.size = size;
   }
 
-  get dirtyBytes(): number {
-    return this.dirty.bytes;
-  }
-
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.throwBackgroundError();
     this.dirty.write(offset, data);
@@ -203,10 +199,17 @@ export class FileData {
     return out;
   }
 
-  /** Bytes held by committed chunks (for st_blocks). */
-  get committedBytes(): number {
+  /**
+   * Bytes that hold data (for st_blocks): committed chunks and buffered layers together, within
+   * the size. The same before, during and after a flush, which only moves bytes from the layers
+   * into chunks: the binding's attribute cache may keep this answer while a flush runs.
+   */
+  get storedBytes(): number {
+    const size = this.size;
+    const ranges = this.extentsIn(0, size).map((e) => ({ start: e.offset, end: Math.min(size, e.offset + e.length) }));
+    for (const l of [this.flushing, this.dirty]) if (l) ranges.push(...l.ranges(0, size));
     let n = 0;
-    for (const e of this.extentsIn(0, Number.MAX_SAFE_INTEGER)) n += e.length;
+    for (const r of mergeRanges(ranges)) n += r.end - r.start;
     return n;
   }
 

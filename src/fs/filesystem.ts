@@ -212,7 +212,7 @@ export class FileSystem {
     }
     let stored = size;
     if (isReg(i)) {
-      if (fd) stored = Math.max(fd.committedBytes, Math.min(size, fd.committedBytes + fd.dirtyBytes));
+      if (fd) stored = fd.storedBytes;
       else {
         stored = 0;
         for (const e of this.meta.extentsOf(i.ino)) stored += e.length;

@@ -216,6 +216,34 @@ describe('filesystem core (no FUSE)', () => {
     expect(fs.xattrAnswerForAll('security.selinux')).toBe('ENODATA');
   });
 
+  test('st_blocks does not move while a flush runs (the binding may keep the answer): dense, overwritten, sparse, after close', async () => {
+    const fs = s.fs;
+    const fh = await fs.create('/b', 0o644, C.O_RDWR, me);
+    const r = prng(5);
+    await fs.write(fh, 0, r.bytes(3 << 20));
+    await fs.write(fh, 10 << 20, r.bytes(100 << 10)); // beyond a hole
+    const want = Math.ceil(((3 << 20) + (100 << 10)) / 512);
+    const sampledDuring = async (flush: Promise<void>) => {
+      let done = false;
+      void flush.finally(() => { done = true; });
+      const seen = new Set<number>();
+      while (!done) {
+        seen.add(fs.fgetattr(fh).blocks);
+        await new Promise((res) => setImmediate(res));
+      }
+      await flush;
+      seen.add(fs.fgetattr(fh).blocks);
+      return [...seen];
+    };
+    expect(fs.fgetattr(fh).blocks).toBe(want);
+    expect(await sampledDuring(fs.flush(fh))).toEqual([want]);
+    await fs.write(fh, 500 << 10, r.bytes(700 << 10)); // over committed data
+    expect(await sampledDuring(fs.flush(fh))).toEqual([want]);
+    await fs.release(fh);
+    await fs.flushAll();
+    expect(fs.getattr('/b').blocks).toBe(want);
+  });
+
   test('sparse file: holes read as zeros and cost nothing', async () => {
     const fs = s.fs;
     const fh = await fs.create('/sparse', 0o644, C.O_RDWR, me);
