@@ -115,25 +115,15 @@ export class LocalBackend implements Backend {
     const file = this.fileOf(key);
     if (range) checkRange(range, this.name);
     throwIfAborted(opts.signal);
-    let fh: fsp.FileHandle | undefined;
     try {
       // A ranged read of a block is one call (a short one: the range ran past the end); a whole
-      // object, or a range that may be far larger than the object, is sized by fstat first.
+      // object, or a range that may be far larger than the object, is sized by stat first.
       if (range && range.length <= IO_CHUNK) return await preadFile(file, range.offset, range.length);
-      fh = await fsp.open(file, 'r');
-      const st = await fh.stat();
+      const st = await fsp.stat(file);
       if (!st.isFile()) throw this.notFound(key);
       const start = range ? Math.min(range.offset, st.size) : 0;
       const end = range ? Math.min(st.size, range.offset + range.length) : st.size;
-      const out = Buffer.allocUnsafe(end - start);
-      let got = 0;
-      while (got < out.length) {
-        throwIfAborted(opts.signal);
-        const { bytesRead } = await fh.read(out, got, Math.min(IO_CHUNK, out.length - got), start + got);
-        if (bytesRead === 0) break; // truncated underneath us (not by us: our puts replace whole files)
-        got += bytesRead;
-      }
-      return got === out.length ? out : out.subarray(0, got);
+      return await preadFile(file, start, end - start); // short if truncated underneath us (our puts replace whole files)
     } catch (e) {
       if (opts.signal?.aborted && e === opts.signal.reason) throw e;
       if (e instanceof BackendError) throw e;
@@ -143,8 +133,6 @@ export class LocalBackend implements Backend {
         throw this.notFound(key);
       }
       throw this.fsError(e, `get ${key}`);
-    } finally {
-      await fh?.close().catch(() => undefined);
     }
   }
 
