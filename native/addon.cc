@@ -1,5 +1,6 @@
 // isgfs native addon: Reed-Solomon through ISA-L (async, libuv pool), CRC64 shard checksums,
-// FastCDC scanning, AES-256-GCM into given memory (aead.cc), one-call ranged file reads. The TypeScript side (src/native/addon.ts) checks arguments and splits large
+// FastCDC scanning, AES-256-GCM into given memory (aead.cc), one-call ranged file reads, blocks
+// decoded straight from their files (blockfile.cc). The TypeScript side (src/native/addon.ts) checks arguments and splits large
 // jobs; the checks here only keep a bad call from touching memory it does not own.
 #include <napi.h>
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "aead.h"
+#include "blockfile.h"
 #include "cdc.h"
 #include "rs.h"
 
@@ -258,6 +260,17 @@ Napi::Value Crc64Segments(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// An error shaped like Node's own fs errors: code, errno, syscall, path.
+Napi::Error fsError(Napi::Env env, int err, const char* syscall, const std::string& file) {
+  const char* code = strerrorname_np(err) ? strerrorname_np(err) : "EIO";
+  auto e = Napi::Error::New(env, std::string(code) + ": " + std::strerror(err) + ", " + syscall + " '" + file + "'");
+  e.Set("code", code);
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("syscall", syscall);
+  e.Set("path", file);
+  return e;
+}
+
 // Reads a file's bytes from `offset` into `out` with open, pread (until full or end of file) and
 // close in one trip to the libuv pool: fs.promises takes four (open, fstat, read, close), and a
 // cold read from local backends makes about a thousand such reads per GiB.
@@ -284,14 +297,7 @@ class PreadWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     if (errno_ == 0) return deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(got_)));
-    // Shaped like Node's own fs errors: code, errno, syscall, path.
-    auto e = Napi::Error::New(Env(), std::string(strerrorname_np(errno_) ? strerrorname_np(errno_) : "EIO") + ": " +
-                                         std::strerror(errno_) + ", " + syscall_ + " '" + file_ + "'");
-    e.Set("code", strerrorname_np(errno_) ? strerrorname_np(errno_) : "EIO");
-    e.Set("errno", Napi::Number::New(Env(), -errno_));
-    e.Set("syscall", syscall_);
-    e.Set("path", file_);
-    deferred_.Reject(e.Value());
+    deferred_.Reject(fsError(Env(), errno_, syscall_, file_).Value());
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
@@ -323,6 +329,99 @@ Napi::Value PreadFile(const Napi::CallbackInfo& info) {
   w->Queue();
   return p;
 }
+
+// A block decoded from its file(s) on the libuv pool (blockfile.cc); the plaintext is handed to
+// JS in the memory it was decoded into.
+class DecodeFileWorker : public Napi::AsyncWorker {
+ public:
+  DecodeFileWorker(Napi::Env env, const isg::BlockKeys& keys, bool zstd, std::vector<isg::FilePart> parts, const uint8_t* id)
+      : Napi::AsyncWorker(env, "isgfs:decodeFile"), deferred_(Napi::Promise::Deferred::New(env)), keys_(keys), zstd_(zstd),
+        parts_(std::move(parts)) {
+    std::memcpy(id_, id, 32);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { r_ = isg::decodeBlockFile(keys_, zstd_, parts_, id_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (r_.err != 0) return deferred_.Reject(fsError(env, r_.err, r_.syscall, r_.errPath).Value());
+    if (r_.corrupt != nullptr) {
+      auto e = Napi::Error::New(env, r_.corrupt);
+      e.Set("code", "EIO");
+      e.Set("corrupt", Napi::Boolean::New(env, true));
+      return deferred_.Reject(e.Value());
+    }
+    void* owner = r_.owner;
+    r_.owner = nullptr;
+    if (r_.len == 0) {
+      std::free(owner);
+      return deferred_.Resolve(Napi::Buffer<uint8_t>::New(env, 0));
+    }
+    deferred_.Resolve(Napi::Buffer<uint8_t>::New(env, r_.data, r_.len, [](Napi::Env, uint8_t*, void* o) { std::free(o); }, owner));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  ~DecodeFileWorker() override { std::free(r_.owner); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  isg::BlockKeys keys_;
+  bool zstd_;
+  std::vector<isg::FilePart> parts_;
+  uint8_t id_[32];
+  isg::DecodedBlock r_;
+};
+
+// new BlockDecoder(idKey[32], encKey[32], compression 'zstd' | 'none');
+// decoder.decodeFile(id[32], parts) -> Promise<Buffer>: parts [{file, offset, length}] hold the
+// encoded block one after the other; a part without offset and length is its whole file.
+class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "BlockDecoder", {InstanceMethod("decodeFile", &BlockDecoder::DecodeFile)});
+  }
+  explicit BlockDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BlockDecoder>(info) {
+    std::memcpy(keys_.idKey, fixedBytes(info[0], 32, "idKey"), 32);
+    std::memcpy(keys_.encKey, fixedBytes(info[1], 32, "encKey"), 32);
+    if (!info[2].IsString()) throw Napi::TypeError::New(info.Env(), "compression must be a string");
+    std::string c = info[2].As<Napi::String>().Utf8Value();
+    if (c != "zstd" && c != "none") throw Napi::RangeError::New(info.Env(), "compression must be 'zstd' or 'none'");
+    zstd_ = c == "zstd";
+  }
+
+ private:
+  static int64_t count(Napi::Value v, const char* what) {
+    if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
+      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a non-negative integer");
+    return static_cast<int64_t>(d);
+  }
+  Napi::Value DecodeFile(const Napi::CallbackInfo& info) {
+    const uint8_t* id = fixedBytes(info[0], 32, "id");
+    if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0)
+      throw Napi::TypeError::New(info.Env(), "parts must be a non-empty array");
+    auto a = info[1].As<Napi::Array>();
+    std::vector<isg::FilePart> parts;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value e = a[i];
+      if (!e.IsObject()) throw Napi::TypeError::New(info.Env(), "a part must be an object");
+      auto o = e.As<Napi::Object>();
+      Napi::Value file = o.Get("file");
+      if (!file.IsString()) throw Napi::TypeError::New(info.Env(), "part.file must be a string");
+      isg::FilePart p{file.As<Napi::String>().Utf8Value(), 0, -1};
+      if (!o.Get("length").IsUndefined()) {
+        p.offset = count(o.Get("offset"), "part.offset");
+        p.length = count(o.Get("length"), "part.length");
+      }
+      parts.push_back(std::move(p));
+    }
+    auto* w = new DecodeFileWorker(info.Env(), keys_, zstd_, std::move(parts), id);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+  isg::BlockKeys keys_;
+  bool zstd_ = false;
+};
 
 isg::CdcParams cdcParams(const Napi::CallbackInfo& info, size_t at) {
   isg::CdcParams p;
@@ -395,6 +494,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (isg::aeadAvailable()) {  // absent when this Node does not export its OpenSSL
     exports.Set("aesGcmSeal", Napi::Function::New(env, AesGcmSeal, "aesGcmSeal"));
     exports.Set("aesGcmOpen", Napi::Function::New(env, AesGcmOpen, "aesGcmOpen"));
+    exports.Set("BlockDecoder", BlockDecoder::Init(env));
   }
   return exports;
 }

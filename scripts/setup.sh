@@ -8,9 +8,10 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # 1. System packages. fuse3 (fusermount3) and libfuse3-dev: our patched fuse-native builds against
 #    libfuse 3 (1 MiB FUSE requests; libfuse 2, which it was written for, caps them at 128 KiB).
-#    libisal-dev for the Reed-Solomon addon, a compiler, the tools the tests drive, and
-#    gocryptfs, the peer `npm run bench` measures beside isgfs.
-PKGS=(fuse3 libfuse3-dev libisal-dev build-essential pkg-config python3 rsync sqlite3 git gocryptfs)
+#    For the addon: libisal-dev (Reed-Solomon), librust-blake3-dev (BLAKE3's reference C sources,
+#    which Debian ships in the crate's c/ directory) and libzstd-dev (decoding blocks in C), and a
+#    compiler. The tools the tests drive, and gocryptfs, the peer `npm run bench` measures.
+PKGS=(fuse3 libfuse3-dev libisal-dev librust-blake3-dev libzstd-dev build-essential pkg-config python3 rsync sqlite3 git gocryptfs)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -60,6 +60,12 @@ export interface Backend {
   close(): Promise<void>;
   /** For `isg status`: where it stores (path, endpoint, bucket); never credentials. */
   describe(): Record<string, unknown>;
+  /**
+   * Optional, for backends that keep each object as a plain file on this machine: the file of
+   * `key`, which a reader may open and read itself (to read and decode a block in one native
+   * step). A reader that fails there reads again through `get`, which reports the failure.
+   */
+  localFile?(key: string): string | undefined;
 }
 
 export type BackendErrorKind = 'transient' | 'rate-limited' | 'not-found' | 'unauthorised' | 'permanent';

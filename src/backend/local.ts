@@ -214,6 +214,10 @@ export class LocalBackend implements Backend {
     }
   }
 
+  localFile(key: string): string {
+    return this.fileOf(key);
+  }
+
   /** Path of a key, after the common key rules and the local ones. */
   private fileOf(key: string): string {
     checkKey(key, this.name);

@@ -168,6 +168,10 @@ class Resilient implements ResilientBackend {
     return this.inner.describe();
   }
 
+  localFile(key: string): string | undefined {
+    return this.inner.localFile?.(key);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -5,6 +5,8 @@ import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ChunkerParams } from '../chunk/fastcdc';
+import { binding, forcedFallback } from '../native';
+import { BlockCorruptError } from './codec';
 import { CompressionSpec } from './compression';
 
 export interface CodecSetup {
@@ -19,7 +21,14 @@ export type CodecRequest =
   | { op: 'cut'; segments: { sab: SharedArrayBuffer; rel: number; length: number }[]; final: boolean }
   | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string }
   | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string }
-  | { op: 'load'; id: Uint8Array; blocksDir: string };
+  | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] };
+
+/** Bytes of a file: [offset, offset + length), or the whole file when they are absent. */
+export interface FilePart {
+  file: string;
+  offset?: number;
+  length?: number;
+}
 
 export interface EncodedBlock {
   id: Buffer;
@@ -61,15 +70,34 @@ export interface KeptBlock {
   error?: string;
 }
 
+/** The addon's decoder of blocks in files (native/blockfile.cc). */
+interface NativeBlockDecoder {
+  decodeFile(id: Uint8Array, parts: FilePart[]): Promise<Buffer>;
+}
+
 export class CodecPool {
   /** Told of every block file written after the answer (see `decode`'s keepIn), or not written. */
   onKept?: (k: KeptBlock) => void;
   private readonly slots: Slot[] = [];
   private seq = 0;
   private closed = false;
+  /** Decodes blocks in files on the libuv pool, when the addon has AES-GCM; else the workers do. */
+  private readonly fileDecoder: NativeBlockDecoder | null;
 
-  constructor(setup: CodecSetup, size = availableParallelism()) {
-    for (let i = 0; i < Math.max(1, size); i++) {
+  /** Whether decodeFile runs in the addon (else in the workers). */
+  get nativeFiles(): boolean {
+    return this.fileDecoder !== null;
+  }
+
+  /**
+   * `workers`: how many (one per core by default). `nativeFiles: false` has decodeFile use the
+   * workers even when the addon could (tests compare the two).
+   */
+  constructor(setup: CodecSetup, o: { workers?: number; nativeFiles?: boolean } = {}) {
+    const Decoder = forcedFallback || o.nativeFiles === false ? undefined
+      : (binding as { BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: string) => NativeBlockDecoder } | null)?.BlockDecoder;
+    this.fileDecoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
+    for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
       const slot: Slot = { worker, busy: 0, pending: new Map(), keeping: new Set() };
       worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string }; kept?: KeptBlock }) => {
@@ -153,10 +181,24 @@ export class CodecPool {
     return Buffer.from(r.buffer, r.byteOffset, r.length);
   }
 
-  /** Plaintext of a block read from its file in the local tier by the worker; null when there is none. */
-  async load(id: Buffer, blocksDir: string): Promise<Buffer | null> {
-    const r = await this.run<Uint8Array | null>({ op: 'load', id, blocksDir });
-    return r && Buffer.from(r.buffer, r.byteOffset, r.length);
+  /**
+   * Plaintext of block `id` stored encoded in files, the parts one after the other: a block file
+   * of the local tier, or a block's bytes in the data shard(s) on local backends. Read and decoded
+   * in one job of the addon on the libuv pool, else by a worker; nothing passes through this
+   * thread but the plaintext. Rejects with a file's fs error (ENOENT, ...) or a BlockCorruptError.
+   */
+  async decodeFile(id: Buffer, parts: FilePart[]): Promise<Buffer> {
+    if (!this.fileDecoder) {
+      const r = await this.run<Uint8Array>({ op: 'decodeFile', id, parts });
+      return Buffer.from(r.buffer, r.byteOffset, r.length);
+    }
+    if (this.closed) throw new Error('codec pool is closed');
+    try {
+      return await this.fileDecoder.decodeFile(id, parts);
+    } catch (e) {
+      if ((e as { corrupt?: boolean }).corrupt) throw new BlockCorruptError(id.toString('hex'), (e as Error).message);
+      throw e;
+    }
   }
 
   async close(): Promise<void> {

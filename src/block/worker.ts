@@ -9,7 +9,8 @@ import { getPriority, setPriority } from 'node:os';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StreamChunker } from '../chunk';
-import { blockId, decodeBlock, encodeBlock } from './codec';
+import { preadFile } from '../native';
+import { BlockCorruptError, blockId, decodeBlock, encodeBlock } from './codec';
 import { compressionFor } from './compression';
 import { blockFile, blockTmpDir } from '../store/layout';
 import type { CodecRequest, CodecSetup } from './pool';
@@ -108,17 +109,15 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
       if (req.keepIn) keep(req.keepIn, req.id, req.encoded);
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
-    case 'load': {
-      const id = Buffer.from(req.id);
-      const hex = id.toString('hex');
-      let encoded: Buffer;
-      try {
-        encoded = await fs.promises.readFile(blockFile(req.blocksDir, hex));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { result: null, transfer: [] };
-        throw e;
+    case 'decodeFile': {
+      const pieces = await Promise.all(req.parts.map((p) =>
+        p.length === undefined ? fs.promises.readFile(p.file) : preadFile(p.file, p.offset ?? 0, p.length)));
+      // A part that ends early is damage, as in the addon (native/blockfile.cc).
+      if (req.parts.some((p, i) => p.length !== undefined && pieces[i].length !== p.length)) {
+        throw new BlockCorruptError(Buffer.from(req.id).toString('hex'), 'truncated');
       }
-      const plain = transferable(decodeBlock(keys, compression, id, encoded));
+      const encoded = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+      const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), encoded));
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
   }

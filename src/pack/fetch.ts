@@ -9,6 +9,7 @@ import { LRUCache } from 'lru-cache';
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend } from '../backend/backend';
+import type { FilePart } from '../block/pool';
 import { encodeShard, piecesOf, SEGMENT, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
 
 export class PackUnavailableError extends Error {
@@ -216,6 +217,29 @@ export class ShardReader {
     const slow = parts.some((e) => e!.slow);
     // Rebuilds are made of verified shards only.
     return views.length === 1 ? { bytes: views[0], kept: true, slow, checked: true } : { bytes: Buffer.concat(views), kept: false, slow, checked: true };
+  }
+
+  /**
+   * Where a block's encoded bytes lie in data shards kept as plain files on hot backends that are
+   * up: those files and ranges, for a caller that reads and decodes them in one step
+   * (CodecPool.decodeFile) and falls back to readBlock when that fails. null when readBlock does
+   * better: a shard is not stored or not in a file, its backend is down or slower than hot (the
+   * block is then kept locally), or the pack is degraded or has a rebuild of these bytes under way
+   * or kept (see readShardRange).
+   */
+  localParts(loc: BlockLoc, pack: PackRow): FilePart[] | null {
+    if (pack.placement.slice(0, pack.k).some((n) => !this.health.healthy(n))) return null;
+    const parts: FilePart[] = [];
+    for (const { shard, from, to } of piecesOf(loc.offset, loc.length, pack.shardSize)) {
+      const backend = this.backends.get(pack.placement[shard]);
+      if (!backend?.localFile || backend.tier !== 'hot' || !pack.stored.includes(shard)) return null;
+      const spans = this.spansOf(pack, from, to);
+      if (spans.some((sp) => this.rebuilding.has(`${loc.pack}:${sp.start}`) || this.rebuilt.has(`${loc.pack}:${shard}:${sp.start}`))) return null;
+      const file = backend.localFile(shardKey(loc.pack, shard));
+      if (file === undefined) return null;
+      parts.push({ file, offset: shardHeaderSize(pack.shardSize) + from, length: to - from });
+    }
+    return parts;
   }
 
   /**

@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
+import { BlockCorruptError } from '../block/codec';
 import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
 import { blockFile, blockTmpDir } from './layout';
@@ -125,8 +126,8 @@ export class BlockStore {
   }
 
   private async load(id: Buffer, hex: string): Promise<Buffer> {
-    // The worker reads the file itself: one message each way, no bytes through this thread.
-    // Blocks known to be evicted skip the attempt.
+    // The file is read and decoded off this thread (CodecPool.decodeFile). Blocks known to be
+    // evicted skip the attempt.
     const local = this.o.meta.getBlock(id)?.local === false ? null : await this.loadLocal(id, hex);
     if (local) {
       this.lru.set(hex, local);
@@ -150,7 +151,19 @@ export class BlockStore {
     const loc = this.o.meta.getLoc(id);
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
-    for (let checked = false; ; checked = true) {
+    let checked = false;
+    // A block in shard files of local backends is read and decoded in one step off this thread.
+    // When that fails, the backend read below reports the failure (a damaged block goes straight
+    // to the checked read that finds the bad shard).
+    const parts = this.o.remote.localParts(loc, pack);
+    if (parts) {
+      try {
+        return await this.o.pool.decodeFile(id, parts);
+      } catch (e) {
+        checked = e instanceof BlockCorruptError;
+      }
+    }
+    for (; ; checked = true) {
       const fetched = await this.o.remote.readBlock(loc, pack, { checked });
       const keepIn = keep && fetched.slow ? this.o.blocksDir : undefined;
       if (keepIn) this.keeping++;
@@ -169,8 +182,9 @@ export class BlockStore {
    */
   private async loadLocal(id: Buffer, hex: string): Promise<Buffer | null> {
     try {
-      return await this.o.pool.load(id, this.o.blocksDir);
+      return await this.o.pool.decodeFile(id, [{ file: this.blockPath(hex) }]);
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       if (!this.o.meta.getLoc(id)) throw e;
       this.o.onError?.(`local copy of block ${hex.slice(0, 16)}… is unreadable (${(e as Error).message}); reading it from the backends`);
       this.o.meta.txn(() => this.o.meta.setLocal(id, false));

@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants as C } from 'node:fs';
+import { BlockCorruptError } from '../../src/block/codec';
+import { CodecPool } from '../../src/block/pool';
 import { Session } from '../../src/repo/session';
 import { buildPack, decodeShardHeader, encodeShard, layoutFor, newPackId, piecesOf, readPackTrailer, SEGMENT, splitPack } from '../../src/pack/format';
 import { repoStatus } from '../../src/repo/status';
@@ -94,7 +96,19 @@ describe('erasure-coded packs over six local backends', () => {
     expect(await s.cacheDrop()).toBeGreaterThan(0);
     expect(s.store.localBytes).toBe(0);
     expect(fs.readdirSync(path.join(repo, 'cache/blocks')).flatMap((d) => fs.readdirSync(path.join(repo, 'cache/blocks', d)))).toEqual([]);
-    await readAll();
+    // Every block is read and decoded in one step from the shard file(s) that hold it.
+    const decodes = jest.spyOn(CodecPool.prototype, 'decodeFile');
+    try {
+      await readAll();
+      const fromShards = decodes.mock.calls.filter(([, parts]) => parts.every((p) => p.file.startsWith(path.join(repo, 'backends'))));
+      const decoded = new Set(fromShards.map(([id]) => id.toString('hex')));
+      for (const name of files.keys()) {
+        for (const e of s.meta.extentsOf((await s.fs.getattr(name)).ino)) expect(decoded.has(e.id.toString('hex'))).toBe(true);
+      }
+      expect(fromShards.some(([, parts]) => parts.length === 2)).toBe(true); // a block across two data shards
+    } finally {
+      decodes.mockRestore();
+    }
     // Blocks fetched from hot backends are not copied into the local tier (see the next test).
     expect(s.store.localBytes).toBe(0);
   });
@@ -258,7 +272,15 @@ describe('erasure-coded packs over six local backends', () => {
     }
     expect(flipped).toBeGreaterThan(0);
     await s.cacheDrop();
-    await readAll();
+    const decodes = jest.spyOn(CodecPool.prototype, 'decodeFile');
+    try {
+      await readAll();
+      // The damage was found by decoding straight from the shards, then read around.
+      const results = await Promise.allSettled(decodes.mock.results.map((r) => r.value as Promise<Buffer>));
+      expect(results.some((r) => r.status === 'rejected' && r.reason instanceof BlockCorruptError)).toBe(true);
+    } finally {
+      decodes.mockRestore();
+    }
     expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
   });
 });

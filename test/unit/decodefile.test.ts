@@ -1,0 +1,99 @@
+/**
+ * CodecPool.decodeFile: a block read and decoded straight from its file(s), by the addon on the
+ * libuv pool or by a worker. Both give codec.ts's plaintext for every kind of block and split,
+ * and the same kinds of errors: a file's fs error, or a BlockCorruptError for damage.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BlockCorruptError, blockId, encodeBlock } from '../../src/block/codec';
+import { compressionFor, CompressionSpec } from '../../src/block/compression';
+import { CodecPool } from '../../src/block/pool';
+import { DEFAULT_CHUNKER } from '../../src/chunk/fastcdc';
+import { binding } from '../../src/native';
+import { deriveRepoKeys } from '../../src/repo/repository';
+import { prng, tmpDir } from '../helpers/tmp';
+
+const keys = deriveRepoKeys(Buffer.alloc(32, 7));
+const setup = (compression: CompressionSpec) => ({
+  idKey: keys.block.idKey, encKey: keys.block.encKey, gear: keys.gear, chunker: DEFAULT_CHUNKER, compression,
+});
+
+const text = Buffer.from('a compressible line of text\n'.repeat(40_000));
+const noise = prng(3).bytes(1024 * 1024 + 77);
+const blocks: [string, Buffer][] = [['compressible', text], ['incompressible', noise], ['one byte', Buffer.from('x')], ['empty', Buffer.alloc(0)]];
+
+let tmp: { dir: string; cleanup: () => void };
+let dir: string;
+beforeAll(() => {
+  tmp = tmpDir('decodefile-');
+  dir = tmp.dir;
+});
+afterAll(() => tmp.cleanup());
+
+test('the addon decodes files, so that the two are compared', () => {
+  expect(binding).not.toBeNull();
+  const pool = new CodecPool(setup({ name: 'zstd' }), { workers: 1 });
+  try {
+    expect(pool.nativeFiles).toBe(true);
+  } finally {
+    void pool.close();
+  }
+});
+
+describe.each([
+  ['addon', true],
+  ['worker', false],
+])('%s', (_name, nativeFiles) => {
+  describe.each<[string, CompressionSpec]>([['zstd', { name: 'zstd', level: 3 }], ['none', { name: 'none' }]])('compression %s', (_c, spec) => {
+    let pool: CodecPool;
+    const compression = compressionFor(spec);
+    beforeAll(() => { pool = new CodecPool(setup(spec), { workers: 1, nativeFiles }); });
+    afterAll(() => pool.close());
+
+    const write = (name: string, bytes: Buffer) => {
+      const file = path.join(dir, `${nativeFiles}-${spec.name}-${name}`);
+      fs.writeFileSync(file, bytes);
+      return file;
+    };
+
+    test.each(blocks)('%s block: a whole file, a range of a larger one, and split over two files', async (name, plain) => {
+      expect(pool.nativeFiles).toBe(nativeFiles);
+      const id = blockId(keys.block, plain);
+      const enc = encodeBlock(keys.block, compression, id, plain);
+      const whole = write(`${name}-whole`, enc);
+      expect((await pool.decodeFile(id, [{ file: whole }])).equals(plain)).toBe(true);
+      const padded = write(`${name}-padded`, Buffer.concat([Buffer.alloc(1000, 9), enc, Buffer.alloc(500, 9)]));
+      expect((await pool.decodeFile(id, [{ file: padded, offset: 1000, length: enc.length }])).equals(plain)).toBe(true);
+      for (const cut of [1, 15, enc.length >> 1, enc.length - 1]) {
+        const a = write(`${name}-a`, Buffer.concat([Buffer.alloc(3), enc.subarray(0, cut)]));
+        const b = write(`${name}-b`, enc.subarray(cut));
+        const got = await pool.decodeFile(id, [{ file: a, offset: 3, length: cut }, { file: b, offset: 0, length: enc.length - cut }]);
+        expect(got.equals(plain)).toBe(true);
+      }
+    });
+
+    test('damage, a short range, another id and a wrong key are BlockCorruptErrors', async () => {
+      const id = blockId(keys.block, text);
+      const enc = encodeBlock(keys.block, compression, id, text);
+      for (const pos of [0, 1, 2, 5, 20, enc.length >> 1, enc.length - 1]) {
+        const bad = Buffer.from(enc);
+        bad[pos] ^= 0x10;
+        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toBeInstanceOf(nativeFiles ? BlockCorruptError : Error);
+        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toMatchObject({ code: 'EIO' });
+      }
+      const file = write('good', enc);
+      await expect(pool.decodeFile(id, [{ file, offset: 0, length: enc.length + 10 }])).rejects.toMatchObject({ code: 'EIO' });
+      await expect(pool.decodeFile(id, [{ file, offset: 0, length: 10 }])).rejects.toMatchObject({ code: 'EIO' });
+      await expect(pool.decodeFile(blockId(keys.block, noise), [{ file }])).rejects.toThrow(/authentication failed/);
+      const foreign = encodeBlock(deriveRepoKeys(Buffer.alloc(32, 8)).block, compression, id, text);
+      await expect(pool.decodeFile(id, [{ file: write('foreign', foreign) }])).rejects.toThrow(/authentication failed/);
+    });
+
+    test('a missing file or a directory is the fs error', async () => {
+      const id = blockId(keys.block, text);
+      await expect(pool.decodeFile(id, [{ file: path.join(dir, 'absent') }])).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(pool.decodeFile(id, [{ file: path.join(dir, 'absent'), offset: 0, length: 100 }])).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(pool.decodeFile(id, [{ file: dir, offset: 0, length: 100 }])).rejects.toMatchObject({ code: 'EISDIR' });
+    });
+  });
+});
