@@ -1,6 +1,7 @@
 /**
  * The `isg` command line. Every failure is one clear line on stderr and a non-zero exit.
  */
+import './uv-threadpool'; // first: see there
 import { Command, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,11 +17,6 @@ import { Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
 import { log, setLogLevel } from '../src/log';
 import { mountRepository, unmountByPath } from '../mount/daemon';
-
-// libuv's pool (4 threads by default) runs every file read and write of the daemon, its codec
-// workers and the local backends; reads from several shards at once queue behind each other
-// there. It is sized when first used, i.e. after this line.
-process.env.UV_THREADPOOL_SIZE ??= '16';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
