@@ -330,17 +330,27 @@ Napi::Value PreadFile(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// A block decoded from its file(s) on the libuv pool (blockfile.cc); the plaintext is handed to
-// JS in the memory it was decoded into.
-class DecodeFileWorker : public Napi::AsyncWorker {
+// A block decoded on the libuv pool (blockfile.cc), from its file(s) or from bytes in memory;
+// the plaintext is handed to JS in the memory it was decoded into.
+class DecodeWorker : public Napi::AsyncWorker {
  public:
-  DecodeFileWorker(Napi::Env env, const isg::BlockKeys& keys, bool zstd, std::vector<isg::FilePart> parts, const uint8_t* id)
-      : Napi::AsyncWorker(env, "isgfs:decodeFile"), deferred_(Napi::Promise::Deferred::New(env)), keys_(keys), zstd_(zstd),
-        parts_(std::move(parts)) {
-    std::memcpy(id_, id, 32);
+  // From files.
+  DecodeWorker(Napi::Env env, const isg::BlockKeys& keys, bool zstd, const uint8_t* id, std::vector<isg::FilePart> parts)
+      : DecodeWorker(env, keys, zstd, id) {
+    parts_ = std::move(parts);
+  }
+  // From bytes, which `keep` holds until the job is done.
+  DecodeWorker(Napi::Env env, const isg::BlockKeys& keys, bool zstd, const uint8_t* id, uint8_t* bytes, size_t len, Napi::Object keep)
+      : DecodeWorker(env, keys, zstd, id) {
+    fromBytes_ = true;
+    bytes_ = bytes;
+    len_ = len;
+    keep_ = Napi::Persistent(keep);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { r_ = isg::decodeBlockFile(keys_, zstd_, parts_, id_); }
+  void Execute() override {
+    r_ = fromBytes_ ? isg::decodeBlockBytes(keys_, zstd_, bytes_, len_, id_, false) : isg::decodeBlockFile(keys_, zstd_, parts_, id_);
+  }
   void OnOK() override {
     Napi::Env env = Env();
     if (r_.err != 0) return deferred_.Reject(fsError(env, r_.err, r_.syscall, r_.errPath).Value());
@@ -359,24 +369,34 @@ class DecodeFileWorker : public Napi::AsyncWorker {
     deferred_.Resolve(Napi::Buffer<uint8_t>::New(env, r_.data, r_.len, [](Napi::Env, uint8_t*, void* o) { std::free(o); }, owner));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-  ~DecodeFileWorker() override { std::free(r_.owner); }
+  ~DecodeWorker() override { std::free(r_.owner); }
 
  private:
+  DecodeWorker(Napi::Env env, const isg::BlockKeys& keys, bool zstd, const uint8_t* id)
+      : Napi::AsyncWorker(env, "isgfs:decode"), deferred_(Napi::Promise::Deferred::New(env)), keys_(keys), zstd_(zstd) {
+    std::memcpy(id_, id, 32);
+  }
   Napi::Promise::Deferred deferred_;
   isg::BlockKeys keys_;
   bool zstd_;
-  std::vector<isg::FilePart> parts_;
   uint8_t id_[32];
+  std::vector<isg::FilePart> parts_;
+  bool fromBytes_ = false;
+  uint8_t* bytes_ = nullptr;
+  size_t len_ = 0;
+  Napi::ObjectReference keep_;
   isg::DecodedBlock r_;
 };
 
 // new BlockDecoder(idKey[32], encKey[32], compression 'zstd' | 'none');
 // decoder.decodeFile(id[32], parts) -> Promise<Buffer>: parts [{file, offset, length}] hold the
 // encoded block one after the other; a part without offset and length is its whole file.
+// decoder.decode(id[32], encoded) -> Promise<Buffer>: the same from bytes (only read).
 class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "BlockDecoder", {InstanceMethod("decodeFile", &BlockDecoder::DecodeFile)});
+    return DefineClass(env, "BlockDecoder",
+                       {InstanceMethod("decodeFile", &BlockDecoder::DecodeFile), InstanceMethod("decode", &BlockDecoder::Decode)});
   }
   explicit BlockDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BlockDecoder>(info) {
     std::memcpy(keys_.idKey, fixedBytes(info[0], 32, "idKey"), 32);
@@ -414,7 +434,18 @@ class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
       }
       parts.push_back(std::move(p));
     }
-    auto* w = new DecodeFileWorker(info.Env(), keys_, zstd_, std::move(parts), id);
+    auto* w = new DecodeWorker(info.Env(), keys_, zstd_, id, std::move(parts));
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+  Napi::Value Decode(const Napi::CallbackInfo& info) {
+    const uint8_t* id = fixedBytes(info[0], 32, "id");
+    size_t len;
+    uint8_t* bytes = bytesOf(info[1], &len, "encoded");
+    auto keep = Napi::Object::New(info.Env());
+    keep.Set("encoded", info[1]);
+    auto* w = new DecodeWorker(info.Env(), keys_, zstd_, id, bytes, len, keep);
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;

@@ -110,57 +110,70 @@ DecodedBlock decodeBlockFile(const BlockKeys& keys, bool zstd, const std::vector
     if (got != static_cast<size_t>(p.length)) whole = false;
     at += static_cast<size_t>(p.length);
   }
-  auto corrupt = [&](const char* why) {
+  if (!whole) {
     std::free(enc);
+    r.corrupt = "truncated";
+    return r;
+  }
+  return decodeBlockBytes(keys, zstd, enc, len, id, true);
+}
+
+DecodedBlock decodeBlockBytes(const BlockKeys& keys, bool zstd, uint8_t* enc, size_t len, const uint8_t id[32], bool owned) {
+  DecodedBlock r;
+  uint8_t* work = owned ? enc : nullptr;  // memory of ours, freed or handed over on every path
+  auto fail = [&](const char* why) {
+    std::free(work);
     r.corrupt = why;
     return r;
   };
-  if (!whole || len < kHeader + kNonce + kTag) return corrupt("truncated");
-  if (enc[0] != kFormatVersion) return corrupt("unknown block format version");
-  if (enc[2] != kCipherAes256Gcm) return corrupt("unknown cipher");
+  if (len < kHeader + kNonce + kTag) return fail("truncated");
+  if (enc[0] != kFormatVersion) return fail("unknown block format version");
+  if (enc[2] != kCipherAes256Gcm) return fail("unknown cipher");
 
   uint8_t aesKey[32], aad[kHeader + 32];
   keyedHash(keys.encKey, id, 32, aesKey);
   std::memcpy(aad, enc, kHeader);
   std::memcpy(aad + kHeader, id, 32);
-  uint8_t* body = enc + kHeader + kNonce;
+  const uint8_t* cipher = enc + kHeader + kNonce;
   size_t bodyLen = len - kHeader - kNonce - kTag;
-  // In place: GCM is a stream cipher, and OpenSSL allows out == in.
-  if (!aes256GcmOpen(aesKey, enc + kHeader, aad, sizeof aad, body, bodyLen, enc + len - kTag, body))
-    return corrupt("authentication failed (corrupt, swapped, or a wrong key)");
+  // In place when the bytes are ours (GCM is a stream cipher; OpenSSL allows out == in), else into
+  // new memory: a caller's bytes may be a view of memory others read too.
+  uint8_t* body = enc + kHeader + kNonce;
+  if (!owned) {
+    work = static_cast<uint8_t*>(std::malloc(bodyLen > 0 ? bodyLen : 1));
+    if (work == nullptr) {
+      r.err = ENOMEM;
+      r.syscall = "malloc";
+      return r;
+    }
+    body = work;
+  }
+  if (!aes256GcmOpen(aesKey, enc + kHeader, aad, sizeof aad, cipher, bodyLen, enc + len - kTag, body))
+    return fail("authentication failed (corrupt, swapped, or a wrong key)");
 
   uint8_t* plain = body;
   size_t plainLen = bodyLen;
-  void* owner = enc;
   if ((enc[1] & kFlagCompressed) && zstd) {
     unsigned long long size = ZSTD_getFrameContentSize(body, bodyLen);
-    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > kMaxPlain)
-      return corrupt("decompression failed");
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > kMaxPlain) return fail("decompression failed");
     uint8_t* out = static_cast<uint8_t*>(std::malloc(size > 0 ? size : 1));
     if (out == nullptr) {
-      std::free(enc);
+      std::free(work);
       r.err = ENOMEM;
       r.syscall = "malloc";
       return r;
     }
     size_t n = ZSTD_decompress(out, size, body, bodyLen);
-    if (ZSTD_isError(n) || n != size) {
-      std::free(out);
-      return corrupt("decompression failed");
-    }
-    std::free(enc);
+    std::free(work);
+    work = out;
+    if (ZSTD_isError(n) || n != size) return fail("decompression failed");
     plain = out;
     plainLen = size;
-    owner = out;
   }
   uint8_t check[32];
   keyedHash(keys.idKey, plain, plainLen, check);
-  if (std::memcmp(check, id, 32) != 0) {
-    std::free(owner);
-    r.corrupt = "content does not hash to its id";
-    return r;
-  }
-  r.owner = owner;
+  if (std::memcmp(check, id, 32) != 0) return fail("content does not hash to its id");
+  r.owner = work;
   r.data = plain;
   r.len = plainLen;
   return r;

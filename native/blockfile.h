@@ -37,4 +37,8 @@ struct FilePart {
 // the flag is ignored. An error names the part it came from (errPath).
 DecodedBlock decodeBlockFile(const BlockKeys& keys, bool zstd, const std::vector<FilePart>& parts, const uint8_t id[32]);
 
+// enc[0, len) decoded as block `id`, as decodeBlockFile. owned: enc is malloc'd memory that the
+// decode takes over (it decrypts in place, and frees or returns it); else enc is only read.
+DecodedBlock decodeBlockBytes(const BlockKeys& keys, bool zstd, uint8_t* enc, size_t len, const uint8_t id[32], bool owned);
+
 }  // namespace isg

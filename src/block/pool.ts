@@ -70,9 +70,10 @@ export interface KeptBlock {
   error?: string;
 }
 
-/** The addon's decoder of blocks in files (native/blockfile.cc). */
+/** The addon's block decoder (native/blockfile.cc). */
 interface NativeBlockDecoder {
   decodeFile(id: Uint8Array, parts: FilePart[]): Promise<Buffer>;
+  decode(id: Uint8Array, encoded: Uint8Array): Promise<Buffer>;
 }
 
 export class CodecPool {
@@ -81,22 +82,22 @@ export class CodecPool {
   private readonly slots: Slot[] = [];
   private seq = 0;
   private closed = false;
-  /** Decodes blocks in files on the libuv pool, when the addon has AES-GCM; else the workers do. */
-  private readonly fileDecoder: NativeBlockDecoder | null;
+  /** Decodes blocks on the libuv pool, when the addon has AES-GCM; else the workers do. */
+  private readonly decoder: NativeBlockDecoder | null;
 
-  /** Whether decodeFile runs in the addon (else in the workers). */
-  get nativeFiles(): boolean {
-    return this.fileDecoder !== null;
+  /** Whether decode and decodeFile run in the addon (else in the workers). */
+  get nativeDecode(): boolean {
+    return this.decoder !== null;
   }
 
   /**
-   * `workers`: how many (one per core by default). `nativeFiles: false` has decodeFile use the
-   * workers even when the addon could (tests compare the two).
+   * `workers`: how many (one per core by default). `nativeDecode: false` has decode and decodeFile
+   * use the workers even when the addon could (tests compare the two).
    */
-  constructor(setup: CodecSetup, o: { workers?: number; nativeFiles?: boolean } = {}) {
-    const Decoder = forcedFallback || o.nativeFiles === false ? undefined
+  constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean } = {}) {
+    const Decoder = forcedFallback || o.nativeDecode === false ? undefined
       : (binding as { BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: string) => NativeBlockDecoder } | null)?.BlockDecoder;
-    this.fileDecoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
+    this.decoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
       const slot: Slot = { worker, busy: 0, pending: new Map(), keeping: new Set() };
@@ -169,12 +170,17 @@ export class CodecPool {
   }
 
   /**
-   * Plaintext of an encoded block (verified). The memory under `encoded` is handed over to the
-   * worker, not copied (unless it is a slab of Node's small-buffer pool), so it must be the
-   * caller's alone and unused afterwards. With keepIn, the worker then also writes the block file
-   * there (after answering) and reports it through onKept.
+   * Plaintext of an encoded block (verified): in the addon on the libuv pool (which only reads
+   * `encoded`), else by a worker, which takes the memory under `encoded` over instead of copying
+   * it (unless it is a slab of Node's small-buffer pool): the caller gives it up, or says it is
+   * `shared` (others read it too; a worker then gets a copy). With keepIn, always a worker, which
+   * then also writes the block file there (after answering) and reports it through onKept.
    */
-  async decode(id: Buffer, encoded: Buffer, keepIn?: string): Promise<Buffer> {
+  async decode(id: Buffer, encoded: Buffer, o: { keepIn?: string; shared?: boolean } = {}): Promise<Buffer> {
+    const decoder = this.decoder;
+    const keepIn = o.keepIn;
+    if (decoder && !keepIn) return this.native(id, () => decoder.decode(id, encoded));
+    if (o.shared) encoded = Buffer.from(encoded);
     const mem = encoded.buffer;
     const handOver = !(mem instanceof SharedArrayBuffer) && mem.byteLength > Buffer.poolSize;
     const r = await this.run<Uint8Array>({ op: 'decode', id, encoded, keepIn }, handOver ? [mem as ArrayBuffer] : []);
@@ -188,13 +194,19 @@ export class CodecPool {
    * thread but the plaintext. Rejects with a file's fs error (ENOENT, ...) or a BlockCorruptError.
    */
   async decodeFile(id: Buffer, parts: FilePart[]): Promise<Buffer> {
-    if (!this.fileDecoder) {
+    if (!this.decoder) {
       const r = await this.run<Uint8Array>({ op: 'decodeFile', id, parts });
       return Buffer.from(r.buffer, r.byteOffset, r.length);
     }
+    const decoder = this.decoder;
+    return this.native(id, () => decoder.decodeFile(id, parts));
+  }
+
+  /** A decode of the addon's, its damage reported as a BlockCorruptError. */
+  private async native(id: Buffer, decode: () => Promise<Buffer>): Promise<Buffer> {
     if (this.closed) throw new Error('codec pool is closed');
     try {
-      return await this.fileDecoder.decodeFile(id, parts);
+      return await decode();
     } catch (e) {
       if ((e as { corrupt?: boolean }).corrupt) throw new BlockCorruptError(id.toString('hex'), (e as Error).message);
       throw e;

@@ -30,6 +30,8 @@ export interface FetchedBlock {
   encoded: Buffer;
   slow: boolean;
   checked: boolean;
+  /** `encoded` is a view of memory that others read too (a kept rebuild): copy it to own it. */
+  shared: boolean;
 }
 
 /**
@@ -243,9 +245,8 @@ export class ShardReader {
   }
 
   /**
-   * The encoded bytes of a block, in memory that is the caller's alone (a view into a fetched
-   * span, or a copy): the caller may hand it to a worker without copying. `checked`: verify every
-   * shard range read (see FetchedBlock).
+   * The encoded bytes of a block: memory of the caller's alone, or (`shared`) a view of a kept
+   * rebuild. `checked`: verify every shard range read (see FetchedBlock).
    */
   async readBlock(loc: BlockLoc, pack: PackRow, opts: { checked?: boolean; signal?: AbortSignal } = {}): Promise<FetchedBlock> {
     const checked = opts.checked ?? false;
@@ -253,7 +254,7 @@ export class ShardReader {
     if (pieces.length === 1) {
       const p = pieces[0];
       const r = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, checked, opts.signal);
-      return { encoded: r.kept ? Buffer.from(r.bytes) : r.bytes, slow: r.slow, checked: r.checked };
+      return { encoded: r.bytes, slow: r.slow, checked: r.checked, shared: r.kept };
     }
     const encoded = Buffer.allocUnsafe(loc.length);
     const parts = await Promise.all(pieces.map(async (p) => {
@@ -261,7 +262,7 @@ export class ShardReader {
       r.bytes.copy(encoded, p.at);
       return r;
     }));
-    return { encoded, slow: parts.some((r) => r.slow), checked: parts.every((r) => r.checked) };
+    return { encoded, slow: parts.some((r) => r.slow), checked: parts.every((r) => r.checked), shared: false };
   }
 
   /** Rebuilds and stores the shards of a pack listed as missing; returns the indices now stored. */

@@ -168,7 +168,7 @@ export class BlockStore {
       const keepIn = keep && fetched.slow ? this.o.blocksDir : undefined;
       if (keepIn) this.keeping++;
       try {
-        return await this.o.pool.decode(id, fetched.encoded, keepIn);
+        return await this.o.pool.decode(id, fetched.encoded, { keepIn, shared: fetched.shared });
       } catch (e) {
         if (keepIn) this.keptOne(); // nothing is written for a block that failed
         if (fetched.checked) throw e;

@@ -1,7 +1,8 @@
 /**
- * CodecPool.decodeFile: a block read and decoded straight from its file(s), by the addon on the
- * libuv pool or by a worker. Both give codec.ts's plaintext for every kind of block and split,
- * and the same kinds of errors: a file's fs error, or a BlockCorruptError for damage.
+ * CodecPool.decodeFile and decode: a block read and decoded straight from its file(s), or decoded
+ * from memory, by the addon on the libuv pool or by a worker. Both give codec.ts's plaintext for
+ * every kind of block and split, and the same kinds of errors: a file's fs error, or a
+ * BlockCorruptError for damage.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -34,7 +35,7 @@ test('the addon decodes files, so that the two are compared', () => {
   expect(binding).not.toBeNull();
   const pool = new CodecPool(setup({ name: 'zstd' }), { workers: 1 });
   try {
-    expect(pool.nativeFiles).toBe(true);
+    expect(pool.nativeDecode).toBe(true);
   } finally {
     void pool.close();
   }
@@ -43,21 +44,21 @@ test('the addon decodes files, so that the two are compared', () => {
 describe.each([
   ['addon', true],
   ['worker', false],
-])('%s', (_name, nativeFiles) => {
+])('%s', (_name, nativeDecode) => {
   describe.each<[string, CompressionSpec]>([['zstd', { name: 'zstd', level: 3 }], ['none', { name: 'none' }]])('compression %s', (_c, spec) => {
     let pool: CodecPool;
     const compression = compressionFor(spec);
-    beforeAll(() => { pool = new CodecPool(setup(spec), { workers: 1, nativeFiles }); });
+    beforeAll(() => { pool = new CodecPool(setup(spec), { workers: 1, nativeDecode }); });
     afterAll(() => pool.close());
 
     const write = (name: string, bytes: Buffer) => {
-      const file = path.join(dir, `${nativeFiles}-${spec.name}-${name}`);
+      const file = path.join(dir, `${nativeDecode}-${spec.name}-${name}`);
       fs.writeFileSync(file, bytes);
       return file;
     };
 
     test.each(blocks)('%s block: a whole file, a range of a larger one, and split over two files', async (name, plain) => {
-      expect(pool.nativeFiles).toBe(nativeFiles);
+      expect(pool.nativeDecode).toBe(nativeDecode);
       const id = blockId(keys.block, plain);
       const enc = encodeBlock(keys.block, compression, id, plain);
       const whole = write(`${name}-whole`, enc);
@@ -72,13 +73,26 @@ describe.each([
       }
     });
 
+    test.each(blocks)('%s block from memory, a view into memory that others read', async (_name, plain) => {
+      const id = blockId(keys.block, plain);
+      const enc = encodeBlock(keys.block, compression, id, plain);
+      const around = Buffer.concat([Buffer.alloc(64, 1), enc, Buffer.alloc(64, 2)]);
+      const before = Buffer.from(around);
+      // shared: others read it too, so it must stay as it is (a worker would take it over).
+      expect((await pool.decode(id, around.subarray(64, 64 + enc.length), { shared: true })).equals(plain)).toBe(true);
+      expect(around.equals(before)).toBe(true);
+      const bad = Buffer.from(enc);
+      bad[bad.length >> 1] ^= 1;
+      await expect(pool.decode(id, bad)).rejects.toMatchObject({ code: 'EIO' });
+    });
+
     test('damage, a short range, another id and a wrong key are BlockCorruptErrors', async () => {
       const id = blockId(keys.block, text);
       const enc = encodeBlock(keys.block, compression, id, text);
       for (const pos of [0, 1, 2, 5, 20, enc.length >> 1, enc.length - 1]) {
         const bad = Buffer.from(enc);
         bad[pos] ^= 0x10;
-        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toBeInstanceOf(nativeFiles ? BlockCorruptError : Error);
+        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toBeInstanceOf(nativeDecode ? BlockCorruptError : Error);
         await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toMatchObject({ code: 'EIO' });
       }
       const file = write('good', enc);
