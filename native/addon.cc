@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -390,7 +391,8 @@ class DecodeWorker : public Napi::AsyncWorker {
 
 // new BlockDecoder(idKey[32], encKey[32], compression 'zstd' | 'none');
 // decoder.decodeFile(id[32], parts) -> Promise<Buffer>: parts [{file, offset, length}] hold the
-// encoded block one after the other; a part without offset and length is its whole file.
+// encoded block one after the other; a part without offset and length is its whole file, and a
+// part {rebuild: {k, m, shard, sources: [{shard, file, offset}]}, length} is rebuilt from k others.
 // decoder.decode(id[32], encoded) -> Promise<Buffer>: the same from bytes (only read).
 class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
  public:
@@ -426,11 +428,42 @@ class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
       if (!e.IsObject()) throw Napi::TypeError::New(info.Env(), "a part must be an object");
       auto o = e.As<Napi::Object>();
       Napi::Value file = o.Get("file");
-      if (!file.IsString()) throw Napi::TypeError::New(info.Env(), "part.file must be a string");
-      isg::FilePart p{file.As<Napi::String>().Utf8Value(), 0, -1};
-      if (!o.Get("length").IsUndefined()) {
-        p.offset = count(o.Get("offset"), "part.offset");
+      isg::FilePart p;
+      if (file.IsString()) p.path = file.As<Napi::String>().Utf8Value();
+      Napi::Value rebuild = o.Get("rebuild");
+      if (rebuild.IsObject()) {
+        // {rebuild: {k, m, shard, sources: [{shard, file, offset}]}, length}
+        auto rb = rebuild.As<Napi::Object>();
+        p.rebuildK = static_cast<int>(count(rb.Get("k"), "rebuild.k"));
+        p.rebuildM = static_cast<int>(count(rb.Get("m"), "rebuild.m"));
+        const int n = p.rebuildK + p.rebuildM;
+        if (p.rebuildK < 1 || p.rebuildM < 1 || n > 255) throw Napi::RangeError::New(info.Env(), "rebuild: need k >= 1, m >= 1, k + m <= 255");
+        int64_t target = count(rb.Get("shard"), "rebuild.shard");
+        if (target >= n) throw Napi::RangeError::New(info.Env(), "rebuild.shard out of range");
+        p.target = static_cast<uint8_t>(target);
+        Napi::Value sv = rb.Get("sources");
+        if (!sv.IsArray() || sv.As<Napi::Array>().Length() != static_cast<uint32_t>(p.rebuildK))
+          throw Napi::RangeError::New(info.Env(), "rebuild.sources must list k shards");
+        auto sa = sv.As<Napi::Array>();
+        Napi::Array idx = Napi::Array::New(info.Env());
+        for (uint32_t j = 0; j < sa.Length(); j++) {
+          Napi::Value sj = sa[j];
+          if (!sj.IsObject() || !sj.As<Napi::Object>().Get("file").IsString()) throw Napi::TypeError::New(info.Env(), "a rebuild source needs a file");
+          auto so = sj.As<Napi::Object>();
+          idx.Set(j, so.Get("shard"));
+          p.srcPath.push_back(so.Get("file").As<Napi::String>().Utf8Value());
+          p.srcOffset.push_back(count(so.Get("offset"), "source.offset"));
+        }
+        p.srcIdx = indexList(idx, n, "rebuild.sources");
+        if (std::find(p.srcIdx.begin(), p.srcIdx.end(), p.target) != p.srcIdx.end())
+          throw Napi::RangeError::New(info.Env(), "rebuild.shard is among its sources");
         p.length = count(o.Get("length"), "part.length");
+      } else {
+        if (!file.IsString()) throw Napi::TypeError::New(info.Env(), "part.file must be a string");
+        if (!o.Get("length").IsUndefined()) {
+          p.offset = count(o.Get("offset"), "part.offset");
+          p.length = count(o.Get("length"), "part.length");
+        }
       }
       parts.push_back(std::move(p));
     }

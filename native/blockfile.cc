@@ -1,7 +1,8 @@
-// Decoding a block straight from a file, in one job on the libuv pool: read its bytes, open the
-// AES-256-GCM envelope in place, decompress (zstd) and check the keyed BLAKE3 id. The block
-// format is src/block/codec.ts's; this is its decode, byte for byte, for blocks that lie whole
-// in one file (a local-tier block file, or a range of a data shard on a local backend).
+// Decoding a block straight from a file, in one job on the libuv pool: read its bytes (or rebuild
+// a piece on a lost shard from k others, Reed-Solomon through ISA-L), open the AES-256-GCM
+// envelope in place, decompress (zstd) and check the keyed BLAKE3 id. The block format is
+// src/block/codec.ts's; this is its decode, byte for byte, for blocks in files (a local-tier
+// block file, or ranges of data shards on local backends) or in memory.
 //
 // Why not the codec workers: a block's bytes then cross isolates twice, and V8 counts every
 // ArrayBuffer that appears in an isolate as new external memory, starting a full collection per
@@ -21,6 +22,7 @@
 
 #include "aead.h"
 #include "blake3.h"
+#include "rs.h"
 
 namespace isg {
 
@@ -73,6 +75,33 @@ bool readPart(const FilePart& p, uint8_t* out, size_t len, DecodedBlock* r, size
   return true;
 }
 
+// Rebuilds len bytes of a part's target shard into out from its k sources; false with r's error set.
+bool rebuildPart(const FilePart& p, uint8_t* out, size_t len, DecodedBlock* r) {
+  std::string err;
+  auto tables = codingTables(p.rebuildK, p.rebuildM, p.srcIdx, std::vector<uint8_t>{p.target}, &err);
+  if (!tables) {
+    r->corrupt = "cannot rebuild from these shards";
+    return false;
+  }
+  std::vector<uint8_t> in(len * static_cast<size_t>(p.rebuildK));
+  std::vector<uint8_t*> srcs;
+  for (int i = 0; i < p.rebuildK; i++) {
+    FilePart src;
+    src.path = p.srcPath[i];
+    src.offset = p.srcOffset[i];
+    size_t got;
+    if (!readPart(src, in.data() + len * i, len, r, &got)) return false;
+    if (got != len) {
+      r->corrupt = "truncated";
+      return false;
+    }
+    srcs.push_back(in.data() + len * i);
+  }
+  uint8_t* outs[1] = {out};
+  applyTables(*tables, len, srcs.data(), outs);
+  return true;
+}
+
 }  // namespace
 
 DecodedBlock decodeBlockFile(const BlockKeys& keys, bool zstd, const std::vector<FilePart>& parts, const uint8_t id[32]) {
@@ -80,7 +109,7 @@ DecodedBlock decodeBlockFile(const BlockKeys& keys, bool zstd, const std::vector
   size_t len = 0;
   std::vector<FilePart> sized = parts;
   for (auto& p : sized) {
-    if (p.length < 0) {  // the whole file
+    if (p.length < 0 && p.rebuildK == 0) {  // the whole file
       struct stat st;
       if (::stat(p.path.c_str(), &st) != 0) {
         r.err = errno;
@@ -102,8 +131,9 @@ DecodedBlock decodeBlockFile(const BlockKeys& keys, bool zstd, const std::vector
   size_t at = 0;
   bool whole = true;
   for (const auto& p : sized) {
-    size_t got;
-    if (!readPart(p, enc + at, static_cast<size_t>(p.length), &r, &got)) {
+    size_t got = static_cast<size_t>(p.length);
+    bool ok = p.rebuildK > 0 ? rebuildPart(p, enc + at, got, &r) : readPart(p, enc + at, got, &r, &got);
+    if (!ok) {
       std::free(enc);
       return r;
     }

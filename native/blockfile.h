@@ -28,8 +28,15 @@ struct DecodedBlock {
 // Where a block's encoded bytes lie: [offset, offset + length) of a file (length < 0: all of it).
 struct FilePart {
   std::string path;
-  int64_t offset;
-  int64_t length;
+  int64_t offset = 0;
+  int64_t length = -1;
+  // Or, when rebuildK > 0, not read from path but rebuilt: shard `target` of a k + m code, from
+  // the same range of k other shards, shard srcIdx[i] at srcOffset[i] of srcPath[i] (length bytes).
+  int rebuildK = 0, rebuildM = 0;
+  uint8_t target = 0;
+  std::vector<uint8_t> srcIdx;
+  std::vector<std::string> srcPath;
+  std::vector<int64_t> srcOffset;
 };
 
 // The bytes of the parts, one after the other, decoded as block `id`. zstd: the repository

@@ -23,12 +23,13 @@ export type CodecRequest =
   | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string }
   | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] };
 
-/** Bytes of a file: [offset, offset + length), or the whole file when they are absent. */
-export interface FilePart {
-  file: string;
-  offset?: number;
-  length?: number;
-}
+/**
+ * Bytes of a file: [offset, offset + length), or the whole file when they are absent. Or (the
+ * addon only) bytes of a shard rebuilt from the same range of k other shards of a k + m code.
+ */
+export type FilePart =
+  | { file: string; offset?: number; length?: number }
+  | { rebuild: { k: number; m: number; shard: number; sources: { shard: number; file: string; offset: number }[] }; length: number };
 
 export interface EncodedBlock {
   id: Buffer;

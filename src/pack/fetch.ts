@@ -222,24 +222,41 @@ export class ShardReader {
   }
 
   /**
-   * Where a block's encoded bytes lie in data shards kept as plain files on hot backends that are
-   * up: those files and ranges, for a caller that reads and decodes them in one step
-   * (CodecPool.decodeFile) and falls back to readBlock when that fails. null when readBlock does
-   * better: a shard is not stored or not in a file, its backend is down or slower than hot (the
-   * block is then kept locally), or the pack is degraded or has a rebuild of these bytes under way
-   * or kept (see readShardRange).
+   * Where a block's encoded bytes lie in shards kept as plain files on hot backends that are up:
+   * the files and ranges, for a caller that reads and decodes them in one step
+   * (CodecPool.decodeFile) and falls back to readBlock when that fails. With `rebuild`, a piece on
+   * a data shard that is lost (not stored, or its backend down) is rebuilt from the same range of
+   * k other shards' files (data shards first); without, the pack must not be degraded. null when
+   * readBlock does better: a piece on a slower tier, too few such shards, or a rebuild of these
+   * bytes under way or kept (see readShardRange).
    */
-  localParts(loc: BlockLoc, pack: PackRow): FilePart[] | null {
-    if (pack.placement.slice(0, pack.k).some((n) => !this.health.healthy(n))) return null;
+  localParts(loc: BlockLoc, pack: PackRow, o: { rebuild?: boolean } = {}): FilePart[] | null {
+    if (!o.rebuild && pack.placement.slice(0, pack.k).some((n) => !this.health.healthy(n))) return null;
+    const base = shardHeaderSize(pack.shardSize);
+    const lost = (shard: number) => !pack.stored.includes(shard) || !this.health.healthy(pack.placement[shard]);
+    const fileOf = (shard: number): string | undefined => {
+      const backend = this.backends.get(pack.placement[shard]);
+      if (!backend?.localFile || backend.tier !== 'hot' || lost(shard)) return undefined;
+      return backend.localFile(shardKey(loc.pack, shard));
+    };
     const parts: FilePart[] = [];
     for (const { shard, from, to } of piecesOf(loc.offset, loc.length, pack.shardSize)) {
-      const backend = this.backends.get(pack.placement[shard]);
-      if (!backend?.localFile || backend.tier !== 'hot' || !pack.stored.includes(shard)) return null;
       const spans = this.spansOf(pack, from, to);
       if (spans.some((sp) => this.rebuilding.has(`${loc.pack}:${sp.start}`) || this.rebuilt.has(`${loc.pack}:${shard}:${sp.start}`))) return null;
-      const file = backend.localFile(shardKey(loc.pack, shard));
-      if (file === undefined) return null;
-      parts.push({ file, offset: shardHeaderSize(pack.shardSize) + from, length: to - from });
+      const file = fileOf(shard);
+      if (file !== undefined) {
+        parts.push({ file, offset: base + from, length: to - from });
+        continue;
+      }
+      // A shard on a slower tier is read there (and the block kept locally) by readBlock.
+      if (!o.rebuild || !lost(shard)) return null;
+      const sources: { shard: number; file: string; offset: number }[] = [];
+      for (let i = 0; i < pack.k + pack.m && sources.length < pack.k; i++) {
+        const f = i === shard ? undefined : fileOf(i);
+        if (f !== undefined) sources.push({ shard: i, file: f, offset: base + from });
+      }
+      if (sources.length < pack.k) return null;
+      parts.push({ rebuild: { k: pack.k, m: pack.m, shard, sources }, length: to - from });
     }
     return parts;
   }

@@ -152,10 +152,10 @@ export class BlockStore {
     const pack = loc && this.o.meta.getPack(loc.pack);
     if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
     let checked = false;
-    // A block in shard files of local backends is read and decoded in one step off this thread.
-    // When that fails, the backend read below reports the failure (a damaged block goes straight
-    // to the checked read that finds the bad shard).
-    const parts = this.o.remote.localParts(loc, pack);
+    // A block in shard files of local backends is read (pieces on lost shards rebuilt) and
+    // decoded in one step off this thread. When that fails, the backend read below reports the
+    // failure (a damaged block goes straight to the checked read that finds the bad shard).
+    const parts = this.o.remote.localParts(loc, pack, { rebuild: this.o.pool.nativeDecode });
     if (parts) {
       try {
         return await this.o.pool.decodeFile(id, parts);

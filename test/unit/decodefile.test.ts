@@ -10,7 +10,7 @@ import { BlockCorruptError, blockId, encodeBlock } from '../../src/block/codec';
 import { compressionFor, CompressionSpec } from '../../src/block/compression';
 import { CodecPool } from '../../src/block/pool';
 import { DEFAULT_CHUNKER } from '../../src/chunk/fastcdc';
-import { binding } from '../../src/native';
+import { binding, rsEncode } from '../../src/native';
 import { deriveRepoKeys } from '../../src/repo/repository';
 import { prng, tmpDir } from '../helpers/tmp';
 
@@ -84,6 +84,48 @@ describe.each([
       const bad = Buffer.from(enc);
       bad[bad.length >> 1] ^= 1;
       await expect(pool.decode(id, bad)).rejects.toMatchObject({ code: 'EIO' });
+    });
+
+    test('a block whose pieces lie on lost shards is rebuilt from k others (by the addon only)', async () => {
+      const id = blockId(keys.block, noise);
+      const enc = encodeBlock(keys.block, compression, id, noise);
+      // A 4 + 2 code over the block with 100 bytes in front of it, as shard headers are.
+      const k = 4, m = 2, at = 100, shardLen = Math.ceil((at + enc.length) / k);
+      const data = Buffer.alloc(shardLen * k);
+      enc.copy(data, at);
+      const dataShards = Array.from({ length: k }, (_, i) => data.subarray(i * shardLen, (i + 1) * shardLen));
+      const shards = [...dataShards, ...(await rsEncode(k, m, dataShards))];
+      const files = shards.map((b, i) => write(`shard${i}`, Buffer.concat([Buffer.alloc(7), b])));
+      // the block's pieces: [at, shardLen) of shard 0, all of 1 and 2, the start of 3
+      const pieces: { shard: number; from: number; to: number }[] = [];
+      for (let pos = at; pos < at + enc.length;) {
+        const shard = Math.floor(pos / shardLen), from = pos - shard * shardLen, to = Math.min(shardLen, at + enc.length - shard * shardLen);
+        pieces.push({ shard, from, to });
+        pos += to - from;
+      }
+      expect(pieces.length).toBe(4);
+      for (const lost of [[0], [1, 2], [3, 5], [0, 4]]) {
+        const parts = pieces.map(({ shard, from, to }) => {
+          if (!lost.includes(shard)) return { file: files[shard], offset: 7 + from, length: to - from };
+          const sources = [0, 1, 2, 3, 4, 5].filter((i) => !lost.includes(i)).slice(0, k).map((i) => ({ shard: i, file: files[i], offset: 7 + from }));
+          return { rebuild: { k, m, shard, sources }, length: to - from };
+        });
+        if (!nativeDecode) {
+          // ShardReader.localParts gives rebuilt parts only to the addon
+          await expect(pool.decodeFile(id, parts)).rejects.toThrow(/needs the native addon/);
+          return;
+        }
+        expect((await pool.decodeFile(id, parts)).equals(noise)).toBe(true);
+      }
+      // a damaged source gives a block that does not decode
+      const bad = Buffer.from(shards[4]);
+      bad[pieces[1].from + 10] ^= 1;
+      const badFile = write('shard4-bad', Buffer.concat([Buffer.alloc(7), bad]));
+      const sources = [0, 2, 3].map((i) => ({ shard: i, file: files[i], offset: 7 + pieces[1].from })).concat([{ shard: 4, file: badFile, offset: 7 + pieces[1].from }]);
+      const parts = pieces.map(({ shard, from, to }) => shard === 1
+        ? { rebuild: { k, m, shard, sources }, length: to - from }
+        : { file: files[shard], offset: 7 + from, length: to - from });
+      await expect(pool.decodeFile(id, parts)).rejects.toBeInstanceOf(BlockCorruptError);
     });
 
     test('damage, a short range, another id and a wrong key are BlockCorruptErrors', async () => {
