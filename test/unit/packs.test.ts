@@ -2,7 +2,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants as C } from 'node:fs';
-import { BlockCorruptError } from '../../src/block/codec';
 import { CodecPool } from '../../src/block/pool';
 import { Session } from '../../src/repo/session';
 import { buildPack, decodeShardHeader, encodeShard, layoutFor, newPackId, piecesOf, readPackTrailer, SEGMENT, splitPack } from '../../src/pack/format';
@@ -224,6 +223,10 @@ describe('erasure-coded packs over six local backends', () => {
     const rebuilt = decodes.mock.calls.map(([, parts], i) => ({ parts, result: decodes.mock.results[i].value as Promise<Buffer> }))
       .filter(({ parts }) => parts.some((p) => 'rebuild' in p));
     decodes.mockRestore();
+    if (!s.pool.nativeDecode) {
+      expect(rebuilt).toEqual([]); // only the addon rebuilds pieces (ISGFS_NO_NATIVE)
+      return;
+    }
     expect(rebuilt.length).toBeGreaterThan(0);
     expect((await Promise.allSettled(rebuilt.map((r) => r.result))).filter((r) => r.status === 'fulfilled').length).toBeGreaterThan(0);
   });
@@ -284,7 +287,7 @@ describe('erasure-coded packs over six local backends', () => {
       await readAll();
       // The damage was found by decoding straight from the shards, then read around.
       const results = await Promise.allSettled(decodes.mock.results.map((r) => r.value as Promise<Buffer>));
-      expect(results.some((r) => r.status === 'rejected' && r.reason instanceof BlockCorruptError)).toBe(true);
+      expect(results.some((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'EIO')).toBe(true);
     } finally {
       decodes.mockRestore();
     }
