@@ -34,13 +34,15 @@ uint8_t* bytesOf(const Napi::Value& v, size_t* len, const char* what) {
   return a.Data();
 }
 
-int64_t intArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
+int64_t intValue(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
   if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
-    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be a non-negative integer");
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a non-negative integer");
   return static_cast<int64_t>(d);
 }
+
+int64_t intArg(const Napi::CallbackInfo& info, size_t i, const char* what) { return intValue(info[i], what); }
 
 std::vector<uint8_t> indexList(const Napi::Value& v, int n, const char* what) {
   if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array");
@@ -410,13 +412,6 @@ class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
   }
 
  private:
-  static int64_t count(Napi::Value v, const char* what) {
-    if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
-      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a non-negative integer");
-    return static_cast<int64_t>(d);
-  }
   Napi::Value DecodeFile(const Napi::CallbackInfo& info) {
     const uint8_t* id = fixedBytes(info[0], 32, "id");
     if (!info[1].IsArray() || info[1].As<Napi::Array>().Length() == 0)
@@ -434,11 +429,11 @@ class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
       if (rebuild.IsObject()) {
         // {rebuild: {k, m, shard, sources: [{shard, file, offset}]}, length}
         auto rb = rebuild.As<Napi::Object>();
-        p.rebuildK = static_cast<int>(count(rb.Get("k"), "rebuild.k"));
-        p.rebuildM = static_cast<int>(count(rb.Get("m"), "rebuild.m"));
+        p.rebuildK = static_cast<int>(intValue(rb.Get("k"), "rebuild.k"));
+        p.rebuildM = static_cast<int>(intValue(rb.Get("m"), "rebuild.m"));
         const int n = p.rebuildK + p.rebuildM;
         if (p.rebuildK < 1 || p.rebuildM < 1 || n > 255) throw Napi::RangeError::New(info.Env(), "rebuild: need k >= 1, m >= 1, k + m <= 255");
-        int64_t target = count(rb.Get("shard"), "rebuild.shard");
+        int64_t target = intValue(rb.Get("shard"), "rebuild.shard");
         if (target >= n) throw Napi::RangeError::New(info.Env(), "rebuild.shard out of range");
         p.target = static_cast<uint8_t>(target);
         Napi::Value sv = rb.Get("sources");
@@ -452,17 +447,17 @@ class BlockDecoder : public Napi::ObjectWrap<BlockDecoder> {
           auto so = sj.As<Napi::Object>();
           idx.Set(j, so.Get("shard"));
           p.srcPath.push_back(so.Get("file").As<Napi::String>().Utf8Value());
-          p.srcOffset.push_back(count(so.Get("offset"), "source.offset"));
+          p.srcOffset.push_back(intValue(so.Get("offset"), "source.offset"));
         }
         p.srcIdx = indexList(idx, n, "rebuild.sources");
         if (std::find(p.srcIdx.begin(), p.srcIdx.end(), p.target) != p.srcIdx.end())
           throw Napi::RangeError::New(info.Env(), "rebuild.shard is among its sources");
-        p.length = count(o.Get("length"), "part.length");
+        p.length = intValue(o.Get("length"), "part.length");
       } else {
         if (!file.IsString()) throw Napi::TypeError::New(info.Env(), "part.file must be a string");
         if (!o.Get("length").IsUndefined()) {
-          p.offset = count(o.Get("offset"), "part.offset");
-          p.length = count(o.Get("length"), "part.length");
+          p.offset = intValue(o.Get("offset"), "part.offset");
+          p.length = intValue(o.Get("length"), "part.length");
         }
       }
       parts.push_back(std::move(p));
