@@ -17,7 +17,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
-import { BlockCorruptError } from '../block/codec';
 import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
 import { blockFile, blockTmpDir } from './layout';
@@ -160,7 +159,7 @@ export class BlockStore {
       try {
         return await this.o.pool.decodeFile(id, parts);
       } catch (e) {
-        checked = e instanceof BlockCorruptError;
+        checked = (e as { code?: string }).code === 'EIO'; // damage, as either decoder reports it
       }
     }
     for (; ; checked = true) {
