@@ -12,7 +12,7 @@ import { StreamChunker } from '../chunk';
 import { preadFile } from '../native';
 import { BlockCorruptError, blockId, decodeBlock, encodeBlock } from './codec';
 import { compressionFor } from './compression';
-import { blockFile, blockTmpDir } from '../store/layout';
+import { blockFile, blockTmpDir } from './layout';
 import type { CodecRequest, CodecSetup } from './pool';
 
 /**

@@ -19,7 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
 import { RwLock } from './rwlock';
-import { blockFile, blockTmpDir } from './layout';
+import { blockFile, blockTmpDir } from '../block/layout';
 import { ShardReader } from '../pack/fetch';
 
 export class BlockMissingError extends Error {
