@@ -39,6 +39,13 @@ export interface CallOptions {
    * asks for 1 rather than wait out a backoff on a backend that is gone.
    */
   attempts?: number;
+  /**
+   * For wrappers with a fail-fast gate (resilient): one attempt that goes through even while the
+   * backend cools down as unhealthy, and whose outcome does not count for health (it is not the
+   * probe). A reader that is short of shards asks this of the backends it has left: one that came
+   * back during its cool-down must not make a readable block unreadable.
+   */
+  bypassGate?: boolean;
 }
 
 export interface Backend {

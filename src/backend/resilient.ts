@@ -24,6 +24,10 @@
  *   another cool-down. A retry loop stops as soon as the backend turns unhealthy.
  * - The caller's abort is not a backend failure: it rejects with the signal's reason, is not
  *   retried and does not count against health.
+ * - Callers choose their retries per call (CallOptions), never by going around the wrapper:
+ *   `attempts` caps the attempts of this call (a reader that can turn to another shard asks
+ *   for 1); `bypassGate` makes one attempt past the fail-fast gate, which counts neither way for
+ *   health (only the probe ends a cool-down), still under the timeout and concurrency limit.
  * - list resumes after the last key it yielded (listings are in compareKeys order) instead of
  *   starting over, so a long listing survives a hiccup without duplicates; progress resets the
  *   attempt count. If a backend was seen listing out of order, a failure is not resumed but
@@ -177,19 +181,19 @@ class Resilient implements ResilientBackend {
   }
 
   put(key: string, data: Buffer, opts: CallOptions = {}): Promise<void> {
-    return this.call((signal) => this.inner.put(key, data, { signal }), opts.signal, data.length);
+    return this.call((signal) => this.inner.put(key, data, { signal }), opts, data.length);
   }
 
   get(key: string, range?: ByteRange, opts: CallOptions = {}): Promise<Buffer> {
-    return this.call((signal) => this.inner.get(key, range, { signal }), opts.signal, range?.length ?? 0, opts.attempts);
+    return this.call((signal) => this.inner.get(key, range, { signal }), opts, range?.length ?? 0);
   }
 
   stat(key: string, opts: CallOptions = {}): Promise<ObjectInfo | null> {
-    return this.call((signal) => this.inner.stat(key, { signal }), opts.signal, 0);
+    return this.call((signal) => this.inner.stat(key, { signal }), opts, 0);
   }
 
   delete(key: string, opts: CallOptions = {}): Promise<void> {
-    return this.call((signal) => this.inner.delete(key, { signal }), opts.signal, 0);
+    return this.call((signal) => this.inner.delete(key, { signal }), opts, 0);
   }
 
   async *list(prefix: string, opts: CallOptions = {}): AsyncIterable<ObjectInfo> {
@@ -243,14 +247,20 @@ class Resilient implements ResilientBackend {
     }
   }
 
-  /** Runs op with retries, timeout, the concurrency limit and health. */
-  private async call<T>(op: (signal: AbortSignal) => Promise<T>, caller: AbortSignal | undefined, bytes: number, attempts = this.o.attempts): Promise<T> {
+  /**
+   * Runs op with retries, timeout, the concurrency limit and health; the per-call options
+   * (CallOptions) bound the attempts or let one attempt past the gate.
+   */
+  private async call<T>(op: (signal: AbortSignal) => Promise<T>, opts: CallOptions, bytes: number): Promise<T> {
+    const caller = opts.signal;
+    const bypass = opts.bypassGate ?? false;
+    const attempts = bypass ? 1 : opts.attempts ?? this.o.attempts;
     for (let attempt = 1; ; attempt++) {
       const ctl = new AbortController();
       const onCallerAbort = () => ctl.abort(caller?.reason);
       caller?.addEventListener('abort', onCallerAbort, { once: true });
       try {
-        return await this.attempt(() => op(ctl.signal), caller, bytes, ctl);
+        return await this.attempt(() => op(ctl.signal), caller, bytes, ctl, bypass);
       } catch (e) {
         if (caller?.aborted) throw caller.reason;
         const err = this.asBackendError(e);
@@ -264,10 +274,11 @@ class Resilient implements ResilientBackend {
 
   /**
    * One attempt: health gate, semaphore, timeout (aborting `ctl`), outcome recorded for health.
-   * `ctl` is aborted on timeout; the caller's abort must already be wired into it.
+   * `ctl` is aborted on timeout; the caller's abort must already be wired into it. With `bypass`,
+   * no gate and no record: the attempt neither waits for a cool-down nor ends or extends one.
    */
-  private async attempt<T>(run: () => Promise<T>, caller: AbortSignal | undefined, bytes: number, ctl: AbortController): Promise<T> {
-    const probe = this.gate();
+  private async attempt<T>(run: () => Promise<T>, caller: AbortSignal | undefined, bytes: number, ctl: AbortController, bypass = false): Promise<T> {
+    const probe = bypass ? false : this.gate();
     try {
       await this.sem.acquire(caller);
     } catch (e) {
@@ -297,7 +308,7 @@ class Resilient implements ResilientBackend {
       const p = run();
       p.catch(() => undefined); // may settle after we gave up on it
       const result = await Promise.race([p, timeout, aborted]);
-      this.succeeded(probe);
+      if (!bypass) this.succeeded(probe);
       return result;
     } catch (e) {
       if (caller?.aborted && !timedOut) {
@@ -305,6 +316,7 @@ class Resilient implements ResilientBackend {
         throw caller.reason;
       }
       const err = timedOut ? new BackendError('transient', `timed out after ${timeoutMs} ms`, this.name, { cause: e }) : this.asBackendError(e);
+      if (bypass) throw err;
       if (err.retryable) this.failed(probe, err);
       else this.succeeded(probe, err); // the backend answered
       throw err;

@@ -8,7 +8,7 @@
 import { LRUCache } from 'lru-cache';
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
-import { Backend } from '../backend/backend';
+import { Backend, CallOptions } from '../backend/backend';
 import type { FilePart } from '../block/pool';
 import { encodeShard, piecesOf, SEGMENT, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
 
@@ -43,6 +43,11 @@ export interface FetchedBlock {
 const REBUILD_SPAN = 4 * 1024 * 1024;
 const REBUILT_CACHE_BYTES = 128 * 1024 * 1024;
 
+/** Retry terms of shard reads (CallOptions of the resilient backends). */
+const ONCE: CallOptions = { attempts: 1 };
+const PATIENT: CallOptions = {};
+const PAST_GATE: CallOptions = { bypassGate: true };
+
 export class ShardReader {
   /** Recent rebuilds by `pack:shard:start`, and the rebuilds in flight by `pack:start`. */
   private readonly rebuilt = new LRUCache<string, { start: number; data: Buffer; slow: boolean }>({
@@ -52,14 +57,12 @@ export class ShardReader {
   private readonly rebuilding = new Map<string, Promise<void>>();
 
   /**
-   * `backends` are the resilient ones; `direct` (optional) the same backends unwrapped, tried
-   * once as a last resort when too few healthy shards answer: a backend that came back during its
-   * cool-down must not make a readable block unreadable.
+   * `backends` are the resilient ones (src/backend/resilient.ts): retries, timeouts and health
+   * live there, and each call here says which of them it wants (CallOptions).
    */
   constructor(
     private readonly backends: Map<string, Backend>,
     private readonly health: HealthView = { healthy: () => true },
-    private readonly direct?: Map<string, Backend>,
   ) {}
 
   /** Whether any of these shards lies on a backend slower than the hot tier. */
@@ -74,26 +77,30 @@ export class ShardReader {
   }
 
   /**
-   * Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. `once`: one
-   * try (another shard is the better retry); `patient`: the backend's retries with backoff;
-   * `direct`: one try past the resilient wrapper's fail-fast gate.
+   * Shard bytes [span.start, span.end) of one shard, verified, or a thrown error. By default one
+   * attempt (another shard is the better retry); `retry` asks the backend for other terms
+   * (see fetchRaw).
    */
   private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
-    mode: 'once' | 'patient' | 'direct' = 'once'): Promise<Buffer> {
-    const data = await this.fetchRaw(packId, pack, shard, span, signal, mode);
+    retry: CallOptions = ONCE): Promise<Buffer> {
+    const data = await this.fetchRaw(packId, pack, shard, span, signal, retry);
     if (!(await verifySegments(data, span.start, this.sumsOf(pack, shard)))) {
       throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${pack.placement[shard]} fails its checksum`);
     }
     return data;
   }
 
-  /** Shard bytes [span.start, span.end), whole but unverified; modes as in fetchVerified. */
+  /**
+   * Shard bytes [span.start, span.end), whole but unverified. `retry`: the per-call terms of the
+   * backend's resilient wrapper: ONCE by default, PATIENT (its retries with backoff) or
+   * PAST_GATE (one attempt even while it cools down as unhealthy).
+   */
   private async fetchRaw(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
-    mode: 'once' | 'patient' | 'direct' = 'once'): Promise<Buffer> {
-    const backend = (mode === 'direct' ? this.direct : this.backends)?.get(pack.placement[shard]);
+    retry: CallOptions = ONCE): Promise<Buffer> {
+    const backend = this.backends.get(pack.placement[shard]);
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
     const range = { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start };
-    const data = await backend.get(shardKey(packId, shard), range, { signal, attempts: mode === 'once' ? 1 : undefined });
+    const data = await backend.get(shardKey(packId, shard), range, { ...retry, signal });
     if (data.length !== span.end - span.start) throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} is truncated`);
     return data;
   }
@@ -127,12 +134,12 @@ export class ShardReader {
     };
     await Promise.all(Array.from({ length: pack.k }, worker));
     // Last resort, all at once: whatever did not answer, again: with retries where the backend
-    // counts as healthy, else straight to it (past the fail-fast gate of its cool-down).
+    // counts as healthy, else once past the fail-fast gate of its cool-down.
     if (have < pack.k) {
       await Promise.all(order.filter((i) => !got[i]).map(async (i) => {
-        const patient = this.health.healthy(pack.placement[i]) || !this.direct;
+        const retry = this.health.healthy(pack.placement[i]) ? PATIENT : PAST_GATE;
         try {
-          got[i] = await this.fetchVerified(packId, pack, i, span, signal, patient ? 'patient' : 'direct');
+          got[i] = await this.fetchVerified(packId, pack, i, span, signal, retry);
           have++;
         } catch (e) {
           errors.push((e as Error).message);

@@ -65,11 +65,7 @@ export class Session {
         backends.push(b);
       }
       const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
-      const reader = new ShardReader(
-        byName,
-        { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) },
-        new Map(backends.map((b) => [b.name, b.inner])),
-      );
+      const reader = new ShardReader(byName, { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) });
       const store = new BlockStore({
         blocksDir: repo.paths.blocks, meta, pool, remote: reader, onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,

@@ -207,6 +207,46 @@ describe('resilient: health', () => {
   });
 });
 
+describe('resilient: per-call options', () => {
+  test('attempts caps the retries of one call; the backend default holds for the others', async () => {
+    const r = resilient(s3, { attempts: 4, baseDelayMs: 5, unhealthyAfter: 100 });
+    fake.mode = 'error500';
+    await expectKind(r.get('obj', undefined, { attempts: 1 }), 'transient');
+    expect(fake.count('GET')).toBe(1);
+    await expectKind(r.get('obj'), 'transient');
+    expect(fake.count('GET')).toBe(5);
+  });
+
+  test('bypassGate: one attempt during the cool-down, which neither ends it nor counts for health', async () => {
+    const r = resilient(s3, { attempts: 3, baseDelayMs: 5, unhealthyAfter: 2, coolDownMs: 1000 });
+    await r.put('obj', Buffer.from('here'));
+    fake.mode = 'error500';
+    await expectKind(r.get('obj'), 'transient'); // 2 failed attempts: unhealthy
+    const sick = r.health();
+    expect(sick).toMatchObject({ healthy: false, consecutiveFailures: 2 });
+    expect(fake.count('GET')).toBe(2);
+
+    // failing past the gate: one request, no retries, health as it was
+    await expectKind(r.get('obj', undefined, { bypassGate: true, attempts: 5 }), 'transient');
+    expect(fake.count('GET')).toBe(3);
+    expect(r.health()).toEqual(sick);
+
+    // back, but cooling down: a plain call fails fast, one past the gate is served
+    fake.mode = 'ok';
+    expect((await expectKind(r.get('obj'), 'transient')).message).toMatch(/unhealthy/);
+    expect(fake.count('GET')).toBe(3);
+    expect((await r.get('obj', undefined, { bypassGate: true })).toString()).toBe('here');
+    expect(fake.count('GET')).toBe(4);
+    // it was not the probe: still cooling down, until a real probe after the cool-down
+    expect(r.health()).toEqual(sick);
+    await expectKind(r.get('obj'), 'transient');
+    expect(fake.count('GET')).toBe(4);
+    await sleep(1050);
+    expect((await r.get('obj')).toString()).toBe('here');
+    expect(r.health()).toMatchObject({ healthy: true, consecutiveFailures: 0 });
+  });
+});
+
 describe('resilient: a real s3rver stopped and restarted', () => {
   let server: S3rverProcess;
   let b: Backend;
