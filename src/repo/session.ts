@@ -12,6 +12,7 @@ import { createBackend } from '../backend/registry';
 import { resilient, ResilientBackend } from '../backend/resilient';
 import { Packer, UploadProgress } from '../pack/packer';
 import { ShardReader } from '../pack/fetch';
+import { PackRemote } from '../pack/remote';
 import { log } from '../log';
 import { acquireLock, openRepository, OpenedRepo, resolveBackendSpec } from './repository';
 
@@ -67,7 +68,7 @@ export class Session {
       const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
       const reader = new ShardReader(byName, { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) });
       const store = new BlockStore({
-        blocksDir: repo.paths.blocks, meta, pool, remote: reader, onError: (m) => log.warn(m),
+        blocksDir: repo.paths.blocks, meta, pool, remote: new PackRemote(reader, pool, meta), onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
         diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
       });

@@ -1,26 +1,24 @@
 /**
  * BlockStore: deduplicated, refcounted blocks. Encoded (compressed + encrypted) blocks live in the
- * local tier on disk, one file per block under cache/blocks/xx/; plaintext of hot blocks lives in a
- * memory LRU bounded in bytes. Refcounts live in LMDB (src/meta) and change in the same
- * transaction as the chunk maps that hold the references.
+ * local tier on disk, one file per block under cache/blocks/xx/ (src/store/localtier.ts); plaintext
+ * of hot blocks lives in a memory LRU bounded in bytes. Refcounts live in LMDB (src/meta) and change
+ * in the same transaction as the chunk maps that hold the references.
  *
- * The local tier is a cache of the backends for blocks that are safe in a pack (evicted LRU past
- * its size limit, or all at once by `isg cache drop`) and the only copy of blocks still waiting
- * in the upload queue (pinned). A block missing locally is read from its pack's shards and kept.
+ * The local tier is a cache of the backends for blocks that are safe in a pack and the only copy of
+ * blocks still waiting in the upload queue. A block missing locally is read from the backends
+ * (`remote`, src/store/remote.ts, implemented in src/pack/remote.ts) and kept when that was slow.
  *
  * Freeing is deferred: a block whose count falls to 0 is only listed for the sweeper, which drops
  * the row and the file under an exclusive lock. Writers hold the lock shared from "is this block
  * new?" until their transaction commits, so a sweep can never delete a file that a commit is about
  * to reference.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
-import { CodecPool, EncodedBlock, KeptBlock } from '../block/pool';
+import { CodecPool, EncodedBlock } from '../block/pool';
 import { RwLock } from './rwlock';
-import { blockFile, blockTmpDir } from '../block/layout';
-import { ShardReader } from '../pack/fetch';
+import { LocalTier } from './localtier';
+import type { RemoteBlocks } from './remote';
 
 export class BlockMissingError extends Error {
   readonly code = 'EIO';
@@ -54,7 +52,7 @@ export interface BlockStoreOptions {
   /** Size limit of the local tier; blocks not yet safe on the backends may exceed it. */
   diskBytes?: number;
   /** Where blocks that are not local are read from. */
-  remote?: ShardReader;
+  remote?: RemoteBlocks;
   /** Reports failures of background work (keeping fetched blocks). */
   onError?: (message: string) => void;
 }
@@ -63,40 +61,32 @@ export class BlockStore {
   private readonly lru: LRUCache<string, Buffer>;
   private readonly loading = new Map<string, Promise<Buffer>>();
   private readonly lock = new RwLock();
-  private unsynced = new Set<string>();
-  private readonly madeDirs = new Set<string>();
-  /** Local-tier blocks by last use (Map order), with their encoded sizes. */
-  private readonly diskLru = new Map<string, number>();
-  private diskUsed = 0;
-  private evicting: Promise<void> | null = null;
+  private readonly tier: LocalTier;
   /** Sweeps that deleted something, counted when done (see `encode`). */
   private sweeps = 0;
-  /** Fetched blocks a worker is still writing into the local tier, and who waits for them. */
-  private keeping = 0;
-  private keepingDone: (() => void)[] = [];
 
   constructor(private readonly o: BlockStoreOptions) {
     this.lru = new LRUCache<string, Buffer>({
       maxSize: Math.max(1, o.memoryBytes),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
-    for (const { id, row } of o.meta.allBlocks()) if (row.local !== false) this.touchDisk(id.toString('hex'), row.stored);
-    o.pool.onKept = (k) => this.kept(k);
-  }
-
-  private touchDisk(hex: string, bytes: number): void {
-    const had = this.diskLru.get(hex);
-    if (had !== undefined) this.diskLru.delete(hex);
-    else this.diskUsed += bytes;
-    this.diskLru.set(hex, bytes);
+    this.tier = new LocalTier({
+      dir: o.blocksDir, meta: o.meta, diskBytes: o.diskBytes, lock: this.lock, onError: o.onError,
+      // Emptied with the memory LRU and the kept shard rebuilds, so that reads afterwards are truly cold.
+      onEvictAll: () => {
+        this.lru.clear();
+        this.o.remote?.forgetRebuilt();
+      },
+    });
+    o.pool.onKept = (k) => this.tier.kept(k);
   }
 
   get localBytes(): number {
-    return this.diskUsed;
+    return this.tier.localBytes;
   }
 
   blockPath(hex: string): string {
-    return blockFile(this.o.blocksDir, hex);
+    return this.tier.blockPath(hex);
   }
 
   /** Plaintext of a block if it is in the memory LRU. */
@@ -130,8 +120,7 @@ export class BlockStore {
     const local = this.o.meta.getBlock(id)?.local === false ? null : await this.loadLocal(id, hex);
     if (local) {
       this.lru.set(hex, local);
-      const size = this.diskLru.get(hex);
-      if (size !== undefined) this.touchDisk(hex, size);
+      this.tier.used(hex);
       return local;
     }
     const plain = await this.fetchPlain(id, hex, true);
@@ -139,40 +128,10 @@ export class BlockStore {
     return plain;
   }
 
-  /**
-   * Plaintext of a block from its pack's shards. Read straight from the data shard(s) first; when
-   * that does not decode, once more with every shard range checked, which rebuilds around a
-   * damaged shard. With `keep`, a block from a slower tier is kept in the local tier: the worker
-   * writes the file after answering, and `kept` records it. One from hot backends is not: reading
-   * it there again costs what reading a local copy would, and the copy would cost a write and tier space.
-   */
-  private async fetchPlain(id: Buffer, hex: string, keep: boolean): Promise<Buffer> {
-    const loc = this.o.meta.getLoc(id);
-    const pack = loc && this.o.meta.getPack(loc.pack);
-    if (!loc || !pack || !this.o.remote) throw new BlockMissingError(hex);
-    let checked = false;
-    // A block in shard files of local backends is read (pieces on lost shards rebuilt) and
-    // decoded in one step off this thread. When that fails, the backend read below reports the
-    // failure (a damaged block goes straight to the checked read that finds the bad shard).
-    const parts = this.o.remote.localParts(loc, pack, { rebuild: this.o.pool.nativeDecode });
-    if (parts) {
-      try {
-        return await this.o.pool.decodeFile(id, parts);
-      } catch (e) {
-        checked = (e as { code?: string }).code === 'EIO'; // damage, as either decoder reports it
-      }
-    }
-    for (; ; checked = true) {
-      const fetched = await this.o.remote.readBlock(loc, pack, { checked });
-      const keepIn = keep && fetched.slow ? this.o.blocksDir : undefined;
-      if (keepIn) this.keeping++;
-      try {
-        return await this.o.pool.decode(id, fetched.encoded, { keepIn, shared: fetched.shared });
-      } catch (e) {
-        if (keepIn) this.keptOne(); // nothing is written for a block that failed
-        if (fetched.checked) throw e;
-      }
-    }
+  /** Plaintext of a block from the backends; with `keep`, kept in the local tier when that was slow. */
+  private fetchPlain(id: Buffer, hex: string, keep: boolean): Promise<Buffer> {
+    if (!this.o.remote) return Promise.reject(new BlockMissingError(hex));
+    return this.o.remote.readPlain(id, keep ? { keep: this.tier } : {});
   }
 
   /**
@@ -187,63 +146,24 @@ export class BlockStore {
       if (!this.o.meta.getLoc(id)) throw e;
       this.o.onError?.(`local copy of block ${hex.slice(0, 16)}… is unreadable (${(e as Error).message}); reading it from the backends`);
       this.o.meta.txn(() => this.o.meta.setLocal(id, false));
-      this.diskUsed -= this.diskLru.get(hex) ?? 0;
-      this.diskLru.delete(hex);
-      await fs.promises.rm(this.blockPath(hex), { force: true });
+      await this.tier.remove(hex);
       return null;
     }
   }
 
-  /** A fetched block's file is written (or failed to be). */
-  private kept(k: KeptBlock): void {
-    try {
-      const hex = k.id.toString('hex');
-      if (k.error) {
-        this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
-        return;
-      }
-      if (!this.o.meta.getBlock(k.id)) {
-        // Freed while it was being written: the file must not outlive its row.
-        if (k.wrote) void fs.promises.rm(this.blockPath(hex), { force: true });
-        return;
-      }
-      if (k.wrote) this.unsynced.add(this.blockPath(hex));
-      if (k.madeDir) this.unsynced.add(k.madeDir);
-      this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
-      this.touchDisk(hex, k.length);
-      void this.maybeEvict();
-    } finally {
-      this.keptOne();
-    }
-  }
-
-  private keptOne(): void {
-    if (--this.keeping > 0) return;
-    for (const wake of this.keepingDone.splice(0)) wake();
-  }
-
   /** Resolves when every fetched block being kept is written and recorded (before closing). */
   keptAll(): Promise<void> {
-    return this.keeping === 0 ? Promise.resolve() : new Promise((resolve) => this.keepingDone.push(resolve));
+    return this.tier.keptAll();
   }
 
   /** The encoded bytes of a block in the local tier, or null when it is not there. */
-  async readLocalEncoded(id: Buffer): Promise<Buffer | null> {
-    try {
-      return await fs.promises.readFile(this.blockPath(id.toString('hex')));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
+  readLocalEncoded(id: Buffer): Promise<Buffer | null> {
+    return this.tier.readLocalEncoded(id);
   }
 
   /** Starts evicting safe blocks when the local tier is over its limit; resolves when done. */
   maybeEvict(): Promise<void> {
-    const limit = this.o.diskBytes;
-    if (this.evicting) return this.evicting;
-    if (limit === undefined || this.diskUsed <= limit) return Promise.resolve();
-    this.evicting = this.evict(limit).then(() => undefined, () => undefined).finally(() => { this.evicting = null; });
-    return this.evicting;
+    return this.tier.maybeEvict();
   }
 
   /**
@@ -251,31 +171,8 @@ export class BlockStore {
    * tier holds at most `limit` bytes (0: everything safe). With 0 it also empties the memory LRU
    * and the kept shard rebuilds, so that reads afterwards are truly cold. Returns the bytes freed.
    */
-  async evict(limit: number): Promise<number> {
-    return this.lock.exclusive(async () => {
-      let freed = 0;
-      const victims: Buffer[] = [];
-      for (const [hex, bytes] of this.diskLru) {
-        if (this.diskUsed - freed <= limit) break;
-        const id = Buffer.from(hex, 'hex');
-        if (!this.o.meta.getLoc(id)) continue; // pinned: not on the backends yet
-        victims.push(id);
-        freed += bytes;
-      }
-      if (limit === 0) {
-        this.lru.clear();
-        this.o.remote?.forgetRebuilt();
-      }
-      if (!victims.length) return 0;
-      this.o.meta.txn(() => { for (const id of victims) this.o.meta.setLocal(id, false); });
-      await Promise.all(victims.map(async (id) => {
-        const hex = id.toString('hex');
-        await fs.promises.rm(this.blockPath(hex), { force: true });
-        this.diskUsed -= this.diskLru.get(hex) ?? 0;
-        this.diskLru.delete(hex);
-      }));
-      return freed;
-    });
+  evict(limit: number): Promise<number> {
+    return this.tier.evict(limit);
   }
 
   /** Warms the memory LRU; failures are left for the real read to report. */
@@ -315,8 +212,7 @@ export class BlockStore {
         if (!r.wrote) continue;
         const hex = r.id.toString('hex');
         written.add(hex);
-        this.unsynced.add(this.blockPath(hex));
-        if (r.madeDir) this.unsynced.add(r.madeDir);
+        this.tier.wrote(hex, r.madeDir);
       }
       const ids = results.map((r) => r.id);
       for (;;) {
@@ -330,7 +226,7 @@ export class BlockStore {
                 // An evicted block written again by this flush is local once more.
                 if (written.has(hex) && this.o.meta.getBlock(id)?.local === false) {
                   this.o.meta.setLocal(id, true);
-                  this.touchDisk(hex, length);
+                  this.tier.touch(hex, length);
                 }
                 return;
               }
@@ -339,7 +235,7 @@ export class BlockStore {
                 throw new RetryCommit();
               }
               this.o.meta.addBlock(id, chunks[i].end - chunks[i].start, length);
-              this.touchDisk(hex, length);
+              this.tier.touch(hex, length);
             });
           });
           return;
@@ -348,7 +244,7 @@ export class BlockStore {
           // A block file that existed without a row (left by a crash): store it for real.
           for (const i of missing) {
             const hex = results[i].id.toString('hex');
-            await this.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
+            await this.tier.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
             written.add(hex);
           }
         }
@@ -357,47 +253,14 @@ export class BlockStore {
     void this.maybeEvict();
   }
 
-  private async writeFile(hex: string, data: Buffer): Promise<void> {
-    const file = this.blockPath(hex);
-    const dir = path.dirname(file);
-    if (!this.madeDirs.has(dir)) {
-      await fs.promises.mkdir(dir, { recursive: true });
-      this.madeDirs.add(dir);
-      this.unsynced.add(dir);
-    }
-    await fs.promises.writeFile(file, data);
-    this.unsynced.add(file);
-  }
-
   /** fsyncs every block file (and new directory) written since the last call. */
-  async syncPending(): Promise<void> {
-    const queue = [...this.unsynced];
-    this.unsynced = new Set();
-    const worker = async () => {
-      for (let f = queue.pop(); f !== undefined; f = queue.pop()) {
-        try {
-          let fh: fs.promises.FileHandle;
-          try {
-            fh = await fs.promises.open(f, 'r');
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
-            throw e;
-          }
-          try { await fh.sync(); } finally { await fh.close(); }
-        } catch (e) {
-          // Not durable: the file and everything not tried yet wait for the next sync.
-          this.unsynced.add(f);
-          for (const q of queue.splice(0)) this.unsynced.add(q);
-          throw e;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
+  syncPending(): Promise<void> {
+    return this.tier.syncPending();
   }
 
   /** After a crash: block files that were never renamed into place are deleted. */
-  async removeTemporaries(): Promise<void> {
-    await fs.promises.rm(blockTmpDir(this.o.blocksDir), { recursive: true, force: true });
+  removeTemporaries(): Promise<void> {
+    return this.tier.removeTemporaries();
   }
 
   /** Deletes blocks whose refcount is 0. Returns how many were freed. */
@@ -417,9 +280,7 @@ export class BlockStore {
       await Promise.all(dropped.map(async (id) => {
         const hex = id.toString('hex');
         this.lru.delete(hex);
-        this.diskUsed -= this.diskLru.get(hex) ?? 0;
-        this.diskLru.delete(hex);
-        await fs.promises.rm(this.blockPath(hex), { force: true });
+        await this.tier.remove(hex);
       }));
       this.sweeps++;
       return dropped.length;
@@ -428,7 +289,7 @@ export class BlockStore {
 
   /** Reads and verifies one block, from the local tier or else from its pack (for `isg check`). */
   async verify(id: Buffer): Promise<void> {
-    const encoded = await this.readLocalEncoded(id);
+    const encoded = await this.tier.readLocalEncoded(id);
     if (encoded) await this.o.pool.decode(id, encoded);
     else await this.fetchPlain(id, id.toString('hex'), false);
   }

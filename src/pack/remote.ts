@@ -1,0 +1,57 @@
+/**
+ * The block store's way to blocks that are not local (store/'s RemoteBlocks): where the block
+ * lies (its pack and offset, from the metadata), its bytes from the pack's shards (ShardReader)
+ * and their decoding (CodecPool), with the retry that checks every shard range when a block read
+ * straight from its data shard(s) does not decode.
+ */
+import { Meta } from '../meta/meta';
+import { CodecPool } from '../block/pool';
+import { BlockMissingError } from '../store/blockstore';
+import type { KeepTarget, RemoteBlocks } from '../store/remote';
+import { ShardReader } from './fetch';
+
+export class PackRemote implements RemoteBlocks {
+  constructor(
+    private readonly reader: ShardReader,
+    private readonly pool: CodecPool,
+    private readonly meta: Meta,
+  ) {}
+
+  /**
+   * Read straight from the data shard(s) first; when that does not decode, once more with every
+   * shard range checked, which rebuilds around a damaged shard. A kept block (`keep`, and from a
+   * slower tier) is written by the worker after answering.
+   */
+  async readPlain(id: Buffer, o: { keep?: KeepTarget } = {}): Promise<Buffer> {
+    const loc = this.meta.getLoc(id);
+    const pack = loc && this.meta.getPack(loc.pack);
+    if (!loc || !pack) throw new BlockMissingError(id.toString('hex'));
+    let checked = false;
+    // A block in shard files of local backends is read (pieces on lost shards rebuilt) and
+    // decoded in one step off this thread. When that fails, the backend read below reports the
+    // failure (a damaged block goes straight to the checked read that finds the bad shard).
+    const parts = this.reader.localParts(loc, pack, { rebuild: this.pool.nativeDecode });
+    if (parts) {
+      try {
+        return await this.pool.decodeFile(id, parts);
+      } catch (e) {
+        checked = (e as { code?: string }).code === 'EIO'; // damage, as either decoder reports it
+      }
+    }
+    for (; ; checked = true) {
+      const fetched = await this.reader.readBlock(loc, pack, { checked });
+      const keep = fetched.slow ? o.keep : undefined;
+      keep?.begin();
+      try {
+        return await this.pool.decode(id, fetched.encoded, { keepIn: keep?.dir, shared: fetched.shared });
+      } catch (e) {
+        keep?.abandon(); // nothing is written for a block that failed
+        if (fetched.checked) throw e;
+      }
+    }
+  }
+
+  forgetRebuilt(): void {
+    this.reader.forgetRebuilt();
+  }
+}
