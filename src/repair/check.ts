@@ -2,9 +2,11 @@
  * `isg check`: every block a file refers to exists, decrypts and hashes to its id; refcounts equal
  * the references; names point at inodes and link counts match them.
  */
+import { constants } from 'node:fs';
 import { Meta, ROOT_INO } from '../meta/meta';
 import { BlockStore } from '../store/blockstore';
-import { S_IFDIR, S_IFMT } from '../fs/filesystem';
+
+const { S_IFDIR, S_IFMT } = constants;
 
 export interface CheckReport {
   problems: string[];

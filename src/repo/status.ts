@@ -1,11 +1,12 @@
 /** `isg status`: what the repository holds, computed from the metadata (works while mounted). */
 import { Meta } from '../meta/meta';
-import { S_IFDIR, S_IFMT, S_IFREG } from '../fs/filesystem';
 import * as fs from 'node:fs';
 import { readLock, repoPaths, resolveBackendSpec } from './repository';
 import { RepoConfig, validateConfig } from './format';
 import { createBackend } from '../backend/registry';
 import { parseShardKey } from '../pack/format';
+
+const { S_IFDIR, S_IFMT, S_IFREG } = fs.constants;
 
 export interface BackendStatus {
   name: string;
