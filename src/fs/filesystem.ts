@@ -1,30 +1,28 @@
 /**
  * The filesystem core: POSIX semantics over src/meta (namespace, attributes, xattrs) and
- * FileData (file contents). Knows nothing of FUSE: paths in, attributes and Buffers out,
- * FsError with an errno name on failure. Every namespace change is one LMDB transaction.
+ * FileData (file contents); open files, handles and write-behind live in handles.ts. Knows nothing
+ * of FUSE: paths in, attributes and Buffers out, FsError with an errno name on failure. Every
+ * namespace change is one LMDB transaction.
  */
 import * as fs from 'node:fs';
 import { constants as C } from 'node:fs';
 import { Inode, Meta, nowNs, ROOT_INO } from '../meta/meta';
 import { BlockStore } from '../store/blockstore';
 import { DataDeps, FileData } from './filedata';
-import { errnoOf, fsError } from './errors';
+import { FsError, fsError } from './errors';
+import { OpenFiles } from './handles';
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
+const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } = C;
 const NAME_MAX = 255;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const XATTR_SIZE_MAX = 65536;
 const MAX_FILE_SIZE = 2 ** 50;
 const O_ACCMODE = 3;
-/** Closed files whose flush may run behind at once before a close waits. */
-const MAX_FLUSH_BEHIND = 64;
 /** libfuse renames a file unlinked while open to this, and unlinks it on release. */
 const HIDDEN_PREFIX = '.fuse_hidden';
 
+/** The attributes of an inode; also the stat shape the FUSE binding reads (mount/fuse.ts FuseStat). */
 export interface Attr {
   ino: number;
   mode: number;
@@ -57,12 +55,6 @@ export interface Caller {
   gid: number;
 }
 
-interface Handle {
-  ino: number;
-  flags: number;
-  data: FileData | null; // null for directories
-}
-
 export interface FileSystemOptions {
   deps: DataDeps;
   dataDir: string; // for statfs: the disk the local tier lives on
@@ -86,14 +78,10 @@ function checkName(name: string): void {
 export class FileSystem {
   private readonly meta: Meta;
   private readonly store: BlockStore;
-  private readonly files = new Map<number, FileData>();
-  private readonly handles = new Map<number, Handle>();
-  /** Files being flushed behind their closer's back, and those whose flush failed (kept, retried). */
-  private readonly behind = new Map<FileData, Promise<void>>();
-  private readonly failedBehind = new Set<FileData>();
+  /** Open files, their handles and write-behind. */
+  private readonly files: OpenFiles;
   /** Where errors of write-behind go (the daemon logs them). */
   onError?: (message: string) => void;
-  private nextFh = 1;
   /**
    * Directory path -> inode number. A directory keeps its number until it is removed or moved,
    * and rmdir and rename (the only ways) empty the cache, so an entry is never stale.
@@ -103,6 +91,7 @@ export class FileSystem {
   constructor(private readonly o: FileSystemOptions) {
     this.meta = o.deps.meta;
     this.store = o.deps.store;
+    this.files = new OpenFiles(o.deps, { closed: (fd) => this.closed(fd), error: (m) => this.onError?.(m) });
   }
 
   /**
@@ -203,7 +192,7 @@ export class FileSystem {
   }
 
   private attrOf(i: Inode): Attr {
-    const fd = this.files.get(i.ino);
+    const fd = this.files.dataOf(i.ino);
     let size = i.size;
     let { mtimeNs, ctimeNs } = i;
     if (fd) {
@@ -229,7 +218,7 @@ export class FileSystem {
   }
 
   fgetattr(fh: number): Attr {
-    return this.attrOf(this.inode(this.handle(fh).ino));
+    return this.attrOf(this.inode(this.files.handle(fh).ino));
   }
 
   access(path: string): void {
@@ -315,7 +304,7 @@ export class FileSystem {
     victim.nlink--;
     victim.ctimeNs = t;
     if (victim.nlink > 0) this.meta.putInode(victim);
-    else if (this.files.has(victim.ino)) {
+    else if (this.files.dataOf(victim.ino)) {
       this.meta.putInode(victim);
       this.meta.addOrphan(victim.ino); // still open: freed on the last release
     } else this.destroy(victim.ino);
@@ -443,7 +432,7 @@ export class FileSystem {
       if (atimeNs !== null) i.atimeNs = atimeNs;
       if (mtimeNs !== null) {
         i.mtimeNs = mtimeNs;
-        const fd = this.files.get(i.ino);
+        const fd = this.files.dataOf(i.ino);
         if (fd) fd.pendingTimes = null; // an explicit time beats the time of earlier writes
       }
     });
@@ -486,7 +475,7 @@ export class FileSystem {
     try {
       this.xattrName(name);
     } catch (e) {
-      return errnoOf(e) === 'EOPNOTSUPP' ? 'EOPNOTSUPP' : null;
+      return e instanceof FsError && e.code === 'EOPNOTSUPP' ? 'EOPNOTSUPP' : null;
     }
     return this.meta.anyXattrNamed(name) ? null : 'ENODATA';
   }
@@ -506,28 +495,10 @@ export class FileSystem {
     });
   }
 
-  // ---- files -----------------------------------------------------------------------------------
-
-  private handle(fh: number): Handle {
-    const h = this.handles.get(fh);
-    if (!h) throw fsError('EBADF');
-    return h;
-  }
-
-  private openData(i: Inode): FileData {
-    let fd = this.files.get(i.ino);
-    if (!fd) {
-      fd = new FileData(this.o.deps, i.ino, i.size);
-      this.files.set(i.ino, fd);
-    }
-    fd.handles++;
-    return fd;
-  }
+  // ---- files (open files, handles and write-behind: handles.ts) --------------------------------
 
   private newHandle(i: Inode, flags: number): number {
-    const fh = this.nextFh++;
-    this.handles.set(fh, { ino: i.ino, flags, data: isDir(i) ? null : this.openData(i) });
-    return fh;
+    return this.files.newHandle(i, flags, isDir(i));
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -539,7 +510,7 @@ export class FileSystem {
     }
     const fh = this.newHandle(i, flags);
     if (flags & C.O_TRUNC && isReg(i)) {
-      try { await this.handle(fh).data!.truncate(0); } catch (e) { await this.release(fh); throw e; }
+      try { await this.files.handle(fh).data!.truncate(0); } catch (e) { await this.release(fh); throw e; }
     }
     return fh;
   }
@@ -564,13 +535,13 @@ export class FileSystem {
 
   /** Up to `length` bytes at offset (fewer at end of file); into `into` when given (FUSE's buffer). */
   async read(fh: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    const h = this.handle(fh);
+    const h = this.files.handle(fh);
     if (!h.data) throw fsError('EISDIR');
     return h.data.read(offset, length, into);
   }
 
   async write(fh: number, offset: number, data: Uint8Array): Promise<number> {
-    const h = this.handle(fh);
+    const h = this.files.handle(fh);
     if (!h.data) throw fsError('EISDIR');
     if ((h.flags & O_ACCMODE) === C.O_RDONLY) throw fsError('EBADF');
     if (offset + data.length > MAX_FILE_SIZE) throw fsError('EFBIG');
@@ -584,55 +555,30 @@ export class FileSystem {
     if (isDir(i)) throw fsError('EISDIR');
     if (!isReg(i)) throw fsError('EINVAL');
     if (size > MAX_FILE_SIZE) throw fsError('EFBIG');
-    const fd = this.openData(i); // counts as a handle, so an unlink meanwhile keeps the inode
+    const fd = this.files.openData(i); // counts as a handle, so an unlink meanwhile keeps the inode
     try {
       await fd.truncate(size);
     } finally {
-      await this.closeData(fd);
+      await this.files.closeData(fd);
     }
   }
 
   async ftruncate(fh: number, size: number): Promise<void> {
     this.writable();
-    const h = this.handle(fh);
+    const h = this.files.handle(fh);
     if (!h.data) throw fsError('EISDIR');
     if (size > MAX_FILE_SIZE) throw fsError('EFBIG');
     await h.data.truncate(size);
   }
 
-  /**
-   * FUSE flush, on every close(2): write-behind. The buffered data is turned into blocks in the
-   * background (reads keep seeing it meanwhile); fsync waits for it. Only when many closed files
-   * are still being flushed does a close wait, so memory stays bounded.
-   */
-  async flush(fh: number): Promise<void> {
-    const h = this.handle(fh);
-    if (h.data) this.flushBehind(h.data);
-    while (this.behind.size > MAX_FLUSH_BEHIND) await Promise.race([...this.behind.values()]);
-  }
-
-  private flushBehind(fd: FileData): void {
-    if (this.behind.has(fd) || !fd.dirtyState) return;
-    const p = fd.flush().then(
-      () => { this.behind.delete(fd); this.closeIfUnused(fd); },
-      (e: Error) => {
-        // The data stays buffered (and readable); fsync, flushAll or unmount try again and report.
-        this.behind.delete(fd);
-        this.failedBehind.add(fd);
-        this.onError?.(`flush of inode ${fd.ino} failed: ${e.message}`);
-      },
-    );
-    this.behind.set(fd, p);
+  /** FUSE flush, on every close(2): write-behind (see OpenFiles.flush). */
+  flush(fh: number): Promise<void> {
+    return this.files.flush(fh);
   }
 
   /** After fsync returns, the file's data and metadata survive a crash or power loss. */
   async fsync(fh: number): Promise<void> {
-    const h = this.handle(fh);
-    if (h.data) {
-      await this.behind.get(h.data);
-      await h.data.flush();
-      this.failedBehind.delete(h.data);
-    }
+    await this.files.fsync(fh);
     await this.sync();
   }
 
@@ -643,34 +589,16 @@ export class FileSystem {
 
   /** The periodic writeback: closed files whose flush failed are tried again, then synced. */
   async writeback(): Promise<void> {
-    for (const fd of [...this.failedBehind]) {
-      this.failedBehind.delete(fd);
-      this.flushBehind(fd);
-    }
+    this.files.retryFailed();
     await this.sync();
   }
 
-  async release(fh: number): Promise<void> {
-    const h = this.handle(fh);
-    this.handles.delete(fh);
-    if (!h.data) return;
-    h.data.handles--;
-    this.flushBehind(h.data);
-    this.closeIfUnused(h.data);
+  release(fh: number): Promise<void> {
+    return this.files.release(fh);
   }
 
-  /** Internal users of a FileData (a path truncate) close it synchronously. */
-  private async closeData(fd: FileData): Promise<void> {
-    fd.handles--;
-    this.flushBehind(fd);
-    this.closeIfUnused(fd);
-  }
-
-  /** Forgets a FileData nobody holds and nothing is left to flush; frees an unlinked inode. */
-  private closeIfUnused(fd: FileData): void {
-    if (fd.handles > 0 || this.behind.has(fd) || this.failedBehind.has(fd) || fd.dirtyState) return;
-    if (this.files.get(fd.ino) !== fd) return;
-    this.files.delete(fd.ino);
+  /** A file's data was forgotten (no handle, nothing buffered): an unlinked inode is freed now. */
+  private closed(fd: FileData): void {
     const i = this.meta.getInode(fd.ino);
     if (i && i.nlink === 0) {
       fd.discard();
@@ -689,19 +617,14 @@ export class FileSystem {
   }
 
   /** Turns the buffered data of every open or recently closed file into blocks; reports failures. */
-  async flushAll(): Promise<void> {
-    await Promise.allSettled([...this.behind.values()]);
-    await Promise.all([...this.files.values()].map(async (fd) => {
-      await fd.flush();
-      this.failedBehind.delete(fd);
-      this.closeIfUnused(fd);
-    }));
+  flushAll(): Promise<void> {
+    return this.files.flushAll();
   }
 
   /** Flushes every open file and makes everything durable (unmount, SIGTERM). */
   async close(): Promise<void> {
     await this.flushAll();
-    for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => undefined);
+    await this.files.releaseAll();
     await this.store.sweep();
     await this.sync();
   }
