@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, blake3Keyed } from '../native';
 import { Compression } from './compression';
+import { IsgError, registerErrorClass } from '../errors';
 
 export const BLOCK_FORMAT_VERSION = 1;
 export const CIPHER_AES_256_GCM = 1;
@@ -24,12 +25,13 @@ const NONCE = 12;
 const TAG = 16;
 export const BLOCK_OVERHEAD = HEADER + NONCE + TAG;
 
-export class BlockCorruptError extends Error {
-  readonly code = 'EIO';
+/** A block whose bytes fail their checks (kind 'corrupt'); the same class out of a worker or the addon. */
+export class BlockCorruptError extends IsgError {
   constructor(readonly blockId: string, why: string) {
-    super(`block ${blockId.slice(0, 16)}…: ${why}`);
+    super('corrupt', `block ${blockId.slice(0, 16)}…: ${why}`);
   }
 }
+registerErrorClass(BlockCorruptError);
 
 export interface BlockKeys {
   idKey: Buffer; // keyed BLAKE3 key for ids

@@ -8,6 +8,7 @@ import { ChunkerParams } from '../chunk/fastcdc';
 import { binding, forcedFallback } from '../native';
 import { BlockCorruptError } from './codec';
 import { CompressionSpec } from './compression';
+import { fromWire, WireError } from '../errors';
 
 export interface CodecSetup {
   idKey: Uint8Array;
@@ -102,7 +103,7 @@ export class CodecPool {
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
       const slot: Slot = { worker, busy: 0, pending: new Map(), keeping: new Set() };
-      worker.on('message', (msg: { seq: number; result?: unknown; error?: { message: string; code?: string; name?: string }; kept?: KeptBlock }) => {
+      worker.on('message', (msg: { seq: number; result?: unknown; error?: WireError; kept?: KeptBlock }) => {
         if (msg.kept) {
           const id = Buffer.from(msg.kept.id);
           slot.keeping.delete(id.toString('hex'));
@@ -114,7 +115,7 @@ export class CodecPool {
         slot.pending.delete(msg.seq);
         if (--slot.busy === 0) worker.unref();
         if (msg.error) {
-          p.reject(Object.assign(new Error(msg.error.message), { code: msg.error.code, name: msg.error.name }));
+          p.reject(fromWire(msg.error)); // a BlockCorruptError stays one
         } else {
           if (p.keeps) slot.keeping.add(p.keeps);
           p.resolve(msg.result);
@@ -203,7 +204,10 @@ export class CodecPool {
     return this.native(id, () => decoder.decodeFile(id, parts));
   }
 
-  /** A decode of the addon's, its damage reported as a BlockCorruptError. */
+  /**
+   * A decode of the addon's, its damage reported as a BlockCorruptError (the addon marks damage
+   * `corrupt`; its other errors are fs errors with their codes, and pass as they are).
+   */
   private async native(id: Buffer, decode: () => Promise<Buffer>): Promise<Buffer> {
     if (this.closed) throw new Error('codec pool is closed');
     try {

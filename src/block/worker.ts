@@ -14,6 +14,7 @@ import { BlockCorruptError, blockId, decodeBlock, encodeBlock } from './codec';
 import { compressionFor } from './compression';
 import { blockFile, blockTmpDir } from './layout';
 import type { CodecRequest, CodecSetup } from './pool';
+import { toWire } from '../errors';
 
 /**
  * Codec workers run 5 nice levels below the thread that answers FUSE (on Linux a thread's
@@ -136,6 +137,6 @@ function transferable(bytes: Uint8Array): Uint8Array {
 parentPort!.on('message', (msg: { seq: number; req: CodecRequest }) => {
   handle(msg.req).then(
     ({ result, transfer }) => parentPort!.postMessage({ seq: msg.seq, result }, transfer),
-    (e: Error & { code?: string }) => parentPort!.postMessage({ seq: msg.seq, error: { message: e.message, code: e.code, name: e.name } }),
+    (e: unknown) => parentPort!.postMessage({ seq: msg.seq, error: toWire(e) }),
   );
 });

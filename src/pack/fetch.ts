@@ -6,15 +6,20 @@
  * same range of any other shard. Healthy data shards are preferred, parity after them.
  */
 import { LRUCache } from 'lru-cache';
+import { IsgError, registerErrorClass } from '../errors';
 import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend, CallOptions } from '../backend/backend';
 import type { FilePart } from '../block/pool';
 import { encodeShard, piecesOf, SEGMENT, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
 
-export class PackUnavailableError extends Error {
-  readonly code = 'EIO';
+/** Too few shards of a pack can be read now to give its bytes (kind 'unavailable'). */
+export class PackUnavailableError extends IsgError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
 }
+registerErrorClass(PackUnavailableError);
 
 export interface HealthView {
   healthy(name: string): boolean;

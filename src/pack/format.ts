@@ -12,6 +12,7 @@
  */
 import { CipherGCM, createCipheriv, createDecipheriv, DecipherGCM, randomBytes } from 'node:crypto';
 import { segmentChecksums, shardChecksum } from '../native';
+import { IsgError, registerErrorClass } from '../errors';
 
 export const PACK_MAGIC = Buffer.from('ISGP');
 export const SHARD_MAGIC = Buffer.from('ISGS');
@@ -27,9 +28,13 @@ export interface PackEntry {
   length: number;
 }
 
-export class ShardCorruptError extends Error {
-  readonly code = 'EIO';
+/** A shard or pack whose bytes fail their checks (kind 'corrupt'). */
+export class ShardCorruptError extends IsgError {
+  constructor(message: string) {
+    super('corrupt', message);
+  }
 }
+registerErrorClass(ShardCorruptError);
 
 export function newPackId(): string {
   return randomBytes(16).toString('hex');

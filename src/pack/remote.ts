@@ -8,6 +8,7 @@ import { Meta } from '../meta/meta';
 import { CodecPool } from '../block/pool';
 import { BlockMissingError } from '../store/blockstore';
 import type { KeepTarget, RemoteBlocks } from '../store/remote';
+import { isKind } from '../errors';
 import { ShardReader } from './fetch';
 
 export class PackRemote implements RemoteBlocks {
@@ -35,7 +36,7 @@ export class PackRemote implements RemoteBlocks {
       try {
         return await this.pool.decodeFile(id, parts);
       } catch (e) {
-        checked = (e as { code?: string }).code === 'EIO'; // damage, as either decoder reports it
+        checked = isKind(e, 'corrupt'); // damage, as either decoder reports it
       }
     }
     for (; ; checked = true) {

@@ -15,17 +15,19 @@
  */
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
+import { IsgError, registerErrorClass } from '../errors';
 import { CodecPool, EncodedBlock } from '../block/pool';
 import { RwLock } from './rwlock';
 import { LocalTier } from './localtier';
 import type { RemoteBlocks } from './remote';
 
-export class BlockMissingError extends Error {
-  readonly code = 'EIO';
+/** A block neither in the local tier nor in any pack (kind 'missing'). */
+export class BlockMissingError extends IsgError {
   constructor(readonly idHex: string) {
-    super(`block ${idHex.slice(0, 16)}… is missing from the local tier`);
+    super('missing', `block ${idHex.slice(0, 16)}… is missing from the local tier`);
   }
 }
+registerErrorClass(BlockMissingError);
 
 /** Plaintext bytes [start, end) of a shared buffer: one chunk to store as a block. */
 export interface PlainChunk {

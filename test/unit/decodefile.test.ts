@@ -2,14 +2,17 @@
  * CodecPool.decodeFile and decode: a block read and decoded straight from its file(s), or decoded
  * from memory, by the addon on the libuv pool or by a worker. Both give codec.ts's plaintext for
  * every kind of block and split, and the same kinds of errors: a file's fs error, or a
- * BlockCorruptError for damage.
+ * BlockCorruptError (kind 'corrupt') for damage, whichever side of a boundary it was found on.
  */
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { BlockCorruptError, blockId, encodeBlock } from '../../src/block/codec';
 import { compressionFor, CompressionSpec } from '../../src/block/compression';
 import { CodecPool } from '../../src/block/pool';
 import { DEFAULT_CHUNKER } from '../../src/chunk/fastcdc';
+import { isKind } from '../../src/errors';
 import { binding, rsEncode } from '../../src/native';
 import { deriveRepoKeys } from '../../src/repo/repository';
 import { prng, tmpDir } from '../helpers/tmp';
@@ -83,7 +86,7 @@ describe.each([
       expect(around.equals(before)).toBe(true);
       const bad = Buffer.from(enc);
       bad[bad.length >> 1] ^= 1;
-      await expect(pool.decode(id, bad)).rejects.toMatchObject({ code: 'EIO' });
+      await expect(pool.decode(id, bad)).rejects.toMatchObject({ kind: 'corrupt' });
     });
 
     test('a block whose pieces lie on lost shards is rebuilt from k others (by the addon only)', async () => {
@@ -134,15 +137,29 @@ describe.each([
       for (const pos of [0, 1, 2, 5, 20, enc.length >> 1, enc.length - 1]) {
         const bad = Buffer.from(enc);
         bad[pos] ^= 0x10;
-        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toBeInstanceOf(nativeDecode ? BlockCorruptError : Error);
-        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toMatchObject({ code: 'EIO' });
+        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toBeInstanceOf(BlockCorruptError);
+        await expect(pool.decodeFile(id, [{ file: write('bad', bad) }])).rejects.toMatchObject({ kind: 'corrupt' });
       }
       const file = write('good', enc);
-      await expect(pool.decodeFile(id, [{ file, offset: 0, length: enc.length + 10 }])).rejects.toMatchObject({ code: 'EIO' });
-      await expect(pool.decodeFile(id, [{ file, offset: 0, length: 10 }])).rejects.toMatchObject({ code: 'EIO' });
+      await expect(pool.decodeFile(id, [{ file, offset: 0, length: enc.length + 10 }])).rejects.toMatchObject({ kind: 'corrupt' });
+      await expect(pool.decodeFile(id, [{ file, offset: 0, length: 10 }])).rejects.toMatchObject({ kind: 'corrupt' });
       await expect(pool.decodeFile(blockId(keys.block, noise), [{ file }])).rejects.toThrow(/authentication failed/);
       const foreign = encodeBlock(deriveRepoKeys(Buffer.alloc(32, 8)).block, compression, id, text);
       await expect(pool.decodeFile(id, [{ file: write('foreign', foreign) }])).rejects.toThrow(/authentication failed/);
+    });
+
+    test("a corrupt block's error keeps its class, kind and block id across the boundary", async () => {
+      const id = blockId(keys.block, text);
+      const bad = encodeBlock(keys.block, compression, id, text);
+      bad[bad.length >> 1] ^= 1;
+      for (const run of [() => pool.decodeFile(id, [{ file: write('bad', bad) }]), () => pool.decode(id, Buffer.from(bad))]) {
+        const e = await run().then(() => null, (x: unknown) => x);
+        expect(e).toBeInstanceOf(BlockCorruptError);
+        expect(e).toMatchObject({ kind: 'corrupt', name: 'BlockCorruptError', blockId: id.toString('hex') });
+        expect((e as Error).message).toMatch(/authentication failed/);
+        expect(isKind(e, 'corrupt')).toBe(true);
+        expect((e as { code?: unknown }).code).toBeUndefined(); // no errno below the FUSE edge
+      }
     });
 
     test('a missing file or a directory is the fs error', async () => {
@@ -152,4 +169,23 @@ describe.each([
       await expect(pool.decodeFile(id, [{ file: dir, offset: 0, length: 100 }])).rejects.toMatchObject({ code: 'EISDIR' });
     });
   });
+});
+
+test('under ISGFS_NO_NATIVE (a child process: the worker and its portable decoder) damage is a BlockCorruptError too', async () => {
+  const root = path.resolve(__dirname, '../..');
+  const run = async (noNative: boolean) => {
+    const env = { ...process.env };
+    if (noNative) env.ISGFS_NO_NATIVE = '1';
+    else delete env.ISGFS_NO_NATIVE;
+    const { stdout } = await promisify(execFile)(process.execPath,
+      ['-r', path.join(root, 'test/fuse/ts-register.js'), path.join(root, 'test/helpers/corrupt-decode.ts')], { env, cwd: root });
+    return stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  const [fallback, native] = await Promise.all([run(true), run(false)]);
+  expect(fallback.map((r) => r.nativeDecode)).toEqual([false, false]);
+  expect(native.map((r) => r.nativeDecode)).toEqual([true, true]);
+  for (const r of [...fallback, ...native]) {
+    expect(r).toMatchObject({ isBlockCorruptError: true, kind: 'corrupt', name: 'BlockCorruptError' });
+    expect(r.blockId).toMatch(/^[0-9a-f]{64}$/);
+  }
 });

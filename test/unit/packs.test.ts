@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { constants as C } from 'node:fs';
+import { BlockCorruptError } from '../../src/block/codec';
 import { CodecPool } from '../../src/block/pool';
 import { Session } from '../../src/repo/session';
 import { buildPack, decodeShardHeader, encodeShard, layoutFor, newPackId, piecesOf, readPackTrailer, SEGMENT, splitPack } from '../../src/pack/format';
@@ -287,7 +288,7 @@ describe('erasure-coded packs over six local backends', () => {
       await readAll();
       // The damage was found by decoding straight from the shards, then read around.
       const results = await Promise.allSettled(decodes.mock.results.map((r) => r.value as Promise<Buffer>));
-      expect(results.some((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'EIO')).toBe(true);
+      expect(results.some((r) => r.status === 'rejected' && r.reason instanceof BlockCorruptError && r.reason.kind === 'corrupt')).toBe(true);
     } finally {
       decodes.mockRestore();
     }
