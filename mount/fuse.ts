@@ -5,7 +5,7 @@
  *
  * Conventions of the ops:
  * - Every handler answers exactly once through its callback; `err` is 0 or a negative errno
- *   (see the E* constants below). read/write answer with the byte count or a negative errno.
+ *   (the E* constants, from errno.ts). read/write answer with the byte count or a negative errno.
  * - Sizes, offsets, file handles, inode numbers and device numbers are JS numbers; the binding
  *   carries them as 64-bit integers, so they are exact up to 2^53 (8 PiB).
  * - Times are BigInt nanoseconds since the epoch: in FuseStat (atimeNs/mtimeNs/ctimeNs) and in
@@ -25,7 +25,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { constants } from 'node:os';
+import type { Attr } from '../src/fs/filesystem';
 import { findMount } from './teardown';
 
 export type FuseCallback = (err: number) => void;
@@ -40,25 +40,12 @@ export type FuseAttrCallback = (err: number, stat?: FuseStat) => void;
 /** Bytes transferred (>= 0) or a negative errno. */
 export type FuseIoCallback = (result: number) => void;
 
-export interface FuseStat {
-  mode: number;
-  nlink: number;
-  uid: number;
-  gid: number;
-  size: number;
-  ino: number;
-  rdev?: number;
-  dev?: number;
-  blksize?: number;
-  blocks?: number;
-  /** Nanoseconds since the epoch; when absent, atime (a Date) is used, else the current time. */
-  atimeNs?: bigint;
-  mtimeNs?: bigint;
-  ctimeNs?: bigint;
-  atime?: Date;
-  mtime?: Date;
-  ctime?: Date;
-}
+/**
+ * The attributes the binding reads (fuse-native's getStatArray: mode, uid, gid, size, dev, nlink,
+ * ino, rdev, blksize, blocks and the three times; dev is 0): src/fs's Attr, one shape for both.
+ * Times are nanoseconds since the epoch.
+ */
+export type FuseStat = Attr;
 
 export interface FuseStatfs {
   bsize: number;
@@ -240,48 +227,13 @@ export class FuseMountError extends Error {
   }
 }
 
-// ---- errno constants (negative, as the callbacks want them) ---------------------------------------
-
-const E = constants.errno;
-export const EPERM = -E.EPERM;
-export const ENOENT = -E.ENOENT;
-export const EIO = -E.EIO;
-export const EBADF = -E.EBADF;
-export const EAGAIN = -E.EAGAIN;
-export const ENOMEM = -E.ENOMEM;
-export const EACCES = -E.EACCES;
-export const EBUSY = -E.EBUSY;
-export const EEXIST = -E.EEXIST;
-export const EXDEV = -E.EXDEV;
-export const ENODEV = -E.ENODEV;
-export const ENOTDIR = -E.ENOTDIR;
-export const EISDIR = -E.EISDIR;
-export const EINVAL = -E.EINVAL;
-export const ENFILE = -E.ENFILE;
-export const EMFILE = -E.EMFILE;
-export const EFBIG = -E.EFBIG;
-export const ENOSPC = -E.ENOSPC;
-export const ESPIPE = -E.ESPIPE;
-export const EROFS = -E.EROFS;
-export const EMLINK = -E.EMLINK;
-export const ERANGE = -E.ERANGE;
-export const ENAMETOOLONG = -E.ENAMETOOLONG;
-export const ENOSYS = -E.ENOSYS;
-export const ENOTEMPTY = -E.ENOTEMPTY;
-export const ELOOP = -E.ELOOP;
-export const ENODATA = -E.ENODATA;
-export const E2BIG = -E.E2BIG;
-export const EOPNOTSUPP = -E.EOPNOTSUPP;
-export const ENOTSUP = -E.ENOTSUP;
-export const ETIMEDOUT = -E.ETIMEDOUT;
-export const ENOTCONN = -E.ENOTCONN;
-export const EDQUOT = -E.EDQUOT;
-
-/** The negative errno of a name such as 'ENOENT' (EIO for unknown names). */
-export function errno(name: string): number {
-  const n = (E as Record<string, number>)[name];
-  return typeof n === 'number' ? -n : EIO;
-}
+// The errno constants (negative, as the callbacks want them) and errno(name) live in errno.ts,
+// with the mapping of isgfs's errors; re-exported here for the filesystems written on this binding.
+export {
+  EPERM, ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, EFBIG,
+  ENOSPC, ESPIPE, EROFS, EMLINK, ERANGE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ELOOP, ENODATA, E2BIG, EOPNOTSUPP, ENOTSUP, ETIMEDOUT,
+  ENOTCONN, EDQUOT, errno,
+} from './errno';
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;

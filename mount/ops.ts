@@ -2,26 +2,16 @@
  * FUSE operations -> src/fs. Each handler answers through its callback with 0 or a negative errno;
  * nothing here blocks: slow work is awaited, and CPU-heavy work happens in the codec workers.
  */
-import { constants } from 'node:os';
-import { Attr, FileSystem } from '../src/fs/filesystem';
-import { errnoOf } from '../src/fs/errors';
+import { FileSystem } from '../src/fs/filesystem';
 import { log } from '../src/log';
+import { errno, errnoName } from './errno';
 import { RENAME_NOREPLACE } from './fuse';
 import type { FuseOps, FuseStat } from './fuse';
 
-const ERRNO = constants.errno as Record<string, number>;
-
 function negErrno(e: unknown): number {
-  const name = errnoOf(e);
+  const name = errnoName(e);
   if (name === 'EIO') log.warn(`I/O error: ${(e as Error)?.message ?? String(e)}`);
-  return -(ERRNO[name] ?? ERRNO.EIO);
-}
-
-function toStat(a: Attr): FuseStat {
-  return {
-    ino: a.ino, mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, size: a.size, rdev: a.rdev,
-    blksize: a.blksize, blocks: a.blocks, atimeNs: a.atimeNs, mtimeNs: a.mtimeNs, ctimeNs: a.ctimeNs,
-  };
+  return errno(name);
 }
 
 type Cb<T extends unknown[]> = (err: number, ...result: T) => void;
@@ -45,8 +35,8 @@ function done(cb: (err: number) => void, fn: () => void | Promise<void>): void {
 export function fuseOps(fs: FileSystem): FuseOps {
   return {
     init: (cb) => cb(0),
-    getattr: (path, cb) => answer(cb, () => toStat(fs.getattr(path))),
-    fgetattr: (path, fh, cb) => answer(cb, () => toStat(fs.fgetattr(fh))),
+    getattr: (path, cb) => answer(cb, () => fs.getattr(path)),
+    fgetattr: (path, fh, cb) => answer(cb, () => fs.fgetattr(fh)),
     access: (path, _mode, cb) => done(cb, () => fs.access(path)),
     statfs: (_path, cb) => answer(cb, () => fs.statfs()),
     readdir: (path, cb) => answer(cb, () => fs.readdir(path)),
@@ -54,23 +44,23 @@ export function fuseOps(fs: FileSystem): FuseOps {
     releasedir: (_path, fh, cb) => done(cb, () => fs.release(fh)),
     fsyncdir: (_path, _datasync, _fh, cb) => done(cb, () => fs.sync()),
     readlink: (path, cb) => answer(cb, () => fs.readlink(path)),
-    mkdir: (path, mode, caller, cb) => answer(cb, () => toStat(fs.mkdir(path, mode, caller))),
-    mknod: (path, mode, rdev, caller, cb) => answer(cb, () => toStat(fs.mknod(path, mode, rdev, caller))),
+    mkdir: (path, mode, caller, cb) => answer(cb, () => fs.mkdir(path, mode, caller)),
+    mknod: (path, mode, rdev, caller, cb) => answer(cb, () => fs.mknod(path, mode, rdev, caller)),
     rmdir: (path, cb) => done(cb, () => fs.rmdir(path)),
     unlink: (path, cb) => done(cb, () => fs.unlink(path)),
     rename: (from, to, flags, cb) => done(cb, () => fs.rename(from, to, { noReplace: (flags & RENAME_NOREPLACE) !== 0 })),
-    link: (existing, path, cb) => answer(cb, () => toStat(fs.link(existing, path))),
-    symlink: (target, path, caller, cb) => answer(cb, () => toStat(fs.symlink(target, path, caller))),
-    chmod: (path, mode, cb) => answer(cb, () => toStat(fs.chmod(path, mode))),
-    chown: (path, uid, gid, cb) => answer(cb, () => toStat(fs.chown(path, uid, gid))),
-    utimens: (path, atimeNs, mtimeNs, cb) => answer(cb, () => toStat(fs.utimens(path, atimeNs, mtimeNs))),
+    link: (existing, path, cb) => answer(cb, () => fs.link(existing, path)),
+    symlink: (target, path, caller, cb) => answer(cb, () => fs.symlink(target, path, caller)),
+    chmod: (path, mode, cb) => answer(cb, () => fs.chmod(path, mode)),
+    chown: (path, uid, gid, cb) => answer(cb, () => fs.chown(path, uid, gid)),
+    utimens: (path, atimeNs, mtimeNs, cb) => answer(cb, () => fs.utimens(path, atimeNs, mtimeNs)),
     truncate: (path, size, cb) => done(cb, () => fs.truncate(path, size)),
     ftruncate: (_path, fh, size, cb) => done(cb, () => fs.ftruncate(fh, size)),
     create: (path, mode, flags, caller, cb) => {
       fs.create(path, mode, flags, caller).then(
         (fh) => {
           let stat: FuseStat | undefined;
-          try { stat = toStat(fs.fgetattr(fh)); } catch { /* libfuse then asks with a getattr */ }
+          try { stat = fs.fgetattr(fh); } catch { /* libfuse then asks with a getattr */ }
           cb(0, fh, stat);
         },
         (e: unknown) => cb(negErrno(e)),
