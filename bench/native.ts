@@ -8,7 +8,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { DEFAULT_CHUNKER, deriveGearTable } from '../src/chunk/fastcdc';
+import { DEFAULT_CHUNKER, deriveGearTable } from '../src/chunk';
 import { addonChunk, addonErasure, loadBinding } from '../src/native/addon';
 import { fallbackChunk, fallbackErasure, fallbackHash } from '../src/native/fallback';
 import * as selected from '../src/native';

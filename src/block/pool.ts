@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ChunkerParams } from '../chunk/fastcdc';
+import { ChunkerParams } from '../chunk';
 import { binding, forcedFallback } from '../native';
 import { BlockCorruptError } from './codec';
 import { CompressionSpec } from './compression';

@@ -5,8 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
-import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
-import { checkGear } from './cdc';
+import { ChunkerParams, checkGear, chunkMasks, validateChunkerParams } from './fastcdc';
 import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 

@@ -5,14 +5,12 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
-import { TsCdcStream, checkGear } from './cdc';
 import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
 import { crc64 } from './crc64';
+import { checkGear, cutPoints, TsCdcStream, validateChunkerParams } from './fastcdc';
 import { codingMatrix, GF_MUL_TABLE } from './gf256';
 import type { AeadImpl, ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
-import { validateChunkerParams } from '../chunk/fastcdc';
 
 const SLICE = 64 * 1024;
 const matrices = new Map<string, Uint8Array>();

@@ -1,5 +1,5 @@
 /** The interface every implementation (addon, portable fallback) provides; src/native/index.ts picks one per function. */
-import type { ChunkerParams } from '../chunk/fastcdc';
+import type { ChunkerParams } from './fastcdc';
 
 export interface ByteRange {
   offset: number;
