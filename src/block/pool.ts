@@ -97,7 +97,7 @@ export class CodecPool {
    */
   constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean } = {}) {
     const Decoder = forcedFallback || o.nativeDecode === false ? undefined
-      : (binding as { BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: string) => NativeBlockDecoder } | null)?.BlockDecoder;
+      : binding?.BlockDecoder;
     this.decoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
