@@ -46,8 +46,7 @@ Napi::Value AesGcmOpen(const Napi::CallbackInfo& info) {
 
 // Called only when isg::aeadAvailable().
 void registerAead(Napi::Env env, Napi::Object exports) {
-  exports.Set("aesGcmSeal", Napi::Function::New(env, AesGcmSeal, "aesGcmSeal"));
-  exports.Set("aesGcmOpen", Napi::Function::New(env, AesGcmOpen, "aesGcmOpen"));
+  setFunctions(env, exports, {{"aesGcmSeal", AesGcmSeal}, {"aesGcmOpen", AesGcmOpen}});
 }
 
 }  // namespace glue

@@ -68,7 +68,7 @@ class CdcStream : public Napi::ObjectWrap<CdcStream> {
 }  // namespace
 
 void registerCdc(Napi::Env env, Napi::Object exports) {
-  exports.Set("cdcCutPoints", Napi::Function::New(env, CdcCutPoints, "cdcCutPoints"));
+  setFunctions(env, exports, {{"cdcCutPoints", CdcCutPoints}});
   exports.Set("CdcStream", CdcStream::Init(env));
 }
 

@@ -60,8 +60,7 @@ Napi::Value Crc64Segments(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerCrc(Napi::Env env, Napi::Object exports) {
-  exports.Set("crc64", Napi::Function::New(env, Crc64, "crc64"));
-  exports.Set("crc64Segments", Napi::Function::New(env, Crc64Segments, "crc64Segments"));
+  setFunctions(env, exports, {{"crc64", Crc64}, {"crc64Segments", Crc64Segments}});
 }
 
 }  // namespace glue

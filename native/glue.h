@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace isg {
@@ -64,6 +66,11 @@ inline Napi::Error fsError(Napi::Env env, int err, const char* syscall, const st
   e.Set("syscall", syscall);
   e.Set("path", file);
   return e;
+}
+
+// Sets each {name, function} on `o`, the function named as it is set.
+inline void setFunctions(Napi::Env env, Napi::Object o, std::initializer_list<std::pair<const char*, Napi::Function::Callback>> fns) {
+  for (const auto& [name, fn] : fns) o.Set(name, Napi::Function::New(env, fn, name));
 }
 
 // Queues an async worker and returns its promise.

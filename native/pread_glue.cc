@@ -66,7 +66,7 @@ Napi::Value PreadFile(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerPread(Napi::Env env, Napi::Object exports) {
-  exports.Set("preadFile", Napi::Function::New(env, PreadFile, "preadFile"));
+  setFunctions(env, exports, {{"preadFile", PreadFile}});
 }
 
 }  // namespace glue

@@ -127,10 +127,8 @@ Napi::Value IsalEncodeBench(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerRs(Napi::Env env, Napi::Object exports, Napi::Object testing) {
-  exports.Set("rsApply", Napi::Function::New(env, RsApply, "rsApply"));
-  testing.Set("rsMatrix", Napi::Function::New(env, RsMatrix, "rsMatrix"));
-  testing.Set("isalCauchy1", Napi::Function::New(env, IsalCauchy1, "isalCauchy1"));
-  testing.Set("isalEncodeBench", Napi::Function::New(env, IsalEncodeBench, "isalEncodeBench"));
+  setFunctions(env, exports, {{"rsApply", RsApply}});
+  setFunctions(env, testing, {{"rsMatrix", RsMatrix}, {"isalCauchy1", IsalCauchy1}, {"isalEncodeBench", IsalEncodeBench}});
 }
 
 }  // namespace glue

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { ChunkerParams, checkGear, chunkMasks, validateChunkerParams } from './fastcdc';
-import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
+import { checkEncode, checksumEach, outputBuffers, reconstructWith } from './checks';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 
 type ChunkerArgs = [number, number, number, number, number, Uint32Array];
@@ -111,16 +111,11 @@ export function addonErasure(b: Binding): ErasureImpl {
       await Promise.all(pieces(len, opts?.threads).map(([o, l]) => b.rsApply(k, m, src, data, out, parity, o, o, l)));
       return parity;
     },
-    async rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
-      const plan = checkReconstruct(k, m, shards, range);
-      const { offset, length } = plan;
-      const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
-      if (plan.missing.length === 0) return result as Buffer[];
-      const outs = outputBuffers(plan.missing.length, length, opts?.into, 'rsReconstruct');
-      const srcs = plan.sources.map((i) => shards[i] as Buffer);
-      await Promise.all(pieces(length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, offset + o, o, l)));
-      plan.missing.forEach((i, r) => (result[i] = outs[r]));
-      return result as Buffer[];
+    rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
+      return reconstructWith(k, m, shards, range, opts?.into, async (plan, outs) => {
+        const srcs = plan.sources.map((i) => shards[i] as Buffer);
+        await Promise.all(pieces(plan.length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, plan.offset + o, o, l)));
+      });
     },
     shardChecksum: (data: Uint8Array) => b.crc64(data),
     async segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {
