@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { isFuseMounted, stopServer, waitMounted } from '../../mount/stop';
 import { forceUnmount } from '../../mount/teardown';
 import { run, sh as shell, spawnKeepingStderr } from './proc';
+import { tmpDir } from './tmp';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const ISG = path.join(ROOT, 'bin/isg');
@@ -24,6 +25,20 @@ export interface Mounted {
 const live = new Set<Mounted>();
 
 export const isMounted = isFuseMounted;
+
+/**
+ * For a describe block: a fresh directory `t` with the paths of a repository (`data`) and a
+ * mountpoint (`mnt`) in it; afterAll stops every mount, then runs `also` and removes `t`.
+ */
+export function mountDirs(also?: () => Promise<void>): { t: { dir: string }; data: string; mnt: string } {
+  const t = tmpDir();
+  afterAll(async () => {
+    await stopAll();
+    await also?.();
+    t.cleanup();
+  });
+  return { t, data: path.join(t.dir, 'data'), mnt: path.join(t.dir, 'mnt') };
+}
 
 export async function mount(dataDir: string, mnt: string, args: string[] = []): Promise<Mounted> {
   fs.mkdirSync(mnt, { recursive: true });
