@@ -15,7 +15,8 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { forceUnmount, listFuseMounts } from '../mount/teardown';
+import { stopServer, waitMounted } from '../mount/stop';
+import { forceUnmount } from '../mount/teardown';
 import { initRepository, InitOptions } from '../src/repo/repository';
 import { Session } from '../src/repo/session';
 import type { RepoConfig } from '../src/repo/format';
@@ -83,15 +84,6 @@ async function medianColdRead(label: string, mb: number, prepare: () => Promise<
   return [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)];
 }
 
-async function waitMounted(mnt: string, proc: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!listFuseMounts().some((m) => m.mountpoint === mnt)) {
-    if (proc.exitCode !== null) throw new Error(`mount of ${mnt} exited early`);
-    if (Date.now() > deadline) throw new Error(`mount of ${mnt} did not appear`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 interface Target {
   name: 'plain' | 'noop' | 'gocryptfs' | 'isgfs';
   dir: string;
@@ -113,11 +105,7 @@ function fuseTarget(name: 'noop' | 'isgfs', mnt: string, command: string[]): Tar
       if (!proc) return;
       const p = proc;
       proc = null;
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 120_000))]);
-      if (p.exitCode === null) p.kill('SIGKILL');
-      await forceUnmount(mnt);
+      await stopServer(p, mnt, 120_000);
     },
   };
 }

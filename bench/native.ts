@@ -8,7 +8,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { DEFAULT_CHUNKER, deriveGearTable } from '../src/chunk/fastcdc';
+import { DEFAULT_CHUNKER, deriveGearTable } from '../src/chunk';
 import { addonChunk, addonErasure, loadBinding } from '../src/native/addon';
 import { fallbackChunk, fallbackErasure, fallbackHash } from '../src/native/fallback';
 import * as selected from '../src/native';
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
       if (kind === 'encode' && binding) {
         // Timed right after the addon's own single-thread run, so both see the same machine.
         const iters = Math.ceil((2e9 / (k * SHARD)) * 0.4);
-        const isal = (iters * k * SHARD) / binding.isalEncodeBench(k, m, SHARD, iters);
+        const isal = (iters * k * SHARD) / binding.testing.isalEncodeBench(k, m, SHARD, iters);
         const again = await run({ kind, path: 'native', k, m, threads: 1 }, S);
         const addon = Math.max(nat as number, again);
         base = `${fmt(isal)}  (${Math.round((addon / isal) * 100)}%)`;

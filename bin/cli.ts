@@ -133,6 +133,12 @@ program.command('status')
     ].join('\n') + '\n');
   }));
 
+/** For a command that asks the daemon when mounted: checks dataDir holds a repository; its password when not mounted. */
+async function passwordUnlessMounted(dataDir: string, passwordFile: string | undefined): Promise<string | undefined> {
+  if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+  return readLock(dataDir) ? undefined : readPasswordFile(passwordFile);
+}
+
 /** Runs a command in the mounted daemon, or opens the repository itself when it is not mounted. */
 async function inDaemonOrHere<T>(dataDir: string, password: string | undefined, cmd: 'flush' | 'cache-drop',
   here: (s: Session) => Promise<T>, onProgress?: (p: unknown) => void): Promise<unknown> {
@@ -166,8 +172,7 @@ program.command('flush')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
   .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
-    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-    const password = readLock(dataDir) ? undefined : await readPasswordFile(o.passwordFile);
+    const password = await passwordUnlessMounted(dataDir, o.passwordFile);
     const bar = progressBar();
     try {
       await inDaemonOrHere(dataDir, password, 'flush', (s) => s.flush(bar.update), bar.update);
@@ -183,8 +188,7 @@ cache.command('drop')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
   .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
-    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-    const password = readLock(dataDir) ? undefined : await readPasswordFile(o.passwordFile);
+    const password = await passwordUnlessMounted(dataDir, o.passwordFile);
     const freed = await inDaemonOrHere(dataDir, password, 'cache-drop', (s) => s.cacheDrop());
     process.stdout.write(`dropped ${((freed as number) / 1048576).toFixed(1)} MiB from the local tier\n`);
   }));

@@ -12,6 +12,7 @@ import { log } from '../src/log';
 import { serveControl } from '../src/repo/control';
 import { fuseOps } from './ops';
 import { FUSE_DEFAULTS, mountFuse } from './fuse';
+import { isFuseMounted, stopRequested, unmountOrDetach } from './stop';
 import { forceUnmount, listFuseMounts } from './teardown';
 
 /**
@@ -45,7 +46,7 @@ const FSNAME_PREFIX = 'isgfs:';
 
 function checkMountpoint(mp: string): void {
   // /proc/mounts first: a stat of a dead FUSE mount would hang.
-  if (listFuseMounts().some((m) => m.mountpoint === mp)) throw new RepoError(`mountpoint ${mp} is busy: something is already mounted there`);
+  if (isFuseMounted(mp)) throw new RepoError(`mountpoint ${mp} is busy: something is already mounted there`);
   let st: fs.Stats;
   try {
     st = fs.statSync(mp);
@@ -88,15 +89,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   }
   log.info(`mounted ${dataDir} on ${mountpoint}${o.readOnly ? ' (read-only)' : ''}`);
 
-  const reason = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    // Someone ran fusermount -u: nothing more will come, so finish as if asked to.
-    const t = setInterval(() => {
-      if (!listFuseMounts().some((m) => m.mountpoint === mountpoint)) { clearInterval(t); resolve('external unmount'); }
-    }, 1000);
-    t.unref();
-  });
+  const reason = await stopRequested(mountpoint);
   log.info(`${reason}: flushing and unmounting ${mountpoint}`);
   let code = 0;
   try {
@@ -105,12 +98,8 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     log.error(`flush before unmount failed: ${(e as Error).message}`);
     code = 1;
   }
-  try {
-    await mounted.unmount();
-  } catch (e) {
-    log.warn(`clean unmount failed (${(e as Error).message}); detaching lazily`);
-    await forceUnmount(mountpoint);
-  }
+  const failed = await unmountOrDetach(mounted, mountpoint);
+  if (failed) log.warn(`clean unmount failed (${failed.message}); detached lazily`);
   try {
     await stopControl();
     await session.close();
@@ -143,5 +132,5 @@ export async function unmountByPath(mp: string): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  if (listFuseMounts().some((x) => x.mountpoint === mountpoint)) await forceUnmount(mountpoint);
+  if (isFuseMounted(mountpoint)) await forceUnmount(mountpoint);
 }

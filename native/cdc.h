@@ -1,4 +1,4 @@
-// FastCDC gear scanner, the native twin of nextCut() in src/chunk/fastcdc.ts.
+// FastCDC gear scanner, the native twin of the reference in src/native/fastcdc.ts (nextCut, TsCdcStream).
 // State carries across pieces (hash and bytes since the last cut), so a stream is scanned once
 // and no bytes are kept: a cut depends only on the bytes since the previous cut.
 #pragma once

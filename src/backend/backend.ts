@@ -18,14 +18,12 @@
  *   `signal.reason` (not a BackendError), so a caller's own cancellation is never mistaken for
  *   a backend failure.
  */
+import type { ByteRange } from '../util/range';
+
+export type { ByteRange };
 
 export type Tier = 'hot' | 'warm' | 'cold';
 export const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
-
-export interface ByteRange {
-  offset: number;
-  length: number;
-}
 
 export interface ObjectInfo {
   key: string;

@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ChunkerParams } from '../chunk/fastcdc';
+import { ChunkerParams } from '../chunk';
 import { binding, forcedFallback } from '../native';
 import { BlockCorruptError } from './codec';
 import { CompressionSpec } from './compression';
@@ -98,7 +98,7 @@ export class CodecPool {
    */
   constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean } = {}) {
     const Decoder = forcedFallback || o.nativeDecode === false ? undefined
-      : (binding as { BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: string) => NativeBlockDecoder } | null)?.BlockDecoder;
+      : binding?.BlockDecoder;
     this.decoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });

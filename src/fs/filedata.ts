@@ -10,7 +10,7 @@
  *
  * Reads see committed chunks, then the layer being flushed, then newer writes.
  */
-import { ChunkerParams } from '../chunk/fastcdc';
+import { ChunkerParams } from '../chunk';
 import { CodecPool } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
 import { BlockStore, EarlyEncoding } from '../store/blockstore';

@@ -5,27 +5,57 @@
  */
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
-import { ChunkerParams, chunkMasks, validateChunkerParams } from '../chunk/fastcdc';
-import { checkGear } from './cdc';
-import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
+import { ChunkerParams, checkGear, chunkMasks, validateChunkerParams } from './fastcdc';
+import { checkEncode, checksumEach, outputBuffers, reconstructWith } from './checks';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, RsOptions } from './types';
 
 type ChunkerArgs = [number, number, number, number, number, Uint32Array];
 
-export interface Binding {
-  rsApply(k: number, m: number, srcIdx: number[], srcs: Uint8Array[], outIdx: number[], outs: Uint8Array[], srcOff: number, dstOff: number, len: number): Promise<void>;
+/** Bytes of a file for BlockDecoder.decodeFile (the same shape as FilePart in src/block/pool.ts). */
+export type BlockFilePart =
+  | { file: string; offset?: number; length?: number }
+  | { rebuild: { k: number; m: number; shard: number; sources: { shard: number; file: string; offset: number }[] }; length: number };
+
+/** A block decoder of the addon (native/blockfile_glue.cc): its jobs run on the libuv pool. */
+export interface BlockDecoder {
+  /**
+   * The plaintext of block `id` from parts that hold its encoded bytes one after the other: a part
+   * without offset and length is its whole file; a `rebuild` part is a shard rebuilt from k others.
+   * Rejects with Node's fs errors, or an error with code 'EIO' and `corrupt: true`.
+   */
+  decodeFile(id: Uint8Array, parts: BlockFilePart[]): Promise<Buffer>;
+  /** The same from encoded bytes in memory (only read). */
+  decode(id: Uint8Array, encoded: Uint8Array): Promise<Buffer>;
+}
+
+/** Test and benchmark hooks of the addon (binding.testing), apart from what isgfs calls. */
+export interface BindingTesting {
+  /** The generator matrix, (k + m) x k row-major (native/rs.cc). */
   rsMatrix(k: number, m: number): Buffer;
+  /** ISA-L's own gf_gen_cauchy1_matrix, to show the documented matrix is the same. */
   isalCauchy1(k: number, m: number): Buffer;
+  /** Seconds for `iters` calls of ec_encode_data on `len`-byte shards, timed in C (the benchmark's baseline). */
   isalEncodeBench(k: number, m: number, len: number, iters: number): number;
+}
+
+/** Every export of the addon (native/addon.cc and native/*_glue.cc). */
+export interface Binding {
+  /** Outputs (shards outIdx) from k sources (shards srcIdx) over [srcOff, srcOff + len) into [dstOff, dstOff + len), on the libuv pool. */
+  rsApply(k: number, m: number, srcIdx: number[], srcs: Uint8Array[], outIdx: number[], outs: Uint8Array[], srcOff: number, dstOff: number, len: number): Promise<void>;
+  /** CRC-64/XZ, 8 bytes little-endian. */
   crc64(data: Uint8Array): Buffer;
+  /** crc64 of each `segment`-byte piece of data into out (8 bytes each), on the libuv pool. */
   crc64Segments(data: Uint8Array, segment: number, out: Uint8Array): Promise<void>;
   cdcCutPoints(data: Uint8Array, ...p: ChunkerArgs): Float64Array;
+  CdcStream: new (...p: ChunkerArgs) => { push(piece: Uint8Array): Float64Array; finish(): Float64Array };
   /** Reads the file's bytes from offset into out (open, pread until full or end of file, close); the count read. */
   preadFile(file: string, offset: number, out: Uint8Array): Promise<number>;
-  CdcStream: new (...p: ChunkerArgs) => { push(piece: Uint8Array): Float64Array; finish(): Float64Array };
   /** Present when this Node exports its OpenSSL (native/aead.cc). */
   aesGcmSeal?: AeadImpl['aesGcmSeal'];
   aesGcmOpen?: AeadImpl['aesGcmOpen'];
+  /** Present with aesGcmSeal and aesGcmOpen: blocks are sealed with AES-256-GCM. */
+  BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: 'zstd' | 'none') => BlockDecoder;
+  testing: BindingTesting;
 }
 
 const ADDON = 'isgfs_native.node';
@@ -81,16 +111,11 @@ export function addonErasure(b: Binding): ErasureImpl {
       await Promise.all(pieces(len, opts?.threads).map(([o, l]) => b.rsApply(k, m, src, data, out, parity, o, o, l)));
       return parity;
     },
-    async rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
-      const plan = checkReconstruct(k, m, shards, range);
-      const { offset, length } = plan;
-      const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
-      if (plan.missing.length === 0) return result as Buffer[];
-      const outs = outputBuffers(plan.missing.length, length, opts?.into, 'rsReconstruct');
-      const srcs = plan.sources.map((i) => shards[i] as Buffer);
-      await Promise.all(pieces(length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, offset + o, o, l)));
-      plan.missing.forEach((i, r) => (result[i] = outs[r]));
-      return result as Buffer[];
+    rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
+      return reconstructWith(k, m, shards, range, opts?.into, async (plan, outs) => {
+        const srcs = plan.sources.map((i) => shards[i] as Buffer);
+        await Promise.all(pieces(plan.length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, plan.offset + o, o, l)));
+      });
     },
     shardChecksum: (data: Uint8Array) => b.crc64(data),
     async segmentChecksums(data: Uint8Array, segment: number): Promise<Buffer> {

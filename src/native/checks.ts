@@ -57,6 +57,25 @@ export function checkReconstruct(k: number, m: number, shards: (Buffer | null)[]
   return { shardLen, offset, length, sources: present.slice(0, k), missing };
 }
 
+/**
+ * rsReconstruct around its computation: checks the call, slices the present shards to the range,
+ * and when shards are missing, gives `compute` the plan and one output buffer per missing shard
+ * (opts.into's when given), which then stand in the result for them.
+ */
+export async function reconstructWith(
+  k: number, m: number, shards: (Buffer | null)[], range: ByteRange | undefined, into: Buffer[] | undefined,
+  compute: (plan: ReconstructPlan, outs: Buffer[]) => Promise<void>,
+): Promise<Buffer[]> {
+  const plan = checkReconstruct(k, m, shards, range);
+  const { offset, length } = plan;
+  const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
+  if (plan.missing.length === 0) return result as Buffer[];
+  const outs = outputBuffers(plan.missing.length, length, into, 'rsReconstruct');
+  await compute(plan, outs);
+  plan.missing.forEach((i, r) => (result[i] = outs[r]));
+  return result as Buffer[];
+}
+
 /** `count` output buffers of `len` bytes: views of opts.into when given (checked), else new ones. */
 export function outputBuffers(count: number, len: number, into: Buffer[] | undefined, what: string): Buffer[] {
   if (!into) return Array.from({ length: count }, () => Buffer.allocUnsafe(len));

@@ -5,14 +5,12 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import { cutPoints } from '../chunk/fastcdc';
 import { blake3, blake3Keyed } from './blake3';
-import { TsCdcStream, checkGear } from './cdc';
-import { checkEncode, checkReconstruct, checksumEach, outputBuffers } from './checks';
+import { checkEncode, checksumEach, outputBuffers, reconstructWith } from './checks';
 import { crc64 } from './crc64';
+import { checkGear, cutPoints, TsCdcStream, validateChunkerParams } from './fastcdc';
 import { codingMatrix, GF_MUL_TABLE } from './gf256';
 import type { AeadImpl, ByteRange, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
-import { validateChunkerParams } from '../chunk/fastcdc';
 
 const SLICE = 64 * 1024;
 const matrices = new Map<string, Uint8Array>();
@@ -74,16 +72,11 @@ async function rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions):
   return parity;
 }
 
-async function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
-  const plan = checkReconstruct(k, m, shards, range);
-  const { offset, length } = plan;
-  const result = shards.map((s) => (s ? s.subarray(offset, offset + length) : null));
-  if (plan.missing.length === 0) return result as Buffer[];
-  const outs = outputBuffers(plan.missing.length, length, opts?.into, 'rsReconstruct');
-  const srcs = plan.sources.map((i) => result[i] as Buffer);
-  await apply(matrixFor(k, m, plan.sources, plan.missing), k, srcs, outs, length);
-  plan.missing.forEach((i, r) => (result[i] = outs[r]));
-  return result as Buffer[];
+function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
+  return reconstructWith(k, m, shards, range, opts?.into, async (plan, outs) => {
+    const srcs = plan.sources.map((i) => (shards[i] as Buffer).subarray(plan.offset, plan.offset + plan.length));
+    await apply(matrixFor(k, m, plan.sources, plan.missing), k, srcs, outs, plan.length);
+  });
 }
 
 export const fallbackErasure: ErasureImpl = {

@@ -5,14 +5,16 @@
  * One log line per process says what runs on the fallback.
  */
 import { isMainThread } from 'node:worker_threads';
-import type { ChunkerParams } from '../chunk/fastcdc';
 import { log } from '../log';
 import { addonAead, addonChunk, addonErasure, Binding, loadBinding } from './addon';
 import { fallbackAead, fallbackChunk, fallbackErasure, fallbackHash, fallbackPread } from './fallback';
+import type { ChunkerParams } from './fastcdc';
 import { loadNapiBlake } from './napi-blake';
 import type { AeadImpl, ByteRange, CdcStreamLike, ChunkImpl, ErasureImpl, HashImpl, RsOptions } from './types';
 
-export type { ByteRange, RsOptions } from './types';
+export type { ByteRange, CdcStreamLike, RsOptions } from './types';
+export type { ChunkerParams } from './fastcdc';
+export { validateChunkerParams } from './fastcdc';
 
 export const forcedFallback = ['1', 'true', 'yes'].includes((process.env.ISGFS_NO_NATIVE ?? '').toLowerCase());
 
@@ -51,25 +53,18 @@ export function blake3Keyed(key: Uint8Array, data: Uint8Array): Buffer {
   return hash.blake3Keyed(key, data);
 }
 
-/** Chunk ends of a whole buffer, the same as cutPoints() in src/chunk/fastcdc.ts. */
+/** Chunk ends of a whole buffer, the same as cutPoints() of the reference (fastcdc.ts). */
 export function cdcCutPoints(data: Uint8Array, p: ChunkerParams, gear: Uint32Array): number[] {
   return chunk.cdcCutPoints(data, p, gear);
 }
 
-/** Streaming chunk scanner, the same cuts as StreamChunker; keeps no bytes between pieces. */
-export class CdcStream {
-  private readonly s: CdcStreamLike;
-  constructor(p: ChunkerParams, gear: Uint32Array) {
-    this.s = chunk.newCdcStream(p, gear);
-  }
-  /** Absolute end offsets of the chunks decided so far. */
-  push(piece: Uint8Array): number[] {
-    return this.s.push(piece);
-  }
-  /** End of the stream: the end of the last chunk, if any bytes are pending. */
-  finish(): number[] {
-    return this.s.finish();
-  }
+/**
+ * Streaming chunk scanner, the same cuts as cdcCutPoints over the whole stream; keeps no bytes
+ * between pieces. push() gives the absolute end offsets of the chunks decided so far; finish(),
+ * the end of the last chunk, if any bytes are pending.
+ */
+export function newCdcStream(p: ChunkerParams, gear: Uint32Array): CdcStreamLike {
+  return chunk.newCdcStream(p, gear);
 }
 
 /** The m parity shards of k equal-length data shards. */

@@ -1,10 +1,8 @@
 /** The interface every implementation (addon, portable fallback) provides; src/native/index.ts picks one per function. */
-import type { ChunkerParams } from '../chunk/fastcdc';
+import type { ByteRange } from '../util/range';
+import type { ChunkerParams } from './fastcdc';
 
-export interface ByteRange {
-  offset: number;
-  length: number;
-}
+export type { ByteRange } from '../util/range';
 
 export interface RsOptions {
   /** Pieces a large job is split into, run in parallel (addon only; default: the cores, at most 4). */

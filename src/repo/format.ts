@@ -2,7 +2,7 @@
  * The repository's `config`: its format record. Every algorithm stage is named here, so a
  * repository is always read with the algorithms it was written with.
  */
-import { ChunkerParams, DEFAULT_CHUNKER, validateChunkerParams } from '../chunk/fastcdc';
+import { ChunkerParams, DEFAULT_CHUNKER, validateChunkerParams } from '../chunk';
 import { CompressionSpec } from '../block/compression';
 import type { BackendSpec } from '../backend/spec';
 

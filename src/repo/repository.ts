@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { deriveSubkey, KeyFile, newMasterKey, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
 import { defaultConfig, RepoConfig, validateConfig } from './format';
-import { deriveGearTable } from '../chunk/fastcdc';
+import { deriveGearTable } from '../chunk';
 import { BlockKeys } from '../block/codec';
 import type { BackendSpec } from '../backend/spec';
 import { initBackend } from '../backend/registry';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { BlockCorruptError, blockId, encodeBlock } from '../../src/block/codec';
 import { compressionFor } from '../../src/block/compression';
 import { CodecPool } from '../../src/block/pool';
-import { DEFAULT_CHUNKER } from '../../src/chunk/fastcdc';
+import { DEFAULT_CHUNKER } from '../../src/chunk';
 import { kindOf } from '../../src/errors';
 import { deriveRepoKeys } from '../../src/repo/repository';
 

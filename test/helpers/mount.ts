@@ -3,15 +3,16 @@
  * the jest process would deadlock as soon as the test touches the mount with a sync call.
  * Every mount is torn down in afterAll even when a test fails (stopAll).
  */
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { forceUnmount, listFuseMounts } from '../../mount/teardown';
+import { isFuseMounted, stopServer, waitMounted } from '../../mount/stop';
+import { forceUnmount } from '../../mount/teardown';
+import { run, sh as shell, spawnKeepingStderr } from './proc';
+import { tmpDir } from './tmp';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const ISG = path.join(ROOT, 'bin/isg');
-const run = promisify(execFile);
 
 export interface Mounted {
   dataDir: string;
@@ -23,33 +24,35 @@ export interface Mounted {
 
 const live = new Set<Mounted>();
 
-export function isMounted(mnt: string): boolean {
-  return listFuseMounts().some((m) => m.mountpoint === path.resolve(mnt));
+export const isMounted = isFuseMounted;
+
+/**
+ * For a describe block: a fresh directory `t` with the paths of a repository (`data`) and a
+ * mountpoint (`mnt`) in it; afterAll stops every mount, then runs `also` and removes `t`.
+ */
+export function mountDirs(also?: () => Promise<void>): { t: { dir: string }; data: string; mnt: string } {
+  const t = tmpDir();
+  afterAll(async () => {
+    await stopAll();
+    await also?.();
+    t.cleanup();
+  });
+  return { t, data: path.join(t.dir, 'data'), mnt: path.join(t.dir, 'mnt') };
 }
 
 export async function mount(dataDir: string, mnt: string, args: string[] = []): Promise<Mounted> {
   fs.mkdirSync(mnt, { recursive: true });
-  const proc = spawn(ISG, ['mount', dataDir, mnt, '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  proc.stdout!.on('data', () => undefined);
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  const m: Mounted = { dataDir, mnt: path.resolve(mnt), proc, stderr: () => err, exited };
+  const { proc, stderr, exited } = spawnKeepingStderr(ISG, ['mount', dataDir, mnt, '--log-level', 'warn', ...args]);
+  const m: Mounted = { dataDir, mnt: path.resolve(mnt), proc, stderr, exited };
   live.add(m);
-  const deadline = Date.now() + 30_000;
-  let gone = false;
-  void exited.then(() => { gone = true; });
-  while (!isMounted(mnt)) {
-    if (gone) throw new Error(`isg mount exited early: ${err}`);
-    if (Date.now() > deadline) throw new Error(`mount did not appear in 30 s: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitMounted(mnt, proc, { detail: stderr });
   return m;
 }
 
 /** `isg umount`: returns when the daemon has exited; resolves to its exit code. */
 export async function umount(m: Mounted): Promise<number | null> {
-  await run(process.execPath, [ISG, 'umount', m.mnt]);
+  const r = await run(process.execPath, [ISG, 'umount', m.mnt], { timeout: 0 });
+  if (r.code !== 0) throw new Error(`isg umount ${m.mnt} -> ${r.code}\n${r.stderr}`);
   const code = await m.exited;
   live.delete(m);
   return code;
@@ -65,31 +68,17 @@ export async function kill9(m: Mounted): Promise<void> {
 
 export async function stopAll(): Promise<void> {
   for (const m of [...live]) {
-    m.proc.kill('SIGTERM');
-    await Promise.race([m.exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
-    if (m.proc.exitCode === null) m.proc.kill('SIGKILL');
-    await forceUnmount(m.mnt).catch(() => undefined);
+    await stopServer(m.proc, m.mnt, 15_000).catch(() => undefined);
     live.delete(m);
   }
 }
 
 /** Runs a command; rejects with its stderr on failure. */
-export async function sh(cmd: string, opts: { cwd?: string; timeout?: number } = {}): Promise<string> {
-  try {
-    const { stdout } = await run('bash', ['-c', cmd], { cwd: opts.cwd, timeout: opts.timeout ?? 300_000, maxBuffer: 64 * 1024 * 1024 });
-    return stdout;
-  } catch (e) {
-    const x = e as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`${cmd}\n${x.message}\n${x.stderr ?? ''}${x.stdout ?? ''}`);
-  }
+export function sh(cmd: string, opts: { cwd?: string; timeout?: number } = {}): Promise<string> {
+  return shell(cmd, { cwd: opts.cwd, timeout: opts.timeout ?? 300_000 });
 }
 
-export async function isg(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [ISG, ...args], { maxBuffer: 16 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === 'number' ? x.code : 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
-  }
+/** Runs bin/isg with args; never rejects. */
+export function isg(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [ISG, ...args], { timeout: 0 });
 }

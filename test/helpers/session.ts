@@ -1,7 +1,7 @@
 import { initRepository } from '../../src/repo/repository';
 import { RepoConfig } from '../../src/repo/format';
 import { Session, SessionOptions } from '../../src/repo/session';
-import { ChunkerParams } from '../../src/chunk/fastcdc';
+import { ChunkerParams } from '../../src/chunk';
 
 export const SMALL_CHUNKS: ChunkerParams = { minSize: 1024, avgSize: 4096, maxSize: 16384 };
 

@@ -1,8 +1,8 @@
 /** The mount over erasure-coded backends: flush, cold reads, lost and corrupt shards, S3, a small cache. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isg, mount, Mounted, ROOT, sh, stopAll, umount } from '../helpers/mount';
-import { prng, tmpDir } from '../helpers/tmp';
+import { isg, mount, mountDirs, Mounted, ROOT, sh, umount } from '../helpers/mount';
+import { prng } from '../helpers/tmp';
 import { S3rverProcess, S3RVER_KEY } from '../backend/s3rver';
 
 jest.setTimeout(600_000);
@@ -21,9 +21,7 @@ async function flushAndDrop(data: string) {
 }
 
 describe('six local backends (the embedded default)', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
+  const { t, data, mnt } = mountDirs();
   const src = path.join(t.dir, 'src');
   let m: Mounted;
   const dir = (i: number) => path.join(data, 'backends', `local${i}`);
@@ -34,7 +32,6 @@ describe('six local backends (the embedded default)', () => {
     m = await mount(data, mnt);
     await sh(`cp -a ${src}/. ${mnt}/`);
   });
-  afterAll(async () => { await stopAll(); t.cleanup(); });
 
   test('isg flush, isg cache drop, remount: everything reads back bit for bit from the backends', async () => {
     await flushAndDrop(data);
@@ -99,10 +96,7 @@ describe('six local backends (the embedded default)', () => {
 });
 
 describe('a cache far smaller than the data', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
-  afterAll(async () => { await stopAll(); t.cleanup(); });
+  const { t, data, mnt } = mountDirs();
 
   test('8 MiB of cache for 500 MiB written: every file reads back correctly', async () => {
     const m = await mount(data, mnt, ['--cache-size', '8M', '--cache-dir-size', '8M']);
@@ -117,10 +111,8 @@ describe('a cache far smaller than the data', () => {
 });
 
 describe('S3 backends on a real S3 server', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
   let s3: S3rverProcess;
+  const { t, data, mnt } = mountDirs(() => s3.close());
   let m: Mounted;
   const dir = (i: number) => path.join(t.dir, `disk${i}`);
 
@@ -133,7 +125,6 @@ describe('S3 backends on a real S3 server', () => {
     const r = await isg(args);
     if (r.code !== 0) throw new Error(r.stderr);
   });
-  afterAll(async () => { await stopAll(); await s3.close(); t.cleanup(); });
 
   test('upload, ranged reads after cache drop, and the loss of two local disks (S3 shards needed)', async () => {
     m = await mount(data, mnt);

@@ -1,16 +1,13 @@
 /** Mount lifecycle: remount, kill -9 after fsync, and the command line's errors. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isg, isMounted, kill9, mount, sh, stopAll, umount } from '../helpers/mount';
-import { prng, tmpDir } from '../helpers/tmp';
+import { isg, isMounted, kill9, mount, mountDirs, sh, umount } from '../helpers/mount';
+import { prng } from '../helpers/tmp';
 
 jest.setTimeout(300_000);
 
 describe('mount lifecycle', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
-  afterAll(async () => { await stopAll(); t.cleanup(); });
+  const { t, data, mnt } = mountDirs();
 
   test('unmount, remount: everything is still there', async () => {
     let m = await mount(data, mnt);

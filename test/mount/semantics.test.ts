@@ -1,22 +1,19 @@
 /** POSIX behaviour through the kernel: links, renames, open-unlinked files, sparse files, random I/O. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mount, sh, stopAll, umount } from '../helpers/mount';
-import { prng, tmpDir } from '../helpers/tmp';
+import { mount, mountDirs, sh, umount } from '../helpers/mount';
+import { prng } from '../helpers/tmp';
 
 jest.setTimeout(300_000);
 
 describe('POSIX semantics in the mount', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
+  const { t, data, mnt } = mountDirs();
   const shadowDir = path.join(t.dir, 'shadow');
 
   beforeAll(async () => {
     fs.mkdirSync(shadowDir);
     await mount(data, mnt);
   });
-  afterAll(async () => { await stopAll(); t.cleanup(); });
 
   test('hard links: nlink and mode through the other name, at once', async () => {
     fs.writeFileSync(`${mnt}/a`, 'linked');

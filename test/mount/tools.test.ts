@@ -1,19 +1,14 @@
 /** Real tools against a real mount: cp -a, diff -r, rsync, tar, git, sqlite3. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { isg, mount, Mounted, ROOT, sh, stopAll, umount } from '../helpers/mount';
-import { tmpDir } from '../helpers/tmp';
+import { isg, mount, mountDirs, Mounted, ROOT, sh, umount } from '../helpers/mount';
 
 jest.setTimeout(600_000);
 
 describe('tools in the mount', () => {
-  const t = tmpDir();
-  const data = path.join(t.dir, 'data');
-  const mnt = path.join(t.dir, 'mnt');
+  const { t, data, mnt } = mountDirs();
   let m: Mounted;
 
   beforeAll(async () => { m = await mount(data, mnt); });
-  afterAll(async () => { await stopAll(); t.cleanup(); });
 
   test('cp -a of the project node_modules (thousands of files), then diff -r', async () => {
     await sh(`cp -a ${ROOT}/node_modules ${mnt}/nm`);

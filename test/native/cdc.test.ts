@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import * as chunk from '../../src/chunk';
-import { ChunkerParams, cutPoints as referenceCuts, DEFAULT_CHUNKER, deriveGearTable, StreamChunker as ReferenceStream } from '../../src/chunk/fastcdc';
-import { TsCdcStream } from '../../src/native/cdc';
+import { ChunkerParams, DEFAULT_CHUNKER, deriveGearTable } from '../../src/chunk';
+import { cutPoints as referenceCuts, TsCdcStream } from '../../src/native/fastcdc';
 import type { ChunkImpl } from '../../src/native/types';
 import { binding, chunkImpls, prngBytes, rng } from './impls';
 
@@ -99,11 +99,11 @@ describe.each(chunkImpls)('FastCDC scanner (%s) gives the reference cut points',
   });
 });
 
-test('the TypeScript streaming fallback matches the reference StreamChunker', () => {
+test('the TypeScript streaming fallback matches the reference, whatever the pieces', () => {
   const data = realData(4 << 20);
-  const ref = streamed(new ReferenceStream(SMALL, gear), data, 5, 50_000);
+  const ref = referenceCuts(data, SMALL, gear);
   expect(streamed(new TsCdcStream(SMALL, gear), data, 6, 50_000)).toEqual(ref);
-  expect(ref).toEqual(referenceCuts(data, SMALL, gear));
+  expect(streamed(new TsCdcStream(SMALL, gear), data, 5, 50_000)).toEqual(ref);
 });
 
 test('the src/chunk facade (native when loaded) matches the reference', () => {

@@ -1,5 +1,6 @@
 /* eslint-disable @typescript-eslint/no-require-imports */
-import { cutPoints as referenceCuts, deriveGearTable } from '../../src/chunk/fastcdc';
+import { deriveGearTable } from '../../src/chunk';
+import { cutPoints as referenceCuts } from '../../src/native/fastcdc';
 import { addonExpected, prngBytes } from './impls';
 
 type NativeModule = typeof import('../../src/native');

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { BlockCorruptError, blockId, encodeBlock } from '../../src/block/codec';
 import { compressionFor, CompressionSpec } from '../../src/block/compression';
 import { CodecPool } from '../../src/block/pool';
-import { DEFAULT_CHUNKER } from '../../src/chunk/fastcdc';
+import { DEFAULT_CHUNKER } from '../../src/chunk';
 import { isKind } from '../../src/errors';
 import { binding, rsEncode } from '../../src/native';
 import { deriveRepoKeys } from '../../src/repo/repository';

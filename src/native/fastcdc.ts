@@ -1,5 +1,6 @@
 /**
- * FastCDC content-defined chunking: the TypeScript reference.
+ * FastCDC content-defined chunking: the TypeScript reference, and the portable fallback of the
+ * addon's scanner (native/cdc.h), which must give the same cut points on every input.
  *
  * Gear hash `fp = (fp << 1) + gear[byte]` over 32-bit words, normalised chunking (a harder
  * mask before the average size, an easier one after), hashing starts after `minSize` bytes and
@@ -7,18 +8,13 @@
  * That is what lets the write path re-chunk only the neighbourhood of a change: once a new cut
  * falls on an old boundary, every later cut is the same as before.
  *
- * The gear table is derived from the repository key, so chunk lengths reveal nothing about
- * known files. The native scanner (src/native) must give the same cut points on every input.
+ * The gear table (derived from the repository key in src/chunk) is an argument here.
  */
-import { hkdfSync } from 'node:crypto';
-
 export interface ChunkerParams {
   minSize: number;
   avgSize: number;
   maxSize: number;
 }
-
-export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 };
 
 export function validateChunkerParams(p: ChunkerParams): void {
   const ok = Number.isInteger(p.minSize) && Number.isInteger(p.avgSize) && Number.isInteger(p.maxSize) &&
@@ -26,12 +22,8 @@ export function validateChunkerParams(p: ChunkerParams): void {
   if (!ok) throw new RangeError(`chunker sizes must satisfy 64 <= min < avg < max <= 64 MiB (got ${p.minSize}/${p.avgSize}/${p.maxSize})`);
 }
 
-/** 256 gear values from the repository's chunker key (HKDF-SHA256, so any key length works). */
-export function deriveGearTable(chunkerKey: Uint8Array): Uint32Array {
-  const bytes = Buffer.from(hkdfSync('sha256', chunkerKey, Buffer.alloc(0), 'isgfs fastcdc gear v1', 1024));
-  const gear = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) gear[i] = bytes.readUInt32LE(i * 4);
-  return gear;
+export function checkGear(gear: Uint32Array): void {
+  if (!(gear instanceof Uint32Array) || gear.length !== 256) throw new TypeError('gear must be a Uint32Array of 256 entries');
 }
 
 /** Masks over the top bits of the 32-bit hash (the bits that depend on the most bytes). */
@@ -76,33 +68,73 @@ export function cutPoints(data: Uint8Array, p: ChunkerParams, gear: Uint32Array)
   return cuts;
 }
 
-/** Streaming form: feed pieces of any size, get absolute cut offsets as soon as they are decided. */
-export class StreamChunker {
-  private pending: Buffer = Buffer.alloc(0);
-  private base = 0; // absolute offset of pending[0]
+/**
+ * Streaming form of the reference (the fallback of the addon's CdcStream): feed pieces of any
+ * size, get absolute cut offsets as soon as they are decided. It keeps only the hash state and
+ * the length of the current chunk, so each byte is scanned once and no bytes are held between pieces.
+ */
+export class TsCdcStream {
+  private readonly min: number;
+  private readonly avg: number;
+  private readonly max: number;
+  private readonly maskS: number;
+  private readonly maskL: number;
+  private readonly gear: Uint32Array;
+  private base = 0; // absolute offset of the next piece
+  private pos = 0; // bytes of the current chunk seen so far
+  private fp = 0;
 
-  constructor(private readonly p: ChunkerParams, private readonly gear: Uint32Array) {}
+  constructor(p: ChunkerParams, gear: Uint32Array) {
+    validateChunkerParams(p);
+    checkGear(gear);
+    ({ minSize: this.min, avgSize: this.avg, maxSize: this.max } = p);
+    ({ maskS: this.maskS, maskL: this.maskL } = chunkMasks(p.avgSize));
+    this.gear = Uint32Array.from(gear);
+  }
 
   push(piece: Uint8Array): number[] {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, piece]) : Buffer.from(piece);
-    return this.drain(false);
+    const cuts: number[] = [];
+    const gear = this.gear;
+    const len = piece.length;
+    let i = 0;
+    while (i < len) {
+      const avail = len - i;
+      if (this.pos < this.min) {
+        const skip = Math.min(this.min - this.pos, avail);
+        this.pos += skip;
+        i += skip;
+        continue;
+      }
+      const small = this.pos < this.avg;
+      const mask = small ? this.maskS : this.maskL;
+      const stop = i + Math.min((small ? this.avg : this.max) - this.pos, avail);
+      let fp = this.fp;
+      let j = i;
+      let hit = false;
+      while (j < stop) {
+        fp = ((fp << 1) + gear[piece[j++]]) >>> 0;
+        if ((fp & mask) === 0) {
+          hit = true;
+          break;
+        }
+      }
+      this.pos += j - i;
+      i = j;
+      if (hit || this.pos === this.max) {
+        cuts.push(this.base + i);
+        this.pos = 0;
+        fp = 0;
+      }
+      this.fp = fp;
+    }
+    this.base += len;
+    return cuts;
   }
 
   finish(): number[] {
-    return this.drain(true);
-  }
-
-  private drain(final: boolean): number[] {
-    const cuts: number[] = [];
-    let pos = 0;
-    while (pos < this.pending.length) {
-      const len = nextCut(this.pending, pos, this.pending.length, this.p, this.gear, final);
-      if (len === 0) break;
-      pos += len;
-      cuts.push(this.base + pos);
-    }
-    this.pending = this.pending.subarray(pos);
-    this.base += pos;
+    const cuts = this.pos > 0 ? [this.base] : [];
+    this.pos = 0;
+    this.fp = 0;
     return cuts;
   }
 }
