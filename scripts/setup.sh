@@ -31,10 +31,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 else
   say "npm ci"
   if ! npm ci --no-audit --no-fund; then
-    # npm 10/11 leave other platforms' optional binaries (e.g. @napi-rs/blake-hash-darwin-*) out of
-    # the lock file and npm ci then refuses it (npm/cli#4828, #8320). npm install honours the
-    # versions the lock file does record and fills in the rest; the lock file itself is kept.
-    say "npm ci refused the lock file (npm's platform-optional bug); npm install instead"
+    # Only a fallback: the lock file is complete (npm ci succeeds on a fresh machine). Should npm
+    # ever refuse it again over other platforms' optional binaries (npm/cli#4828, #8320), npm
+    # install honours the versions the lock file records and fills in the rest; the lock file is kept.
+    say "npm ci refused the lock file; npm install instead"
     cp package-lock.json /tmp/isgfs-package-lock.$$
     npm install --no-audit --no-fund
     cp /tmp/isgfs-package-lock.$$ package-lock.json && rm -f /tmp/isgfs-package-lock.$$

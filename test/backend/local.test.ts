@@ -74,7 +74,7 @@ describe('local: atomicity', () => {
     const proto = await fileHandleProto(root);
     const realWrite = proto.write as (...a: unknown[]) => Promise<unknown>;
     jest.spyOn(proto, 'write').mockImplementation(async function (this: fsp.FileHandle, ...args: unknown[]) {
-      const [buf, off, len, pos] = args as [Buffer, number, number, number];
+      const [buf, off, , pos] = args as [Buffer, number, number, number];
       await realWrite.call(this, buf, off, 1000, pos);
       throw errno('ENOSPC');
     } as typeof proto.write);
