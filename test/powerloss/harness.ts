@@ -35,11 +35,11 @@ export interface LazyFsHandle {
   pending(): Promise<HeldOp[]>;
   /** Writes everything held (like syncfs(2)). */
   sync(): Promise<LazyStats>;
-  /** Power cut: every held write is lost. Remounts. */
+  /** Power cut: every held write is lost (but those made through O_SYNC/O_DSYNC descriptors). Remounts. */
   crash(): Promise<CrashReport>;
   /** Torn power cut: each held op (or 4 KiB page of a write, unit 'page') reaches the disk with probability p. Remounts. */
   crashTorn(seed: number, opts?: { p?: number; unit?: 'write' | 'page' }): Promise<CrashReport>;
-  /** Power cut where exactly the held ops with these seqs reach the disk. Remounts. */
+  /** Power cut where exactly the held ops with these seqs (and the durable ones) reach the disk. Remounts. */
   crashApply(seqs: number[]): Promise<CrashReport>;
   /** A clean shutdown: syncs, unmounts (forced if busy). Idempotent. */
   stop(): Promise<void>;

@@ -12,11 +12,15 @@
  *   at once, the backing file does not. The log follows the inode, not the name: a rename keeps it,
  *   a hard link shares it, and when the last name is gone and no handle is open it is discarded
  *   (nothing can reach that data any more).
- * - fsync and fdatasync of a file (FUSE's FSYNC, also sent for msync(MS_SYNC) and after each
- *   write through an O_SYNC/O_DSYNC descriptor) write the file's whole log to the backing file:
- *   "durable" means "in the backing file" (the backing file is not fsynced itself: the backing
- *   filesystem never loses power here). A write through an O_SYNC/O_DSYNC handle flushes the
- *   whole log of its file, earlier unsynced writes included (a superset of what the disk must keep).
+ * - fsync and fdatasync of a file (FUSE's FSYNC, also sent for msync(MS_SYNC)) write the file's
+ *   whole log to the backing file: "durable" means "in the backing file" (the backing file is not
+ *   fsynced itself: the backing filesystem never loses power here).
+ * - A write through an O_SYNC/O_DSYNC descriptor (LMDB writes its meta pages so) is durable on its
+ *   own, like a FUA write: it stays in the log, marked durable, and every crash applies it (in
+ *   order), while earlier unsynced writes of the same file may still be lost. The kernel follows
+ *   each such write with an FSYNC of that descriptor; an FSYNC through an O_SYNC/O_DSYNC handle
+ *   therefore flushes nothing more (a program that fsyncs such a descriptor to make writes through
+ *   OTHER descriptors durable would lose them here; LMDB fdatasyncs its other descriptor).
  * - sync_file_range(2) and syncfs(2) never reach a FUSE filesystem (the kernel sends nothing for
  *   them): they make nothing durable here. Use the `sync` command to model syncfs.
  * - Metadata goes straight to the backing directory, at once and durable: create, mkdir, unlink,
@@ -26,7 +30,7 @@
  *   Not supported: xattrs (ENOTSUP), mknod (no fifos, devices or unix sockets: bind(2) on the mount
  *   fails), times are kept to the microsecond.
  *
- * Crashes (commands, below): `crash` drops every held operation; `crash-torn` applies a random
+ * Crashes (commands, below): `crash` drops every held operation (but the durable ones); `crash-torn` applies a random
  * subset of them (each held write or truncate independently, or each 4 KiB page of each write with
  * unit 'page'; deterministic from the seed) and drops the rest; `crash-apply` applies exactly the
  * listed ones (aim at LMDB's meta pages with `pending` first). An fsync already running when the
@@ -76,6 +80,8 @@ export interface HeldOp {
   /** write: where and how many bytes; truncate: offset is the new size, length 0. */
   offset: number;
   length: number;
+  /** Written through an O_SYNC/O_DSYNC descriptor: every crash keeps it. */
+  durable: boolean;
 }
 
 export interface CrashReport {
@@ -94,6 +100,7 @@ interface Op {
   kind: 'write' | 'truncate';
   offset: number;
   data?: Buffer;
+  durable?: boolean;
 }
 
 /** The held log of one backing inode, with a descriptor of its own to write it back through. */
@@ -275,8 +282,8 @@ export class LazyFs {
   }
 
   /**
-   * The power cut: every held op for which keep() is true reaches the backing file (in order),
-   * the rest is lost. With unit 'page' a write is cut at 4 KiB boundaries and keep() asked for
+   * The power cut: every held op that is durable or for which keep() is true reaches the backing
+   * file (in order), the rest is lost (keep() is not asked about durable ops). With unit 'page' a write is cut at 4 KiB boundaries and keep() asked for
    * each piece. Answers EIO to everything afterwards.
    */
   async crash(keep: (op: HeldOp) => boolean, unit: 'write' | 'page' = 'write'): Promise<CrashReport> {
@@ -288,7 +295,7 @@ export class LazyFs {
     for (const { s, op } of all) {
       for (const piece of unit === 'page' ? pages(op) : [op]) {
         const d = describe(s, piece);
-        if (!keep(d)) { report.dropped.push(d); continue; }
+        if (!piece.durable && !keep(d)) { report.dropped.push(d); continue; }
         await applyOp(s.fd, piece);
         report.applied.push(d);
       }
@@ -399,8 +406,8 @@ export class LazyFs {
         if (!h) return cb(EBADF);
         const data = Buffer.from(buf.subarray(0, len)); // FUSE's buffer is gone after the answer
         const held = (s: FileState): number | Promise<number> => {
-          this.hold(s, { kind: 'write', offset, data }, p || h.path);
-          return h.sync ? this.flush(s).then(() => len) : len;
+          this.hold(s, { kind: 'write', offset, data, durable: h.sync }, p || h.path);
+          return len;
         };
         const s = this.stateFor(h.key, `/proc/self/fd/${h.fd}`, p || h.path);
         if ('key' in s) return void Promise.resolve(held(s)).then(cb, (e) => cb(code(e)));
@@ -409,6 +416,7 @@ export class LazyFs {
       flush: (_p, _fh, cb) => cb(0), // close(2) makes nothing durable
       fsync: (p, _datasync, fh, cb) => void (async () => {
         const h = this.handles.get(fh);
+        if (h?.sync) return; // the kernel's FSYNC after each O_DSYNC write: that write is durable already
         const key = h ? h.key : keyOf(await lstat(p));
         const s = this.states.get(key) ?? (await this.creating.get(key));
         if (s) await this.flush(s);
@@ -436,7 +444,7 @@ export class LazyFs {
 }
 
 function describe(s: FileState, op: Op): HeldOp {
-  return { seq: op.seq, path: s.path, kind: op.kind, offset: op.offset, length: op.data?.length ?? 0 };
+  return { seq: op.seq, path: s.path, kind: op.kind, offset: op.offset, length: op.data?.length ?? 0, durable: !!op.durable };
 }
 
 /** A write cut at 4 KiB boundaries (same seq; offsets tell the pieces apart). */
