@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deriveSubkey, KeyFile, newMasterKey, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
+import { deriveSubkey, KeyFile, newMasterKey, parseKeyFile, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
 import { defaultConfig, RepoConfig, validateConfig } from './format';
 import { deriveGearTable } from '../chunk/fastcdc';
 import { BlockKeys } from '../block/codec';
@@ -113,6 +113,8 @@ export interface OpenedRepo {
   keys: RepoKeys;
 }
 
+const KEY_FILE_MAX_BYTES = 64 * 1024;
+
 export async function openRepository(root: string, password: string | undefined): Promise<OpenedRepo> {
   const p = repoPaths(root);
   let configText: string;
@@ -124,12 +126,17 @@ export async function openRepository(root: string, password: string | undefined)
     throw new RepoError(`cannot read ${p.config}: ${code}`);
   }
   const config = validateConfig(JSON.parse(configText) as RepoConfig);
-  let kf: KeyFile;
+  let keyText: string;
   try {
-    kf = JSON.parse(await fs.promises.readFile(p.key, 'utf8')) as KeyFile;
+    // A key file is a few hundred bytes: a huge one is refused before it is read.
+    const size = (await fs.promises.stat(p.key)).size;
+    if (size > KEY_FILE_MAX_BYTES) throw new RepoError(`the key file ${p.key} is ${size} bytes, more than a key file can be (${KEY_FILE_MAX_BYTES})`);
+    keyText = await fs.promises.readFile(p.key, 'utf8');
   } catch (e) {
+    if (e instanceof RepoError) throw e;
     throw new RepoError(`cannot read the key file ${p.key}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  const kf: KeyFile = parseKeyFile(keyText, p.key); // KeyFileError names the bad field
   const master = await unwrapMasterKey(kf, password);
   return { paths: p, config, keys: deriveRepoKeys(master) };
 }
