@@ -9,7 +9,7 @@ import { initRepository, isRepository, readPasswordFile, RepoError, repoPaths } 
 import { embeddedBackends, parseEc, parseSize } from '../src/repo/format';
 import { parseBackendSpec } from '../src/backend/registry';
 import type { BackendSpec } from '../src/backend/spec';
-import { callControl } from '../src/repo/control';
+import { callControl, ControlUnreachableError } from '../src/repo/control';
 import { readLock } from '../src/repo/repository';
 import type { UploadProgress } from '../src/pack/packer';
 import { repoStatus } from '../src/repo/status';
@@ -136,7 +136,14 @@ program.command('status')
 /** Runs a command in the mounted daemon, or opens the repository itself when it is not mounted. */
 async function inDaemonOrHere<T>(dataDir: string, password: string | undefined, cmd: 'flush' | 'cache-drop',
   here: (s: Session) => Promise<T>, onProgress?: (p: unknown) => void): Promise<unknown> {
-  if (readLock(dataDir)) return callControl(dataDir, cmd, onProgress);
+  const holder = readLock(dataDir);
+  if (holder) {
+    return callControl(dataDir, cmd, onProgress).catch((e: unknown) => {
+      if (!(e instanceof ControlUnreachableError)) throw e;
+      throw new RepoError(`${repoPaths(dataDir).root} is in use by pid ${holder.pid}${holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''}, ` +
+        `but that daemon cannot be reached: ${e.message}; its log says why`);
+    });
+  }
   const session = await Session.open(dataDir, { password });
   try {
     return await here(session);
