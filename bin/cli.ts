@@ -42,6 +42,9 @@ function checkDataDirReadable(dir: string): void {
   }
 }
 
+const NO_PASSWORD_NOTE = 'no password: the master key is stored in plain in the data directory (key); anyone who can read it can read ' +
+  'the repository. To protect it, create the repository with --password-file <file> (Argon2id-wrapped key).\n';
+
 program.command('init')
   .description('create a repository in <data-dir>')
   .argument('<data-dir>')
@@ -62,6 +65,7 @@ program.command('init')
       },
     });
     process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
+    if (!password) process.stdout.write(NO_PASSWORD_NOTE);
   }));
 
 program.command('mount')
@@ -87,6 +91,7 @@ program.command('mount')
       if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
       await initRepository(dataDir, { password });
       log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
+      if (!password) log.info(NO_PASSWORD_NOTE.trim());
     }
     const code = await mountRepository({
       dataDir, mountpoint, password, cacheBytes, cacheDirBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
