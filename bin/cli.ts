@@ -3,18 +3,20 @@
  */
 import './uv-threadpool'; // first: see there
 import { Command, Option } from 'commander';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initRepository, isRepository, readPasswordFile, RepoError, repoPaths } from '../src/repo/repository';
 import { embeddedBackends, parseEc, parseSize } from '../src/repo/format';
 import { parseBackendSpec } from '../src/backend/registry';
 import type { BackendSpec } from '../src/backend/spec';
-import { callControl } from '../src/repo/control';
+import { callControl, ControlUnreachableError } from '../src/repo/control';
 import { readLock } from '../src/repo/repository';
 import type { UploadProgress } from '../src/pack/packer';
 import { repoStatus } from '../src/repo/status';
 import { Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
+import { inspectLmdbFile } from '../src/meta/header';
 import { log, setLogLevel } from '../src/log';
 import { mountRepository, unmountByPath } from '../mount/daemon';
 
@@ -42,6 +44,9 @@ function checkDataDirReadable(dir: string): void {
   }
 }
 
+const NO_PASSWORD_NOTE = 'no password: the master key is stored in plain in the data directory (key); anyone who can read it can read ' +
+  'the repository. To protect it, create the repository with --password-file <file> (Argon2id-wrapped key).\n';
+
 program.command('init')
   .description('create a repository in <data-dir>')
   .argument('<data-dir>')
@@ -62,6 +67,7 @@ program.command('init')
       },
     });
     process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
+    if (!password) process.stdout.write(NO_PASSWORD_NOTE);
   }));
 
 program.command('mount')
@@ -87,6 +93,7 @@ program.command('mount')
       if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
       await initRepository(dataDir, { password });
       log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
+      if (!password) log.info(NO_PASSWORD_NOTE.trim());
     }
     const code = await mountRepository({
       dataDir, mountpoint, password, cacheBytes, cacheDirBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
@@ -142,7 +149,14 @@ async function passwordUnlessMounted(dataDir: string, passwordFile: string | und
 /** Runs a command in the mounted daemon, or opens the repository itself when it is not mounted. */
 async function inDaemonOrHere<T>(dataDir: string, password: string | undefined, cmd: 'flush' | 'cache-drop',
   here: (s: Session) => Promise<T>, onProgress?: (p: unknown) => void): Promise<unknown> {
-  if (readLock(dataDir)) return callControl(dataDir, cmd, onProgress);
+  const holder = readLock(dataDir);
+  if (holder) {
+    return callControl(dataDir, cmd, onProgress).catch((e: unknown) => {
+      if (!(e instanceof ControlUnreachableError)) throw e;
+      throw new RepoError(`${repoPaths(dataDir).root} is in use by pid ${holder.pid}${holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''}, ` +
+        `but that daemon cannot be reached: ${e.message}; its log says why`);
+    });
+  }
   const session = await Session.open(dataDir, { password });
   try {
     return await here(session);
@@ -198,16 +212,63 @@ program.command('check')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository')
   .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
+    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+    if (!process.env[CHECK_CHILD]) return checkContained();
     const password = await readPasswordFile(o.passwordFile);
-    const session = await Session.open(dataDir, { password, readOnly: true });
+    // A damaged metadata database is a finding, not a crash: LMDB would die on a truncated file or
+    // bad meta pages (SIGBUS), so those are looked at first; its errors on damage inside are caught.
+    const damaged = (problems: string[]) => {
+      for (const p of problems) process.stdout.write(`problem: ${p}\n`);
+      process.stdout.write('the metadata database is damaged: nothing else was checked\n');
+      process.exitCode = 1;
+    };
+    const header = inspectLmdbFile(path.join(repoPaths(dataDir).meta, 'data.mdb'));
+    if (header.length) return damaged(header);
+    let session: Session;
+    try {
+      session = await Session.open(dataDir, { password, readOnly: true });
+    } catch (e) {
+      if (!isLmdbError(e)) throw e;
+      return damaged([`cannot open the metadata database: ${(e as Error).message}`]);
+    }
     try {
       const r = await checkRepository(session.meta, session.store);
       for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
       process.stdout.write(`checked ${r.inodesChecked} inodes, ${r.blocksChecked} blocks: ${r.problems.length ? `${r.problems.length} problems` : 'no problems'}\n`);
       process.exitCode = r.problems.length ? 1 : 0;
+    } catch (e) {
+      if (!isLmdbError(e)) throw e;
+      damaged([`reading the metadata database failed: ${(e as Error).message}`]);
     } finally {
-      await session.close();
+      await session.close().catch(() => undefined);
     }
   }));
+
+/**
+ * LMDB trusts its file: some damage inside it ends the process (an assertion's SIGABRT, SIGSEGV)
+ * where no JavaScript can catch it. So `isg check` runs in a child process (this command again,
+ * marked by CHECK_CHILD), and a child killed by a signal is reported as damage in one line.
+ */
+const CHECK_CHILD = 'ISG_CHECK_CHILD';
+
+async function checkContained(): Promise<void> {
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, [CHECK_CHILD]: '1' } });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (c, sig) => resolve([c, sig]));
+  });
+  if (signal) {
+    const crash = ['SIGABRT', 'SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE'].includes(signal);
+    process.stdout.write(crash ? `problem: the metadata database is damaged: reading it stopped the checker (${signal})\n` : `isg: the checker was killed (${signal})\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.exitCode = code ?? 1;
+}
+
+/** LMDB's errors carry a numeric code (an MDB_* code or an errno); Node's carry a string. */
+function isLmdbError(e: unknown): boolean {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'number';
+}
 
 program.parseAsync(process.argv).catch(fail);

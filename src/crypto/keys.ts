@@ -20,19 +20,105 @@ export class WrongPasswordError extends Error {
   }
 }
 
+/** A key file that is not one this version writes or accepts; `field` names the first bad field. */
+export class KeyFileError extends Error {
+  constructor(readonly field: string, problem: string, source = 'key file') {
+    super(`${source}: ${field} ${problem}`);
+  }
+}
+
 export interface Argon2Params {
   memoryKiB: number;
   iterations: number;
   parallelism: number;
 }
 
-/** OWASP's second recommended Argon2id setting; ~0.2 s here. */
-export const DEFAULT_ARGON2: Argon2Params = { memoryKiB: 19 * 1024, iterations: 2, parallelism: 1 };
+/** RFC 9106's second recommended Argon2id setting (section 4): 64 MiB, t = 3, p = 4; ~0.55 s here. */
+export const DEFAULT_ARGON2: Argon2Params = { memoryKiB: 64 * 1024, iterations: 3, parallelism: 4 };
+
+/**
+ * Bounds on the parameters a key file may ask for, so a hostile or damaged one cannot make
+ * `isg mount` allocate 100 GiB or spin for hours: at most 1 GiB, 16 passes, 16 lanes, and
+ * memory × passes at most 2 GiB (about 12 s here; the default costs 192 MiB). Key files written
+ * before RFC 9106's setting (19 MiB, t = 2, p = 1) are well inside.
+ */
+export const ARGON2_LIMITS = { maxMemoryKiB: 1024 * 1024, maxIterations: 16, maxParallelism: 16, maxWorkKiB: 2 * 1024 * 1024 };
+
+/** Byte lengths of the decoded base64 fields. */
+const SALT_BYTES = { min: 8, max: 64 };
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
 
 /** The on-disk `key` file, versioned. */
 export type KeyFile =
   | { version: 1; kdf: 'none'; key: string }
   | { version: 1; kdf: 'argon2id'; params: Argon2Params; salt: string; nonce: string; wrapped: string; tag: string };
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function base64Field(o: Record<string, unknown>, field: string, min: number, max: number, source: string): void {
+  const v = o[field];
+  if (typeof v !== 'string') throw new KeyFileError(field, `must be a base64 string, not ${describe(v)}`, source);
+  if (v.length > 4 * Math.ceil(max / 3) || !BASE64.test(v)) throw new KeyFileError(field, 'is not base64 of the expected length', source);
+  const n = Buffer.from(v, 'base64').length;
+  if (n < min || n > max) throw new KeyFileError(field, `decodes to ${n} bytes, expected ${min === max ? min : `${min}..${max}`}`, source);
+}
+
+function intField(o: Record<string, unknown>, field: string, min: number, max: number, source: string): number {
+  const v = o[field];
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new KeyFileError(`params.${field}`, `must be an integer, not ${describe(v)}`, source);
+  if (v < min || v > max) throw new KeyFileError(`params.${field}`, `is ${v}, outside ${min}..${max}`, source);
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return 'a string';
+  if (typeof v === 'number') return String(v);
+  return typeof v;
+}
+
+/**
+ * Parses and validates a key file's text before anything is derived from it: version, kdf,
+ * Argon2 parameters within ARGON2_LIMITS, and every base64 field of its exact length.
+ * Throws KeyFileError naming the first bad field. `source` (the file's path) prefixes the message.
+ */
+export function parseKeyFile(text: string, source = 'key file'): KeyFile {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new KeyFileError('JSON', `is damaged (${(e as Error).message})`, source);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new KeyFileError('the content', `must be a JSON object, not ${describe(v)}`, source);
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1) throw new KeyFileError('version', `${JSON.stringify(o.version) ?? 'missing'} is not supported (this isgfs reads version 1)`, source);
+  if (o.kdf === 'none') {
+    base64Field(o, 'key', MASTER_KEY_BYTES, MASTER_KEY_BYTES, source);
+    return { version: 1, kdf: 'none', key: o.key as string };
+  }
+  if (o.kdf !== 'argon2id') throw new KeyFileError('kdf', `${JSON.stringify(o.kdf) ?? 'missing'} is not supported (argon2id or none)`, source);
+  const p = o.params;
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new KeyFileError('params', `must be an object, not ${describe(p)}`, source);
+  const pr = p as Record<string, unknown>;
+  const L = ARGON2_LIMITS;
+  const parallelism = intField(pr, 'parallelism', 1, L.maxParallelism, source);
+  const iterations = intField(pr, 'iterations', 1, L.maxIterations, source);
+  // Argon2 needs 8 KiB per lane.
+  const memoryKiB = intField(pr, 'memoryKiB', 8 * parallelism, L.maxMemoryKiB, source);
+  if (memoryKiB * iterations > L.maxWorkKiB) {
+    throw new KeyFileError('params', `memoryKiB × iterations = ${memoryKiB * iterations} exceeds ${L.maxWorkKiB}`, source);
+  }
+  base64Field(o, 'salt', SALT_BYTES.min, SALT_BYTES.max, source);
+  base64Field(o, 'nonce', NONCE_BYTES, NONCE_BYTES, source);
+  base64Field(o, 'tag', TAG_BYTES, TAG_BYTES, source);
+  base64Field(o, 'wrapped', MASTER_KEY_BYTES, MASTER_KEY_BYTES, source);
+  return {
+    version: 1, kdf: 'argon2id', params: { memoryKiB, iterations, parallelism },
+    salt: o.salt as string, nonce: o.nonce as string, wrapped: o.wrapped as string, tag: o.tag as string,
+  };
+}
 
 async function passwordKey(password: string, salt: Buffer, p: Argon2Params): Promise<Buffer> {
   const out = await argon2id({
@@ -58,8 +144,9 @@ export async function wrapMasterKey(master: Buffer, password: string | undefined
   };
 }
 
-export async function unwrapMasterKey(kf: KeyFile, password: string | undefined): Promise<Buffer> {
-  if (kf.version !== 1) throw new Error(`key file version ${String((kf as { version: unknown }).version)} is not supported`);
+/** Unwraps a key file; the file is validated first (parseKeyFile) whatever its origin. */
+export async function unwrapMasterKey(keyFile: KeyFile, password: string | undefined): Promise<Buffer> {
+  const kf = parseKeyFile(JSON.stringify(keyFile));
   if (kf.kdf === 'none') {
     if (password !== undefined) throw new Error('this repository has no password, but a password file was given');
     return Buffer.from(kf.key, 'base64');

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deriveSubkey, KeyFile, newMasterKey, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
+import { deriveSubkey, KeyFile, newMasterKey, parseKeyFile, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
 import { defaultConfig, RepoConfig, validateConfig } from './format';
 import { deriveGearTable } from '../chunk';
 import { BlockKeys } from '../block/codec';
@@ -56,9 +56,13 @@ export interface InitOptions {
 export async function initRepository(root: string, opts: InitOptions = {}): Promise<RepoConfig> {
   const p = repoPaths(root);
   if (fs.existsSync(p.config)) throw new RepoError(`${p.root} already holds a repository`);
-  await fs.promises.mkdir(p.root, { recursive: true });
+  await fs.promises.mkdir(path.dirname(p.root), { recursive: true });
+  await fs.promises.mkdir(p.root, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
   const probe = await fs.promises.readdir(p.root);
   if (probe.some((n) => !['lost+found'].includes(n))) throw new RepoError(`${p.root} is not empty and holds no repository`);
+  // Private: the key file may hold the master key in plain, config may hold S3 secrets, and LMDB
+  // holds names. An empty directory given to init is made private too; umask cannot widen this.
+  await fs.promises.chmod(p.root, 0o700);
 
   const config = defaultConfig(randomUUID());
   opts.configure?.(config);
@@ -74,7 +78,7 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   await meta.close();
   await writeFileDurable(p.key, JSON.stringify(kf, null, 2) + '\n', 0o600);
   // config last: its presence is what marks a complete repository.
-  await writeFileDurable(p.config, JSON.stringify(config, null, 2) + '\n', 0o644);
+  await writeFileDurable(p.config, JSON.stringify(config, null, 2) + '\n', 0o600); // may hold S3 secrets
   return config;
 }
 
@@ -82,6 +86,7 @@ async function writeFileDurable(file: string, data: string, mode: number): Promi
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await fs.promises.open(tmp, 'w', mode);
   try {
+    await fh.chmod(mode); // open's mode applies only to a new file, and after the umask
     await fh.writeFile(data);
     await fh.sync();
   } finally {
@@ -113,6 +118,8 @@ export interface OpenedRepo {
   keys: RepoKeys;
 }
 
+const KEY_FILE_MAX_BYTES = 64 * 1024;
+
 export async function openRepository(root: string, password: string | undefined): Promise<OpenedRepo> {
   const p = repoPaths(root);
   let configText: string;
@@ -124,12 +131,17 @@ export async function openRepository(root: string, password: string | undefined)
     throw new RepoError(`cannot read ${p.config}: ${code}`);
   }
   const config = validateConfig(JSON.parse(configText) as RepoConfig);
-  let kf: KeyFile;
+  let keyText: string;
   try {
-    kf = JSON.parse(await fs.promises.readFile(p.key, 'utf8')) as KeyFile;
+    // A key file is a few hundred bytes: a huge one is refused before it is read.
+    const size = (await fs.promises.stat(p.key)).size;
+    if (size > KEY_FILE_MAX_BYTES) throw new RepoError(`the key file ${p.key} is ${size} bytes, more than a key file can be (${KEY_FILE_MAX_BYTES})`);
+    keyText = await fs.promises.readFile(p.key, 'utf8');
   } catch (e) {
+    if (e instanceof RepoError) throw e;
     throw new RepoError(`cannot read the key file ${p.key}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  const kf: KeyFile = parseKeyFile(keyText, p.key); // KeyFileError names the bad field
   const master = await unwrapMasterKey(kf, password);
   return { paths: p, config, keys: deriveRepoKeys(master) };
 }
