@@ -47,7 +47,7 @@ async function timed(op: () => unknown, bytesPerOp: number, seconds: number): Pr
   await op();
   let n = 0;
   const t0 = process.hrtime.bigint();
-  let el = 0;
+  let el: number;
   do {
     await op();
     n++;

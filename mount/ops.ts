@@ -36,7 +36,7 @@ export function fuseOps(fs: FileSystem): FuseOps {
   return {
     init: (cb) => cb(0),
     getattr: (path, cb) => answer(cb, () => fs.getattr(path)),
-    fgetattr: (path, fh, cb) => answer(cb, () => fs.fgetattr(fh)),
+    fgetattr: (_path, fh, cb) => answer(cb, () => fs.fgetattr(fh)),
     access: (path, _mode, cb) => done(cb, () => fs.access(path)),
     statfs: (_path, cb) => answer(cb, () => fs.statfs()),
     readdir: (path, cb) => answer(cb, () => fs.readdir(path)),

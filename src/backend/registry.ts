@@ -77,7 +77,7 @@ export function parseBackendSpec(text: string): BackendSpec {
   try {
     options = factory.parse(body, params);
   } catch (e) {
-    throw new Error(`backend '${name}': ${(e as Error).message}`);
+    throw new Error(`backend '${name}': ${(e as Error).message}`, { cause: e });
   }
   return { ...options, name, type, tier };
 }

@@ -406,11 +406,7 @@ function optionsOf(spec: BackendSpec): S3Options {
   if (!/^https?:\/\/[^/]+$/.test(endpoint)) throw new Error(`backend '${spec.name}': endpoint must be http(s)://host[:port], not '${endpoint}'`);
   const prefix = specString(spec, 'prefix') ?? '';
   if (prefix !== '') {
-    try {
-      checkPrefix(prefix, spec.name);
-    } catch (e) {
-      throw new Error((e as Error).message);
-    }
+    checkPrefix(prefix, spec.name);
     if (!prefix.endsWith('/')) throw new Error(`backend '${spec.name}': prefix must end with '/'`);
   }
   return {

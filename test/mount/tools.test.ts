@@ -5,7 +5,7 @@ import { isg, mount, mountDirs, Mounted, ROOT, sh, umount } from '../helpers/mou
 jest.setTimeout(600_000);
 
 describe('tools in the mount', () => {
-  const { t, data, mnt } = mountDirs();
+  const { data, mnt } = mountDirs();
   let m: Mounted;
 
   beforeAll(async () => { m = await mount(data, mnt); });
