@@ -58,7 +58,11 @@ async function timedAsync(fn: () => Promise<unknown>): Promise<number> {
  */
 function dropCaches(): void {
   sh('sync');
-  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch { /* not root: warm page cache stays */ }
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+  } catch {
+    /* not root: warm page cache stays */
+  }
 }
 
 /**
@@ -95,7 +99,8 @@ interface Target {
 function fuseTarget(name: 'noop' | 'isgfs', mnt: string, command: string[]): Target {
   let proc: ChildProcess | null = null;
   return {
-    name, dir: mnt,
+    name,
+    dir: mnt,
     async start() {
       fs.mkdirSync(mnt, { recursive: true });
       proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -120,7 +125,8 @@ function gocryptfsTarget(root: string): Target {
   const pass = path.join(root, 'pass');
   let mounted = false;
   return {
-    name: 'gocryptfs', dir: mnt,
+    name: 'gocryptfs',
+    dir: mnt,
     async start() {
       if (!fs.existsSync(cipher)) {
         fs.mkdirSync(cipher, { recursive: true });
@@ -167,10 +173,18 @@ async function main(): Promise<void> {
       const w = timed(() => sh(`dd if=${shm}/random.bin of=${t.dir}/seq.bin bs=1M conv=fsync status=none`));
       results[t.name].seq_write_MBps = mb / w;
       say(`[${t.name}] cold read`);
-      results[t.name].cold_read_MBps = await medianColdRead(`[${t.name}] cold reads`, mb, async () => {
-        if (t.name === 'isgfs') { await t.stop(); await t.start(); } // a remount empties the memory LRU (noopfs keeps no files across one)
-        dropCaches();
-      }, () => sh(`dd if=${t.dir}/seq.bin of=/dev/null bs=1M status=none`));
+      results[t.name].cold_read_MBps = await medianColdRead(
+        `[${t.name}] cold reads`,
+        mb,
+        async () => {
+          if (t.name === 'isgfs') {
+            await t.stop();
+            await t.start();
+          } // a remount empties the memory LRU (noopfs keeps no files across one)
+          dropCaches();
+        },
+        () => sh(`dd if=${t.dir}/seq.bin of=/dev/null bs=1M status=none`),
+      );
       fs.rmSync(path.join(t.dir, 'seq.bin'));
       say(`[${t.name}] tar x of ${treeFiles} files`);
       fs.mkdirSync(path.join(t.dir, 'tree'));
@@ -189,10 +203,16 @@ async function main(): Promise<void> {
       await bt.start();
       sh(`dd if=${shm}/random.bin of=${bt.dir}/seq.bin bs=1M conv=fsync status=none`);
       sh(`${process.execPath} ${ISG} flush ${bdata}`);
-      const coldRead = (label: string) => medianColdRead(label, mb, () => {
-        sh(`${process.execPath} ${ISG} cache drop ${bdata}`);
-        dropCaches();
-      }, () => sh(`dd if=${bt.dir}/seq.bin of=/dev/null bs=1M status=none`));
+      const coldRead = (label: string) =>
+        medianColdRead(
+          label,
+          mb,
+          () => {
+            sh(`${process.execPath} ${ISG} cache drop ${bdata}`);
+            dropCaches();
+          },
+          () => sh(`dd if=${bt.dir}/seq.bin of=/dev/null bs=1M status=none`),
+        );
       say('[isgfs] cold read from the backends, all present');
       results.isgfs.backend_cold_read_MBps = await coldRead('[isgfs] cold reads from the backends');
       const lost = [0, 2].map((i) => path.join(bdata, 'backends', `local${i}`));
@@ -222,7 +242,7 @@ async function main(): Promise<void> {
         fs.closeSync(src);
         await s.fs.release(fh);
         say(`[isgfs] upload of ${(bytes / 1e6).toFixed(0)} MB to ${label}`);
-        return (bytes / 1e6) / ((await timedAsync(() => s.flush())));
+        return bytes / 1e6 / (await timedAsync(() => s.flush()));
       } finally {
         await s.close();
       }
@@ -233,8 +253,15 @@ async function main(): Promise<void> {
       const s3bytes = Math.min(SEQ_BYTES, 256 * 1024 * 1024);
       results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c: RepoConfig) => {
         c.storage.backends = Array.from({ length: 6 }, (_, i) => ({
-          name: `s3${i}`, type: 's3', tier: 'warm' as const, endpoint: s3.endpoint, bucket: 'isgbench', prefix: `b${i}/`,
-          region: 'us-east-1', accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY,
+          name: `s3${i}`,
+          type: 's3',
+          tier: 'warm' as const,
+          endpoint: s3.endpoint,
+          bucket: 'isgbench',
+          prefix: `b${i}/`,
+          region: 'us-east-1',
+          accessKeyId: S3RVER_KEY,
+          secretAccessKey: S3RVER_KEY,
         }));
       });
     } finally {
@@ -294,18 +321,28 @@ async function main(): Promise<void> {
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
   const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'];
-  console.log(`${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
-    `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`);
+  console.log(
+    `${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
+      `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`,
+  );
   for (const k of rows) {
-    console.log(`${k.padEnd(22)}${f(results.plain[k]).padStart(10)}${f(results.noop[k]).padStart(11)}${f(results.gocryptfs[k]).padStart(11)}` +
-      `${f(results.isgfs[k]).padStart(10)}${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(9)}${f(ratio(k, 'gocryptfs')).padStart(14)}`);
+    console.log(
+      `${k.padEnd(22)}${f(results.plain[k]).padStart(10)}${f(results.noop[k]).padStart(11)}${f(results.gocryptfs[k]).padStart(11)}` +
+        `${f(results.isgfs[k]).padStart(10)}${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(9)}${f(ratio(k, 'gocryptfs')).padStart(14)}`,
+    );
   }
-  console.log(`three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
-    `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`);
-  console.log(`cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain, ` +
-    `${f(figures.backend_cold_read_vs_gocryptfs)}x gocryptfs), ` +
-    `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`);
-  console.log(`upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`);
+  console.log(
+    `three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
+      `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`,
+  );
+  console.log(
+    `cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain, ` +
+      `${f(figures.backend_cold_read_vs_gocryptfs)}x gocryptfs), ` +
+      `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`,
+  );
+  console.log(
+    `upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`,
+  );
   if (json) console.log(JSON.stringify(figures));
 }
 

@@ -75,9 +75,13 @@ async function run(task: Task, seconds: number): Promise<number> {
       const key = bytes(32, 7);
       const data = bytes(task.size, 8);
       const reps = Math.max(1, Math.floor(MiB / task.size)); // batch small inputs so the clock is not the cost
-      return timed(() => {
-        for (let i = 0; i < reps; i++) hash.blake3Keyed(key, data);
-      }, reps * task.size, seconds);
+      return timed(
+        () => {
+          for (let i = 0; i < reps; i++) hash.blake3Keyed(key, data);
+        },
+        reps * task.size,
+        seconds,
+      );
     }
     case 'cdc': {
       const p = task.small ? { minSize: 1024, avgSize: 4096, maxSize: 16384 } : DEFAULT_CHUNKER;
@@ -107,8 +111,10 @@ async function main(): Promise<void> {
   const S = 0.5;
   const cores = availableParallelism();
   const nativeOk = binding !== null && blake !== null;
-  console.log(`src/native benchmark: addon ${binding ? 'loaded' : 'NOT built'}, @napi-rs/blake-hash ${blake ? 'loaded' : 'missing'}, ` +
-    `isgfs runs ${selected.nativeLoaded ? 'native' : 'the fallback'}${selected.forcedFallback ? ' (ISGFS_NO_NATIVE)' : ''}; ${cores} cores`);
+  console.log(
+    `src/native benchmark: addon ${binding ? 'loaded' : 'NOT built'}, @napi-rs/blake-hash ${blake ? 'loaded' : 'missing'}, ` +
+      `isgfs runs ${selected.nativeLoaded ? 'native' : 'the fallback'}${selected.forcedFallback ? ' (ISGFS_NO_NATIVE)' : ''}; ${cores} cores`,
+  );
   console.log('GB/s of input;  1T = one thread,  2W = two worker threads at once,  split = one call split over the libuv pool;');
   console.log('RS writes into reused buffers (opts.into); "new" = new output buffers per call (fresh memory, page faults)\n');
   const head = (s: string) => s.padEnd(34);
@@ -117,7 +123,10 @@ async function main(): Promise<void> {
   const results: Record<string, { native: number | null; fallback: number | null }> = {};
   const record = (key: string, native: number | null, fallback: number | null) => (results[key] = { native, fallback });
 
-  for (const [k, m] of [[4, 2], [10, 4]]) {
+  for (const [k, m] of [
+    [4, 2],
+    [10, 4],
+  ]) {
     for (const kind of ['encode', 'reconstruct'] as const) {
       const nat = nativeOk ? await run({ kind, path: 'native', k, m, threads: 1 }, S) : null;
       const nat2 = nativeOk ? await onBothCores({ kind, path: 'native', k, m, threads: 1 }, S) : null;
@@ -136,7 +145,9 @@ async function main(): Promise<void> {
         results[`isal_encode_${k}_${m}`] = { native: isal, fallback: null };
         results[`rs_encode_${k}_${m}_1T`] = { native: addon, fallback: fb };
       }
-      console.log(`${head(`RS ${kind} ${k}+${m}${kind === 'reconstruct' ? `, ${m} data missing` : ''}`)}    ${fmt(nat)} ${fmt(nat2)} ${fmt(split)} ${fmt(fresh)} |     ${fmt(fb)} ${fmt(fb2)} | ${base}`);
+      console.log(
+        `${head(`RS ${kind} ${k}+${m}${kind === 'reconstruct' ? `, ${m} data missing` : ''}`)}    ${fmt(nat)} ${fmt(nat2)} ${fmt(split)} ${fmt(fresh)} |     ${fmt(fb)} ${fmt(fb2)} | ${base}`,
+      );
       record(`rs_${kind}_${k}_${m}`, split ?? nat, fb);
       record(`rs_${kind}_${k}_${m}_new`, fresh, null);
     }
@@ -155,15 +166,21 @@ async function main(): Promise<void> {
     const nat2 = binding ? await onBothCores({ kind: 'cdc', path: 'native', small }, S) : null;
     const fb = await run({ kind: 'cdc', path: 'fallback', small }, S);
     const fb2 = await onBothCores({ kind: 'cdc', path: 'fallback', small }, S);
-    console.log(`${head(`FastCDC scan, ${small ? '1K/4K/16K' : 'default 256K/1M/4M'}`)}    ${fmt(nat)} ${fmt(nat2)}    -       -   |     ${fmt(fb)} ${fmt(fb2)} |`);
+    console.log(
+      `${head(`FastCDC scan, ${small ? '1K/4K/16K' : 'default 256K/1M/4M'}`)}    ${fmt(nat)} ${fmt(nat2)}    -       -   |     ${fmt(fb)} ${fmt(fb2)} |`,
+    );
     record(small ? 'cdc_small' : 'cdc', nat, fb);
   }
 
   if (json) {
     const keys: [string, string][] = [
-      ['rs_encode_4_2_GBps', 'rs_encode_4_2'], ['rs_reconstruct_4_2_GBps', 'rs_reconstruct_4_2'],
-      ['rs_encode_10_4_GBps', 'rs_encode_10_4'], ['rs_reconstruct_10_4_GBps', 'rs_reconstruct_10_4'],
-      ['blake3_1MiB_GBps', 'blake3_1MiB'], ['blake3_4KiB_GBps', 'blake3_4KiB'], ['cdc_GBps', 'cdc'],
+      ['rs_encode_4_2_GBps', 'rs_encode_4_2'],
+      ['rs_reconstruct_4_2_GBps', 'rs_reconstruct_4_2'],
+      ['rs_encode_10_4_GBps', 'rs_encode_10_4'],
+      ['rs_reconstruct_10_4_GBps', 'rs_reconstruct_10_4'],
+      ['blake3_1MiB_GBps', 'blake3_1MiB'],
+      ['blake3_4KiB_GBps', 'blake3_4KiB'],
+      ['cdc_GBps', 'cdc'],
     ];
     // Top level: the path isgfs runs (the fallback when the addon is missing or ISGFS_NO_NATIVE is
     // set); Reed-Solomon as one call on all cores into reused buffers. Extra keys: one thread,
@@ -172,8 +189,13 @@ async function main(): Promise<void> {
     const out: Record<string, unknown> = { native: useNative };
     for (const [name, key] of keys) out[name] = gb(useNative ? results[key].native : results[key].fallback);
     out.fallback = Object.fromEntries(keys.map(([name, key]) => [name, gb(results[key].fallback)]));
-    for (const [k, m] of [[4, 2], [10, 4]]) {
-      out[`rs_encode_${k}_${m}_1T_GBps`] = gb(useNative ? results[`rs_encode_${k}_${m}_1T`]?.native ?? null : results[`rs_encode_${k}_${m}`].fallback);
+    for (const [k, m] of [
+      [4, 2],
+      [10, 4],
+    ]) {
+      out[`rs_encode_${k}_${m}_1T_GBps`] = gb(
+        useNative ? (results[`rs_encode_${k}_${m}_1T`]?.native ?? null) : results[`rs_encode_${k}_${m}`].fallback,
+      );
       out[`rs_encode_${k}_${m}_new_buffers_GBps`] = gb(useNative ? results[`rs_encode_${k}_${m}_new`].native : null);
       out[`isal_encode_${k}_${m}_GBps`] = gb(results[`isal_encode_${k}_${m}`]?.native ?? null);
     }

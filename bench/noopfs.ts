@@ -17,7 +17,17 @@ import { MemInode, MemNamespace } from '../test/fuse/memns';
 
 export function noopOps(): FuseOps {
   const ns = new MemNamespace<MemInode>({
-    statfs: { bsize: 4096, frsize: 4096, blocks: 2 ** 40, bfree: 2 ** 40, bavail: 2 ** 40, files: 2 ** 40, ffree: 2 ** 40, favail: 2 ** 40, namemax: 255 },
+    statfs: {
+      bsize: 4096,
+      frsize: 4096,
+      blocks: 2 ** 40,
+      bfree: 2 ** 40,
+      bavail: 2 ** 40,
+      files: 2 ** 40,
+      ffree: 2 ** 40,
+      favail: 2 ** 40,
+      namemax: 255,
+    },
     init: (i) => i,
   });
   return {

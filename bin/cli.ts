@@ -31,7 +31,9 @@ function fail(e: unknown): never {
 }
 
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
-  return (...args: A) => { fn(...args).catch(fail); };
+  return (...args: A) => {
+    fn(...args).catch(fail);
+  };
 }
 
 function checkDataDirReadable(dir: string): void {
@@ -44,33 +46,42 @@ function checkDataDirReadable(dir: string): void {
   }
 }
 
-const NO_PASSWORD_NOTE = 'no password: the master key is stored in plain in the data directory (key); anyone who can read it can read ' +
+const NO_PASSWORD_NOTE =
+  'no password: the master key is stored in plain in the data directory (key); anyone who can read it can read ' +
   'the repository. To protect it, create the repository with --password-file <file> (Argon2id-wrapped key).\n';
 
-program.command('init')
+program
+  .command('init')
   .description('create a repository in <data-dir>')
   .argument('<data-dir>')
   .option('--password-file <file>', 'wrap the master key with a password read from this file (Argon2id)')
-  .option('--backend <NAME=SPEC>', 'a storage backend, e.g. disk1=local:/mnt/a/isg or s3a=s3:http://host:9000/bucket (repeatable; default: six local backends in the data directory)',
-    (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option(
+    '--backend <NAME=SPEC>',
+    'a storage backend, e.g. disk1=local:/mnt/a/isg or s3a=s3:http://host:9000/bucket (repeatable; default: six local backends in the data directory)',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
   .option('--ec <K+M>', 'erasure coding: K data + M parity shards per pack (default 4+2)')
-  .action(action(async (dataDir: string, o: { passwordFile?: string; backend: string[]; ec?: string }) => {
-    checkDataDirReadable(dataDir);
-    const password = await readPasswordFile(o.passwordFile);
-    const backends: BackendSpec[] = o.backend.map(parseBackendSpec);
-    const ec = o.ec ? parseEc(o.ec) : undefined;
-    const config = await initRepository(dataDir, {
-      password,
-      configure: (c) => {
-        if (ec) Object.assign(c.storage.ec, ec);
-        c.storage.backends = backends.length ? backends : embeddedBackends(c.storage.ec.k + c.storage.ec.m);
-      },
-    });
-    process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
-    if (!password) process.stdout.write(NO_PASSWORD_NOTE);
-  }));
+  .action(
+    action(async (dataDir: string, o: { passwordFile?: string; backend: string[]; ec?: string }) => {
+      checkDataDirReadable(dataDir);
+      const password = await readPasswordFile(o.passwordFile);
+      const backends: BackendSpec[] = o.backend.map(parseBackendSpec);
+      const ec = o.ec ? parseEc(o.ec) : undefined;
+      const config = await initRepository(dataDir, {
+        password,
+        configure: (c) => {
+          if (ec) Object.assign(c.storage.ec, ec);
+          c.storage.backends = backends.length ? backends : embeddedBackends(c.storage.ec.k + c.storage.ec.m);
+        },
+      });
+      process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
+      if (!password) process.stdout.write(NO_PASSWORD_NOTE);
+    }),
+  );
 
-program.command('mount')
+program
+  .command('mount')
   .description('mount the repository in <data-dir> on <mountpoint>; stays in the foreground until umount, SIGINT or SIGTERM')
   .argument('<data-dir>')
   .argument('<mountpoint>')
@@ -80,65 +91,102 @@ program.command('mount')
   .option('--read-only', 'mount read-only')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
-  .option('-o, --options <opts>', 'extra FUSE mount options, comma-separated (repeatable)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
-  .action(action(async (dataDir: string, mountpoint: string, o: {
-    cacheSize?: string; cacheDirSize?: string; passwordFile?: string; readOnly?: boolean; allowOther?: boolean; logLevel: string; options: string[];
-  }) => {
-    setLogLevel(o.logLevel);
-    checkDataDirReadable(dataDir);
-    const password = await readPasswordFile(o.passwordFile);
-    const cacheBytes = o.cacheSize !== undefined ? parseSize(o.cacheSize) : undefined;
-    const cacheDirBytes = o.cacheDirSize !== undefined ? parseSize(o.cacheDirSize) : undefined;
-    if (!isRepository(dataDir)) {
-      if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
-      await initRepository(dataDir, { password });
-      log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
-      if (!password) log.info(NO_PASSWORD_NOTE.trim());
-    }
-    const code = await mountRepository({
-      dataDir, mountpoint, password, cacheBytes, cacheDirBytes, readOnly: !!o.readOnly, allowOther: !!o.allowOther, fuseOptions: o.options,
-    });
-    process.exit(code);
-  }));
+  .option(
+    '-o, --options <opts>',
+    'extra FUSE mount options, comma-separated (repeatable)',
+    (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+    [] as string[],
+  )
+  .action(
+    action(
+      async (
+        dataDir: string,
+        mountpoint: string,
+        o: {
+          cacheSize?: string;
+          cacheDirSize?: string;
+          passwordFile?: string;
+          readOnly?: boolean;
+          allowOther?: boolean;
+          logLevel: string;
+          options: string[];
+        },
+      ) => {
+        setLogLevel(o.logLevel);
+        checkDataDirReadable(dataDir);
+        const password = await readPasswordFile(o.passwordFile);
+        const cacheBytes = o.cacheSize !== undefined ? parseSize(o.cacheSize) : undefined;
+        const cacheDirBytes = o.cacheDirSize !== undefined ? parseSize(o.cacheDirSize) : undefined;
+        if (!isRepository(dataDir)) {
+          if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
+          await initRepository(dataDir, { password });
+          log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
+          if (!password) log.info(NO_PASSWORD_NOTE.trim());
+        }
+        const code = await mountRepository({
+          dataDir,
+          mountpoint,
+          password,
+          cacheBytes,
+          cacheDirBytes,
+          readOnly: !!o.readOnly,
+          allowOther: !!o.allowOther,
+          fuseOptions: o.options,
+        });
+        process.exit(code);
+      },
+    ),
+  );
 
-program.command('umount')
+program
+  .command('umount')
   .alias('unmount')
   .description('unmount; returns when the daemon has flushed, committed and exited')
   .argument('<mountpoint>')
-  .action(action(async (mountpoint: string) => {
-    await unmountByPath(mountpoint);
-  }));
+  .action(
+    action(async (mountpoint: string) => {
+      await unmountByPath(mountpoint);
+    }),
+  );
 
-program.command('status')
+program
+  .command('status')
   .description('what the repository holds (also while mounted)')
   .argument('<data-dir>')
   .option('--json', 'one JSON object on one line')
-  .action(action(async (dataDir: string, o: { json?: boolean }) => {
-    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-    const s = await repoStatus(dataDir);
-    if (o.json) {
-      process.stdout.write(JSON.stringify(s) + '\n');
-      return;
-    }
-    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-    process.stdout.write([
-      `repository   ${repoPaths(dataDir).root}${s.mounted ? ` (mounted on ${s.mountpoint})` : ''}`,
-      `files        ${s.files}`,
-      `directories  ${s.directories}`,
-      `symlinks     ${s.symlinks}`,
-      `logical      ${mib(s.logicalBytes)} (data in chunks ${mib(s.referencedBytes)})`,
-      `unique       ${s.uniqueBlocks} blocks, ${mib(s.uniqueBytes)}`,
-      `stored       ${mib(s.storedBytes)}`,
-      `dedup        ${s.dedupRatio.toFixed(2)}x`,
-      `compression  ${s.compressionRatio.toFixed(2)}x`,
-      `local tier   ${mib(s.localBytes)}`,
-      `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
-      `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
-      ...s.backends.map((b) => `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
-        `${String(b.shards).padStart(6)} shards ${mib(b.bytes).padStart(12)}${b.missingShards ? `  ${b.missingShards} missing` : ''}` +
-        `${b.path ? `  ${b.path}` : ''}${b.error ? `  (${b.error})` : ''}`),
-    ].join('\n') + '\n');
-  }));
+  .action(
+    action(async (dataDir: string, o: { json?: boolean }) => {
+      if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+      const s = await repoStatus(dataDir);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(s) + '\n');
+        return;
+      }
+      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+      process.stdout.write(
+        [
+          `repository   ${repoPaths(dataDir).root}${s.mounted ? ` (mounted on ${s.mountpoint})` : ''}`,
+          `files        ${s.files}`,
+          `directories  ${s.directories}`,
+          `symlinks     ${s.symlinks}`,
+          `logical      ${mib(s.logicalBytes)} (data in chunks ${mib(s.referencedBytes)})`,
+          `unique       ${s.uniqueBlocks} blocks, ${mib(s.uniqueBytes)}`,
+          `stored       ${mib(s.storedBytes)}`,
+          `dedup        ${s.dedupRatio.toFixed(2)}x`,
+          `compression  ${s.compressionRatio.toFixed(2)}x`,
+          `local tier   ${mib(s.localBytes)}`,
+          `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
+          `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
+          ...s.backends.map(
+            (b) =>
+              `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
+              `${String(b.shards).padStart(6)} shards ${mib(b.bytes).padStart(12)}${b.missingShards ? `  ${b.missingShards} missing` : ''}` +
+              `${b.path ? `  ${b.path}` : ''}${b.error ? `  (${b.error})` : ''}`,
+          ),
+        ].join('\n') + '\n',
+      );
+    }),
+  );
 
 /** For a command that asks the daemon when mounted: checks dataDir holds a repository; its password when not mounted. */
 async function passwordUnlessMounted(dataDir: string, passwordFile: string | undefined): Promise<string | undefined> {
@@ -147,14 +195,21 @@ async function passwordUnlessMounted(dataDir: string, passwordFile: string | und
 }
 
 /** Runs a command in the mounted daemon, or opens the repository itself when it is not mounted. */
-async function inDaemonOrHere<T>(dataDir: string, password: string | undefined, cmd: 'flush' | 'cache-drop',
-  here: (s: Session) => Promise<T>, onProgress?: (p: unknown) => void): Promise<unknown> {
+async function inDaemonOrHere<T>(
+  dataDir: string,
+  password: string | undefined,
+  cmd: 'flush' | 'cache-drop',
+  here: (s: Session) => Promise<T>,
+  onProgress?: (p: unknown) => void,
+): Promise<unknown> {
   const holder = readLock(dataDir);
   if (holder) {
     return callControl(dataDir, cmd, onProgress).catch((e: unknown) => {
       if (!(e instanceof ControlUnreachableError)) throw e;
-      throw new RepoError(`${repoPaths(dataDir).root} is in use by pid ${holder.pid}${holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''}, ` +
-        `but that daemon cannot be reached: ${e.message}; its log says why`);
+      throw new RepoError(
+        `${repoPaths(dataDir).root} is in use by pid ${holder.pid}${holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''}, ` +
+          `but that daemon cannot be reached: ${e.message}; its log says why`,
+      );
     });
   }
   const session = await Session.open(dataDir, { password });
@@ -181,68 +236,79 @@ function progressBar(): { update: (p: unknown) => void; end: () => void } {
   };
 }
 
-program.command('flush')
+program
+  .command('flush')
   .description('returns when everything written is stored on the backends (asks the running daemon when mounted)')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
-  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
-    const password = await passwordUnlessMounted(dataDir, o.passwordFile);
-    const bar = progressBar();
-    try {
-      await inDaemonOrHere(dataDir, password, 'flush', (s) => s.flush(bar.update), bar.update);
-    } finally {
-      bar.end();
-    }
-    process.stdout.write('flushed: everything written is on the backends\n');
-  }));
+  .action(
+    action(async (dataDir: string, o: { passwordFile?: string }) => {
+      const password = await passwordUnlessMounted(dataDir, o.passwordFile);
+      const bar = progressBar();
+      try {
+        await inDaemonOrHere(dataDir, password, 'flush', (s) => s.flush(bar.update), bar.update);
+      } finally {
+        bar.end();
+      }
+      process.stdout.write('flushed: everything written is on the backends\n');
+    }),
+  );
 
 const cache = program.command('cache').description('the local tier');
-cache.command('drop')
+cache
+  .command('drop')
   .description('evict every block that is safe on the backends (mounted or not)')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
-  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
-    const password = await passwordUnlessMounted(dataDir, o.passwordFile);
-    const freed = await inDaemonOrHere(dataDir, password, 'cache-drop', (s) => s.cacheDrop());
-    process.stdout.write(`dropped ${((freed as number) / 1048576).toFixed(1)} MiB from the local tier\n`);
-  }));
+  .action(
+    action(async (dataDir: string, o: { passwordFile?: string }) => {
+      const password = await passwordUnlessMounted(dataDir, o.passwordFile);
+      const freed = await inDaemonOrHere(dataDir, password, 'cache-drop', (s) => s.cacheDrop());
+      process.stdout.write(`dropped ${((freed as number) / 1048576).toFixed(1)} MiB from the local tier\n`);
+    }),
+  );
 
-program.command('check')
+program
+  .command('check')
   .description('verify every block, refcount and link count; exits non-zero and names what is wrong')
   .argument('<data-dir>')
   .option('--password-file <file>', 'password for a password-protected repository')
-  .action(action(async (dataDir: string, o: { passwordFile?: string }) => {
-    if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-    if (!process.env[CHECK_CHILD]) return checkContained();
-    const password = await readPasswordFile(o.passwordFile);
-    // A damaged metadata database is a finding, not a crash: LMDB would die on a truncated file or
-    // bad meta pages (SIGBUS), so those are looked at first; its errors on damage inside are caught.
-    const damaged = (problems: string[]) => {
-      for (const p of problems) process.stdout.write(`problem: ${p}\n`);
-      process.stdout.write('the metadata database is damaged: nothing else was checked\n');
-      process.exitCode = 1;
-    };
-    const header = inspectLmdbFile(path.join(repoPaths(dataDir).meta, 'data.mdb'));
-    if (header.length) return damaged(header);
-    let session: Session;
-    try {
-      session = await Session.open(dataDir, { password, readOnly: true });
-    } catch (e) {
-      if (!isLmdbError(e)) throw e;
-      return damaged([`cannot open the metadata database: ${(e as Error).message}`]);
-    }
-    try {
-      const r = await checkRepository(session.meta, session.store);
-      for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
-      process.stdout.write(`checked ${r.inodesChecked} inodes, ${r.blocksChecked} blocks: ${r.problems.length ? `${r.problems.length} problems` : 'no problems'}\n`);
-      process.exitCode = r.problems.length ? 1 : 0;
-    } catch (e) {
-      if (!isLmdbError(e)) throw e;
-      damaged([`reading the metadata database failed: ${(e as Error).message}`]);
-    } finally {
-      await session.close().catch(() => undefined);
-    }
-  }));
+  .action(
+    action(async (dataDir: string, o: { passwordFile?: string }) => {
+      if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+      if (!process.env[CHECK_CHILD]) return checkContained();
+      const password = await readPasswordFile(o.passwordFile);
+      // A damaged metadata database is a finding, not a crash: LMDB would die on a truncated file or
+      // bad meta pages (SIGBUS), so those are looked at first; its errors on damage inside are caught.
+      const damaged = (problems: string[]) => {
+        for (const p of problems) process.stdout.write(`problem: ${p}\n`);
+        process.stdout.write('the metadata database is damaged: nothing else was checked\n');
+        process.exitCode = 1;
+      };
+      const header = inspectLmdbFile(path.join(repoPaths(dataDir).meta, 'data.mdb'));
+      if (header.length) return damaged(header);
+      let session: Session;
+      try {
+        session = await Session.open(dataDir, { password, readOnly: true });
+      } catch (e) {
+        if (!isLmdbError(e)) throw e;
+        return damaged([`cannot open the metadata database: ${(e as Error).message}`]);
+      }
+      try {
+        const r = await checkRepository(session.meta, session.store);
+        for (const p of r.problems) process.stdout.write(`problem: ${p}\n`);
+        process.stdout.write(
+          `checked ${r.inodesChecked} inodes, ${r.blocksChecked} blocks: ${r.problems.length ? `${r.problems.length} problems` : 'no problems'}\n`,
+        );
+        process.exitCode = r.problems.length ? 1 : 0;
+      } catch (e) {
+        if (!isLmdbError(e)) throw e;
+        damaged([`reading the metadata database failed: ${(e as Error).message}`]);
+      } finally {
+        await session.close().catch(() => undefined);
+      }
+    }),
+  );
 
 /**
  * LMDB trusts its file: some damage inside it ends the process (an assertion's SIGABRT, SIGSEGV)
@@ -252,14 +318,21 @@ program.command('check')
 const CHECK_CHILD = 'ISG_CHECK_CHILD';
 
 async function checkContained(): Promise<void> {
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, [CHECK_CHILD]: '1' } });
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, [CHECK_CHILD]: '1' },
+  });
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (c, sig) => resolve([c, sig]));
   });
   if (signal) {
     const crash = ['SIGABRT', 'SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE'].includes(signal);
-    process.stdout.write(crash ? `problem: the metadata database is damaged: reading it stopped the checker (${signal})\n` : `isg: the checker was killed (${signal})\n`);
+    process.stdout.write(
+      crash
+        ? `problem: the metadata database is damaged: reading it stopped the checker (${signal})\n`
+        : `isg: the checker was killed (${signal})\n`,
+    );
     process.exitCode = 1;
     return;
   }

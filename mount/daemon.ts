@@ -61,7 +61,12 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   const dataDir = path.resolve(o.dataDir);
   checkMountpoint(mountpoint);
   const session = await Session.open(dataDir, {
-    password: o.password, readOnly: o.readOnly, cacheBytes: o.cacheBytes, cacheDirBytes: o.cacheDirBytes, mountpoint, background: !o.readOnly,
+    password: o.password,
+    readOnly: o.readOnly,
+    cacheBytes: o.cacheBytes,
+    cacheDirBytes: o.cacheDirBytes,
+    mountpoint,
+    background: !o.readOnly,
   });
   const stopControl = serveControl(dataDir, async (cmd, progress) => {
     if (cmd === 'flush') return session.flush(progress);

@@ -221,7 +221,10 @@ export type FuseMountErrorCode =
   | 'MOUNT_FAILED';
 
 export class FuseMountError extends Error {
-  constructor(readonly code: FuseMountErrorCode, message: string) {
+  constructor(
+    readonly code: FuseMountErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'FuseMountError';
   }
@@ -230,9 +233,40 @@ export class FuseMountError extends Error {
 // The errno constants (negative, as the callbacks want them) and errno(name) live in errno.ts,
 // with the mapping of isgfs's errors; re-exported here for the filesystems written on this binding.
 export {
-  EPERM, ENOENT, EIO, EBADF, EAGAIN, ENOMEM, EACCES, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, EFBIG,
-  ENOSPC, ESPIPE, EROFS, EMLINK, ERANGE, ENAMETOOLONG, ENOSYS, ENOTEMPTY, ELOOP, ENODATA, E2BIG, EOPNOTSUPP, ENOTSUP, ETIMEDOUT,
-  ENOTCONN, EDQUOT, errno,
+  EPERM,
+  ENOENT,
+  EIO,
+  EBADF,
+  EAGAIN,
+  ENOMEM,
+  EACCES,
+  EBUSY,
+  EEXIST,
+  EXDEV,
+  ENODEV,
+  ENOTDIR,
+  EISDIR,
+  EINVAL,
+  ENFILE,
+  EMFILE,
+  EFBIG,
+  ENOSPC,
+  ESPIPE,
+  EROFS,
+  EMLINK,
+  ERANGE,
+  ENAMETOOLONG,
+  ENOSYS,
+  ENOTEMPTY,
+  ELOOP,
+  ENODATA,
+  E2BIG,
+  EOPNOTSUPP,
+  ENOTSUP,
+  ETIMEDOUT,
+  ENOTCONN,
+  EDQUOT,
+  errno,
 } from './errno';
 
 export const XATTR_CREATE = 1;
@@ -295,7 +329,10 @@ async function checkMountpoint(mp: string, nonempty: boolean): Promise<void> {
   // so the check is ours: refused unless -o nonempty (which the binding then drops: libfuse 3
   // no longer knows it).
   if (!nonempty && (await fs.promises.readdir(mp)).length > 0) {
-    throw new FuseMountError('MOUNTPOINT_NOT_EMPTY', `mountpoint ${mp} is not empty (its files would be hidden; the FUSE option 'nonempty' allows it)`);
+    throw new FuseMountError(
+      'MOUNTPOINT_NOT_EMPTY',
+      `mountpoint ${mp} is not empty (its files would be hidden; the FUSE option 'nonempty' allows it)`,
+    );
   }
 }
 

@@ -25,7 +25,10 @@ function answer<T>(cb: Cb<[T]>, fn: () => T | Promise<T>): void {
     cb(negErrno(e), undefined as T);
     return;
   }
-  p.then((v) => cb(0, v), (e: unknown) => cb(negErrno(e), undefined as T));
+  p.then(
+    (v) => cb(0, v),
+    (e: unknown) => cb(negErrno(e), undefined as T),
+  );
 }
 
 function done(cb: (err: number) => void, fn: () => void | Promise<void>): void {
@@ -60,7 +63,11 @@ export function fuseOps(fs: FileSystem): FuseOps {
       fs.create(path, mode, flags, caller).then(
         (fh) => {
           let stat: FuseStat | undefined;
-          try { stat = fs.fgetattr(fh); } catch { /* libfuse then asks with a getattr */ }
+          try {
+            stat = fs.fgetattr(fh);
+          } catch {
+            /* libfuse then asks with a getattr */
+          }
           cb(0, fh, stat);
         },
         (e: unknown) => cb(negErrno(e)),
@@ -75,7 +82,10 @@ export function fuseOps(fs: FileSystem): FuseOps {
     },
     write: (_path, fh, buf, len, offset, cb) => {
       // buf belongs to FUSE only for the duration of this call: the write buffer copies it.
-      fs.write(fh, offset, buf.subarray(0, len)).then((n) => cb(n), (e: unknown) => cb(negErrno(e)));
+      fs.write(fh, offset, buf.subarray(0, len)).then(
+        (n) => cb(n),
+        (e: unknown) => cb(negErrno(e)),
+      );
     },
     flush: (_path, fh, cb) => done(cb, () => fs.flush(fh)),
     fsync: (_path, _datasync, fh, cb) => done(cb, () => fs.fsync(fh)),

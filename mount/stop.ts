@@ -29,7 +29,10 @@ export function stopRequested(mountpoint: string): Promise<StopReason> {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
     const t = setInterval(() => {
-      if (!isFuseMounted(mountpoint)) { clearInterval(t); resolve('external unmount'); }
+      if (!isFuseMounted(mountpoint)) {
+        clearInterval(t);
+        resolve('external unmount');
+      }
     }, 1000);
     t.unref();
   });
@@ -56,7 +59,11 @@ const running = (proc: ChildProcess) => proc.exitCode === null && proc.signalCod
  * process runs; rejects when it exits first or after timeoutMs, with `detail()` (its stderr, say)
  * in the message.
  */
-export async function waitMounted(mountpoint: string, proc: ChildProcess, o: { timeoutMs?: number; ready?: () => boolean; detail?: () => string } = {}): Promise<void> {
+export async function waitMounted(
+  mountpoint: string,
+  proc: ChildProcess,
+  o: { timeoutMs?: number; ready?: () => boolean; detail?: () => string } = {},
+): Promise<void> {
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   const what = () => `mount of ${mountpoint}`;
   while (!(isFuseMounted(mountpoint) && (o.ready?.() ?? true))) {
@@ -76,7 +83,12 @@ export async function stopServer(proc: ChildProcess, mountpoint: string, timeout
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
     proc.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    code = await Promise.race([exited, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), timeoutMs); })]);
+    code = await Promise.race([
+      exited,
+      new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), timeoutMs);
+      }),
+    ]);
     clearTimeout(timer);
     if (code === 'timeout') proc.kill('SIGKILL');
   }

@@ -73,9 +73,15 @@ export function readMountInfo(): MountInfo[] {
     if (f.length < 10 || sep < 0) continue;
     const [major, minor] = f[2].split(':').map(Number);
     out.push({
-      mountId: Number(f[0]), parentId: Number(f[1]), major, minor,
-      root: unescapeMount(f[3]), mountpoint: unescapeMount(f[4]), options: f[5],
-      fstype: f[sep + 1], source: unescapeMount(f[sep + 2] ?? ''),
+      mountId: Number(f[0]),
+      parentId: Number(f[1]),
+      major,
+      minor,
+      root: unescapeMount(f[3]),
+      mountpoint: unescapeMount(f[4]),
+      options: f[5],
+      fstype: f[sep + 1],
+      source: unescapeMount(f[sep + 2] ?? ''),
     });
   }
   return out;

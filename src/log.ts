@@ -11,6 +11,7 @@ export const log = winston.createLogger({
 });
 
 export function setLogLevel(level: string): void {
-  if (!['error', 'warn', 'info', 'verbose', 'debug'].includes(level)) throw new Error(`unknown log level '${level}' (error, warn, info, verbose, debug)`);
+  if (!['error', 'warn', 'info', 'verbose', 'debug'].includes(level))
+    throw new Error(`unknown log level '${level}' (error, warn, info, verbose, debug)`);
   log.level = level;
 }

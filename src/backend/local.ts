@@ -88,7 +88,7 @@ export class LocalBackend implements Backend {
         await this.makeDirs(dir);
         fh = await fsp.open(tmp, 'wx', 0o644);
       }
-      for (let off = 0; off < data.length; ) {
+      for (let off = 0; off < data.length;) {
         throwIfAborted(opts.signal);
         const { bytesWritten } = await fh.write(data, off, Math.min(IO_CHUNK, data.length - off), off);
         off += bytesWritten;
@@ -222,8 +222,10 @@ export class LocalBackend implements Backend {
   private fileOf(key: string): string {
     checkKey(key, this.name);
     for (const seg of key.split('/')) {
-      if (seg.startsWith(TMP_PREFIX)) throw new BackendError('permanent', `invalid key ${JSON.stringify(key)}: segment starts with '${TMP_PREFIX}'`, this.name);
-      if (Buffer.byteLength(seg) > 255) throw new BackendError('permanent', `invalid key ${JSON.stringify(key)}: segment longer than 255 bytes`, this.name);
+      if (seg.startsWith(TMP_PREFIX))
+        throw new BackendError('permanent', `invalid key ${JSON.stringify(key)}: segment starts with '${TMP_PREFIX}'`, this.name);
+      if (Buffer.byteLength(seg) > 255)
+        throw new BackendError('permanent', `invalid key ${JSON.stringify(key)}: segment longer than 255 bytes`, this.name);
     }
     return path.join(this.root, key);
   }

@@ -60,7 +60,8 @@ export function parseBackendSpec(text: string): BackendSpec {
   const eq = text.indexOf('=');
   if (eq < 0) throw new Error(`backend '${text}': expected NAME=TYPE:SPEC, e.g. disk1=local:/mnt/a/isg`);
   const name = text.slice(0, eq);
-  if (!NAME_RE.test(name)) throw new Error(`backend name '${name}': use letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)`);
+  if (!NAME_RE.test(name))
+    throw new Error(`backend name '${name}': use letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)`);
   const rest = text.slice(eq + 1);
   const colon = rest.indexOf(':');
   if (colon < 0) throw new Error(`backend '${name}': expected TYPE:SPEC after '=', e.g. local:/mnt/a/isg`);
@@ -118,4 +119,3 @@ export function redactSpec(spec: BackendSpec): BackendSpec {
 // Built-in types: one line each.
 registerBackend('local', localFactory);
 registerBackend('s3', s3Factory);
-

@@ -254,7 +254,7 @@ class Resilient implements ResilientBackend {
   private async call<T>(op: (signal: AbortSignal) => Promise<T>, opts: CallOptions, bytes: number): Promise<T> {
     const caller = opts.signal;
     const bypass = opts.bypassGate ?? false;
-    const attempts = bypass ? 1 : opts.attempts ?? this.o.attempts;
+    const attempts = bypass ? 1 : (opts.attempts ?? this.o.attempts);
     for (let attempt = 1; ; attempt++) {
       const ctl = new AbortController();
       const onCallerAbort = () => ctl.abort(caller?.reason);
@@ -277,7 +277,13 @@ class Resilient implements ResilientBackend {
    * `ctl` is aborted on timeout; the caller's abort must already be wired into it. With `bypass`,
    * no gate and no record: the attempt neither waits for a cool-down nor ends or extends one.
    */
-  private async attempt<T>(run: () => Promise<T>, caller: AbortSignal | undefined, bytes: number, ctl: AbortController, bypass = false): Promise<T> {
+  private async attempt<T>(
+    run: () => Promise<T>,
+    caller: AbortSignal | undefined,
+    bytes: number,
+    ctl: AbortController,
+    bypass = false,
+  ): Promise<T> {
     const probe = bypass ? false : this.gate();
     try {
       await this.sem.acquire(caller);
@@ -315,7 +321,9 @@ class Resilient implements ResilientBackend {
         if (probe) this.probing = false;
         throw caller.reason;
       }
-      const err = timedOut ? new BackendError('transient', `timed out after ${timeoutMs} ms`, this.name, { cause: e }) : this.asBackendError(e);
+      const err = timedOut
+        ? new BackendError('transient', `timed out after ${timeoutMs} ms`, this.name, { cause: e })
+        : this.asBackendError(e);
       if (bypass) throw err;
       if (err.retryable) this.failed(probe, err);
       else this.succeeded(probe, err); // the backend answered

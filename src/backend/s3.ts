@@ -137,10 +137,9 @@ export class S3Backend implements Backend {
     throwIfAborted(opts.signal);
     if (data.length > this.options.multipartThreshold) return this.putMultipart(key, Key, data, opts.signal);
     try {
-      await this.client.send(
-        new this.sdk.PutObjectCommand({ Bucket: this.options.bucket, Key, Body: data, ContentLength: data.length }),
-        { abortSignal: opts.signal },
-      );
+      await this.client.send(new this.sdk.PutObjectCommand({ Bucket: this.options.bucket, Key, Body: data, ContentLength: data.length }), {
+        abortSignal: opts.signal,
+      });
     } catch (e) {
       this.fail(e, `put ${key}`, opts.signal);
     }
@@ -164,7 +163,14 @@ export class S3Backend implements Backend {
           const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize));
           try {
             const r = await this.client.send(
-              new this.sdk.UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber: i + 1, Body: body, ContentLength: body.length }),
+              new this.sdk.UploadPartCommand({
+                Bucket,
+                Key,
+                UploadId: uploadId,
+                PartNumber: i + 1,
+                Body: body,
+                ContentLength: body.length,
+              }),
               { abortSignal: signal },
             );
             if (!r.ETag) throw new BackendError('transient', `put ${key}: part ${i + 1} got no ETag`, this.name);
@@ -222,7 +228,11 @@ export class S3Backend implements Backend {
       // (Range ignored); a server may also send more than asked. Slice to what was asked.
       const start = out.ContentRange === undefined ? 0 : parseContentRangeStart(out.ContentRange);
       if (start === undefined || start > range.offset) {
-        throw new BackendError('transient', `get ${key}: asked for bytes from ${range.offset}, got Content-Range ${String(out.ContentRange)}`, this.name);
+        throw new BackendError(
+          'transient',
+          `get ${key}: asked for bytes from ${range.offset}, got Content-Range ${String(out.ContentRange)}`,
+          this.name,
+        );
       }
       const from = range.offset - start;
       if (from === 0 && body.length <= range.length) return body;
@@ -237,7 +247,9 @@ export class S3Backend implements Backend {
     const Key = this.keyOf(key);
     throwIfAborted(opts.signal);
     try {
-      const out = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.options.bucket, Key }), { abortSignal: opts.signal });
+      const out = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.options.bucket, Key }), {
+        abortSignal: opts.signal,
+      });
       return { key, size: out.ContentLength ?? 0 };
     } catch (e) {
       if (!opts.signal?.aborted) {
@@ -312,7 +324,13 @@ function isValidKey(key: string): boolean {
 }
 
 /** Reads a GetObject body, checking its length against Content-Length. */
-async function readBody(body: Readable | undefined, expected: number | undefined, signal: AbortSignal | undefined, backend: string, key: string): Promise<Buffer> {
+async function readBody(
+  body: Readable | undefined,
+  expected: number | undefined,
+  signal: AbortSignal | undefined,
+  backend: string,
+  key: string,
+): Promise<Buffer> {
   if (body === undefined) return Buffer.alloc(0);
   // The SDK's abort may not reach a response already being streamed; make sure it does.
   const onAbort = () => body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -322,7 +340,8 @@ async function readBody(body: Readable | undefined, expected: number | undefined
       const out = Buffer.allocUnsafe(expected);
       let got = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (got + chunk.length > expected) throw new BackendError('transient', `get ${key}: body longer than Content-Length ${expected}`, backend);
+        if (got + chunk.length > expected)
+          throw new BackendError('transient', `get ${key}: body longer than Content-Length ${expected}`, backend);
         chunk.copy(out, got);
         got += chunk.length;
       }
@@ -360,9 +379,36 @@ function s3Status(e: unknown): number | undefined {
   return err?.$metadata?.httpStatusCode ?? err?.$response?.statusCode;
 }
 
-const THROTTLE_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled', 'ProvisionedThroughputExceededException']);
-const AUTH_CODES = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'CredentialsProviderError', 'AllAccessDisabled', 'AccountProblem']);
-const TRANSIENT_CODES = new Set(['RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeoutException', 'OperationAborted']);
+const THROTTLE_CODES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequests',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'ProvisionedThroughputExceededException',
+]);
+const AUTH_CODES = new Set([
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+  'CredentialsProviderError',
+  'AllAccessDisabled',
+  'AccountProblem',
+]);
+const TRANSIENT_CODES = new Set([
+  'RequestTimeout',
+  'RequestTimeTooSkewed',
+  'InternalError',
+  'ServiceUnavailable',
+  'TimeoutError',
+  'RequestTimeoutException',
+  'OperationAborted',
+]);
 
 /** Retry-After: delta-seconds or an HTTP date -> ms. */
 export function parseRetryAfter(value: string | undefined): number | undefined {
@@ -388,7 +434,8 @@ export function mapS3Error(e: unknown, backend: string, what: string): BackendEr
   else if (THROTTLE_CODES.has(code) || status === 429 || (status === 503 && retryAfterMs !== undefined)) kind = 'rate-limited';
   else if (AUTH_CODES.has(code) || status === 401 || status === 403) kind = 'unauthorised';
   else if (TRANSIENT_CODES.has(code) || status === 408 || (status !== undefined && status >= 500)) kind = 'transient';
-  else if (status === undefined) kind = 'transient'; // no HTTP answer: refused, reset, DNS, timeout, truncated
+  else if (status === undefined)
+    kind = 'transient'; // no HTTP answer: refused, reset, DNS, timeout, truncated
   else kind = 'permanent';
   const detail = err.message && err.message !== 'UnknownError' ? err.message : code || 'error';
   const msg = `${what}: ${status !== undefined ? `HTTP ${status} ` : ''}${code && !detail.includes(code) ? `${code}: ` : ''}${detail}`;
@@ -401,9 +448,11 @@ async function loadSdk(): Promise<Sdk> {
 
 function optionsOf(spec: BackendSpec): S3Options {
   const checksum = specString(spec, 'checksum') ?? 'when_supported';
-  if (checksum !== 'when_supported' && checksum !== 'when_required') throw new Error(`backend '${spec.name}': checksum must be when_supported or when_required`);
+  if (checksum !== 'when_supported' && checksum !== 'when_required')
+    throw new Error(`backend '${spec.name}': checksum must be when_supported or when_required`);
   const endpoint = specString(spec, 'endpoint', true);
-  if (!/^https?:\/\/[^/]+$/.test(endpoint)) throw new Error(`backend '${spec.name}': endpoint must be http(s)://host[:port], not '${endpoint}'`);
+  if (!/^https?:\/\/[^/]+$/.test(endpoint))
+    throw new Error(`backend '${spec.name}': endpoint must be http(s)://host[:port], not '${endpoint}'`);
   const prefix = specString(spec, 'prefix') ?? '';
   if (prefix !== '') {
     checkPrefix(prefix, spec.name);
@@ -424,7 +473,16 @@ function optionsOf(spec: BackendSpec): S3Options {
   };
 }
 
-const PARAMS = ['region', 'accessKeyId', 'secretAccessKey', 'sessionToken', 'multipartThreshold', 'partSize', 'partConcurrency', 'checksum'] as const;
+const PARAMS = [
+  'region',
+  'accessKeyId',
+  'secretAccessKey',
+  'sessionToken',
+  'multipartThreshold',
+  'partSize',
+  'partConcurrency',
+  'checksum',
+] as const;
 
 export const s3Factory: BackendFactory = {
   defaultTier: 'warm',
@@ -439,12 +497,20 @@ export const s3Factory: BackendFactory = {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`s3: endpoint must be http or https, not '${url.protocol}'`);
     if (url.username || url.password) throw new Error('s3: give credentials as accessKeyId=...&secretAccessKey=..., not in the URL');
-    const [bucket, ...rest] = url.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
+    const [bucket, ...rest] = url.pathname
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
     if (!bucket) throw new Error(`s3: the URL must name a bucket: ${url.origin}/BUCKET`);
-    const out: Record<string, string | number> = { endpoint: url.origin, bucket, region: params.get('region') ?? process.env.AWS_REGION ?? S3_DEFAULTS.region };
+    const out: Record<string, string | number> = {
+      endpoint: url.origin,
+      bucket,
+      region: params.get('region') ?? process.env.AWS_REGION ?? S3_DEFAULTS.region,
+    };
     if (rest.length) out.prefix = rest.join('/') + '/';
     const checksum = params.get('checksum');
-    if (checksum !== null && checksum !== 'when_supported' && checksum !== 'when_required') throw new Error(`s3: checksum must be when_supported or when_required, not '${checksum}'`);
+    if (checksum !== null && checksum !== 'when_supported' && checksum !== 'when_required')
+      throw new Error(`s3: checksum must be when_supported or when_required, not '${checksum}'`);
     for (const k of ['accessKeyId', 'secretAccessKey', 'sessionToken', 'checksum'] as const) {
       const v = params.get(k);
       if (v !== null) out[k] = v;
@@ -458,7 +524,8 @@ export const s3Factory: BackendFactory = {
       if (!/^[1-9]\d*$/.test(pc)) throw new Error(`s3: partConcurrency must be a positive integer, not '${pc}'`);
       out.partConcurrency = Number(pc);
     }
-    if ((out.accessKeyId === undefined) !== (out.secretAccessKey === undefined)) throw new Error('s3: give both accessKeyId and secretAccessKey, or neither (then AWS_* environment variables apply)');
+    if ((out.accessKeyId === undefined) !== (out.secretAccessKey === undefined))
+      throw new Error('s3: give both accessKeyId and secretAccessKey, or neither (then AWS_* environment variables apply)');
     return out;
   },
   async create(spec: BackendSpec) {

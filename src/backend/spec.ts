@@ -35,7 +35,6 @@ export interface BackendFactory {
   init?(spec: BackendSpec): Promise<void>;
 }
 
-
 /** Shared helper for factories: throws if `params` holds a name not in `known`. */
 export function rejectUnknownParams(params: URLSearchParams, known: readonly string[]): void {
   for (const k of params.keys()) {
@@ -63,6 +62,7 @@ export function specString(spec: BackendSpec, key: string, required = false): st
 export function specNumber(spec: BackendSpec, key: string, dflt: number): number {
   const v = spec[key];
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`backend '${spec.name}': option '${key}' must be a positive integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+    throw new Error(`backend '${spec.name}': option '${key}' must be a positive integer`);
   return v;
 }

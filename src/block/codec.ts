@@ -27,7 +27,10 @@ export const BLOCK_OVERHEAD = HEADER + NONCE + TAG;
 
 /** A block whose bytes fail their checks (kind 'corrupt'); the same class out of a worker or the addon. */
 export class BlockCorruptError extends IsgError {
-  constructor(readonly blockId: string, why: string) {
+  constructor(
+    readonly blockId: string,
+    why: string,
+  ) {
     super('corrupt', `block ${blockId.slice(0, 16)}…: ${why}`);
   }
 }
@@ -87,8 +90,14 @@ export function decodeBlock(keys: BlockKeys, compression: Compression, id: Buffe
   if (encoded[2] !== CIPHER_AES_256_GCM) throw new BlockCorruptError(hex, `unknown cipher ${encoded[2]}`);
   const ct = encoded.subarray(HEADER + NONCE, encoded.length - TAG);
   const body = Buffer.allocUnsafe(ct.length);
-  const authentic = aesGcmOpen(blake3Keyed(keys.encKey, id), encoded.subarray(HEADER, HEADER + NONCE), aad(encoded.subarray(0, HEADER), id),
-    ct, encoded.subarray(encoded.length - TAG), body);
+  const authentic = aesGcmOpen(
+    blake3Keyed(keys.encKey, id),
+    encoded.subarray(HEADER, HEADER + NONCE),
+    aad(encoded.subarray(0, HEADER), id),
+    ct,
+    encoded.subarray(encoded.length - TAG),
+    body,
+  );
   if (!authentic) throw new BlockCorruptError(hex, 'authentication failed (corrupt, swapped, or a wrong key)');
   const plain = encoded[1] & 1 ? compression.decompress(body) : body;
   if (!blockId(keys, plain).equals(id)) throw new BlockCorruptError(hex, 'content does not hash to its id');

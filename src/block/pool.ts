@@ -97,8 +97,7 @@ export class CodecPool {
    * use the workers even when the addon could (tests compare the two).
    */
   constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean } = {}) {
-    const Decoder = forcedFallback || o.nativeDecode === false ? undefined
-      : binding?.BlockDecoder;
+    const Decoder = forcedFallback || o.nativeDecode === false ? undefined : binding?.BlockDecoder;
     this.decoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
       const worker = new Worker(workerScript(), { workerData: setup });
@@ -122,7 +121,9 @@ export class CodecPool {
         }
       });
       worker.on('error', (e: Error) => this.failAll(slot, e));
-      worker.on('exit', (code) => { if (!this.closed) this.failAll(slot, new Error(`codec worker exited with ${code}`)); });
+      worker.on('exit', (code) => {
+        if (!this.closed) this.failAll(slot, new Error(`codec worker exited with ${code}`));
+      });
       worker.unref();
       this.slots.push(slot);
     }
@@ -161,13 +162,19 @@ export class CodecPool {
    * there unless it exists (`wrote`; `madeDir` when it had to create the directory).
    */
   async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string): Promise<EncodedBlock> {
-    const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; madeDir?: string }>(
-      { op: 'encode', buf, start, end, blocksDir });
+    const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; madeDir?: string }>({
+      op: 'encode',
+      buf,
+      start,
+      end,
+      blocksDir,
+    });
     return {
       id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length),
       length: r.length,
       encoded: r.encoded && Buffer.from(r.encoded.buffer, r.encoded.byteOffset, r.encoded.length),
-      wrote: r.wrote, madeDir: r.madeDir,
+      wrote: r.wrote,
+      madeDir: r.madeDir,
     };
   }
 

@@ -25,7 +25,9 @@ import { toWire } from '../errors';
 const NICER_BY = 5;
 try {
   setPriority(Math.min(19, getPriority() + NICER_BY));
-} catch { /* not allowed here: same priority, same results */ }
+} catch {
+  /* not allowed here: same priority, same results */
+}
 
 const setup = workerData as CodecSetup;
 const keys = { idKey: Buffer.from(setup.idKey), encKey: Buffer.from(setup.encKey) };
@@ -111,10 +113,12 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
     case 'decodeFile': {
-      const pieces = await Promise.all(req.parts.map((p) => {
-        if ('rebuild' in p) throw new Error('rebuilding a piece of a block needs the native addon');
-        return p.length === undefined ? fs.promises.readFile(p.file) : preadFile(p.file, p.offset ?? 0, p.length);
-      }));
+      const pieces = await Promise.all(
+        req.parts.map((p) => {
+          if ('rebuild' in p) throw new Error('rebuilding a piece of a block needs the native addon');
+          return p.length === undefined ? fs.promises.readFile(p.file) : preadFile(p.file, p.offset ?? 0, p.length);
+        }),
+      );
       // A part that ends early is damage, as in the addon (native/blockfile.cc).
       if (req.parts.some((p, i) => p.length !== undefined && pieces[i].length !== p.length)) {
         throw new BlockCorruptError(Buffer.from(req.id).toString('hex'), 'truncated');

@@ -22,7 +22,11 @@ export class WrongPasswordError extends Error {
 
 /** A key file that is not one this version writes or accepts; `field` names the first bad field. */
 export class KeyFileError extends Error {
-  constructor(readonly field: string, problem: string, source = 'key file') {
+  constructor(
+    readonly field: string,
+    problem: string,
+    source = 'key file',
+  ) {
     super(`${source}: ${field} ${problem}`);
   }
 }
@@ -66,7 +70,8 @@ function base64Field(o: Record<string, unknown>, field: string, min: number, max
 
 function intField(o: Record<string, unknown>, field: string, min: number, max: number, source: string): number {
   const v = o[field];
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new KeyFileError(`params.${field}`, `must be an integer, not ${describe(v)}`, source);
+  if (typeof v !== 'number' || !Number.isInteger(v))
+    throw new KeyFileError(`params.${field}`, `must be an integer, not ${describe(v)}`, source);
   if (v < min || v > max) throw new KeyFileError(`params.${field}`, `is ${v}, outside ${min}..${max}`, source);
   return v;
 }
@@ -91,16 +96,20 @@ export function parseKeyFile(text: string, source = 'key file'): KeyFile {
   } catch (e) {
     throw new KeyFileError('JSON', `is damaged (${(e as Error).message})`, source);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new KeyFileError('the content', `must be a JSON object, not ${describe(v)}`, source);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new KeyFileError('the content', `must be a JSON object, not ${describe(v)}`, source);
   const o = v as Record<string, unknown>;
-  if (o.version !== 1) throw new KeyFileError('version', `${JSON.stringify(o.version) ?? 'missing'} is not supported (this isgfs reads version 1)`, source);
+  if (o.version !== 1)
+    throw new KeyFileError('version', `${JSON.stringify(o.version) ?? 'missing'} is not supported (this isgfs reads version 1)`, source);
   if (o.kdf === 'none') {
     base64Field(o, 'key', MASTER_KEY_BYTES, MASTER_KEY_BYTES, source);
     return { version: 1, kdf: 'none', key: o.key as string };
   }
-  if (o.kdf !== 'argon2id') throw new KeyFileError('kdf', `${JSON.stringify(o.kdf) ?? 'missing'} is not supported (argon2id or none)`, source);
+  if (o.kdf !== 'argon2id')
+    throw new KeyFileError('kdf', `${JSON.stringify(o.kdf) ?? 'missing'} is not supported (argon2id or none)`, source);
   const p = o.params;
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new KeyFileError('params', `must be an object, not ${describe(p)}`, source);
+  if (typeof p !== 'object' || p === null || Array.isArray(p))
+    throw new KeyFileError('params', `must be an object, not ${describe(p)}`, source);
   const pr = p as Record<string, unknown>;
   const L = ARGON2_LIMITS;
   const parallelism = intField(pr, 'parallelism', 1, L.maxParallelism, source);
@@ -115,15 +124,25 @@ export function parseKeyFile(text: string, source = 'key file'): KeyFile {
   base64Field(o, 'tag', TAG_BYTES, TAG_BYTES, source);
   base64Field(o, 'wrapped', MASTER_KEY_BYTES, MASTER_KEY_BYTES, source);
   return {
-    version: 1, kdf: 'argon2id', params: { memoryKiB, iterations, parallelism },
-    salt: o.salt as string, nonce: o.nonce as string, wrapped: o.wrapped as string, tag: o.tag as string,
+    version: 1,
+    kdf: 'argon2id',
+    params: { memoryKiB, iterations, parallelism },
+    salt: o.salt as string,
+    nonce: o.nonce as string,
+    wrapped: o.wrapped as string,
+    tag: o.tag as string,
   };
 }
 
 async function passwordKey(password: string, salt: Buffer, p: Argon2Params): Promise<Buffer> {
   const out = await argon2id({
-    password, salt, iterations: p.iterations, parallelism: p.parallelism, memorySize: p.memoryKiB,
-    hashLength: 32, outputType: 'binary',
+    password,
+    salt,
+    iterations: p.iterations,
+    parallelism: p.parallelism,
+    memorySize: p.memoryKiB,
+    hashLength: 32,
+    outputType: 'binary',
   });
   return Buffer.from(out);
 }
@@ -139,8 +158,13 @@ export async function wrapMasterKey(master: Buffer, password: string | undefined
   c.setAAD(WRAP_AAD);
   const wrapped = Buffer.concat([c.update(master), c.final()]);
   return {
-    version: 1, kdf: 'argon2id', params, salt: salt.toString('base64'), nonce: nonce.toString('base64'),
-    wrapped: wrapped.toString('base64'), tag: c.getAuthTag().toString('base64'),
+    version: 1,
+    kdf: 'argon2id',
+    params,
+    salt: salt.toString('base64'),
+    nonce: nonce.toString('base64'),
+    wrapped: wrapped.toString('base64'),
+    tag: c.getAuthTag().toString('base64'),
   };
 }
 

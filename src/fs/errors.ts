@@ -1,8 +1,27 @@
 /** Errors of the filesystem core carry a POSIX errno name; mount/errno.ts maps them to FUSE numbers. */
 export type Errno =
-  | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'ENAMETOOLONG' | 'EPERM'
-  | 'EACCES' | 'EBADF' | 'EIO' | 'ENOSPC' | 'ENODATA' | 'ERANGE' | 'E2BIG' | 'EOPNOTSUPP' | 'EROFS'
-  | 'EBUSY' | 'EXDEV' | 'EFBIG' | 'ELOOP' | 'EMLINK';
+  | 'ENOENT'
+  | 'EEXIST'
+  | 'ENOTDIR'
+  | 'EISDIR'
+  | 'ENOTEMPTY'
+  | 'EINVAL'
+  | 'ENAMETOOLONG'
+  | 'EPERM'
+  | 'EACCES'
+  | 'EBADF'
+  | 'EIO'
+  | 'ENOSPC'
+  | 'ENODATA'
+  | 'ERANGE'
+  | 'E2BIG'
+  | 'EOPNOTSUPP'
+  | 'EROFS'
+  | 'EBUSY'
+  | 'EXDEV'
+  | 'EFBIG'
+  | 'ELOOP'
+  | 'EMLINK';
 
 /**
  * Most are ordinary answers (ENOENT to a lookup), thousands a second under tar or git: they carry

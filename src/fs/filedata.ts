@@ -108,7 +108,11 @@ export class FileData {
   private extentCache: Extent[] | null = null;
   private prefetchedTo = 0;
 
-  constructor(private readonly d: DataDeps, readonly ino: number, size: number) {
+  constructor(
+    private readonly d: DataDeps,
+    readonly ino: number,
+    size: number,
+  ) {
     this.size = size;
   }
 
@@ -128,9 +132,14 @@ export class FileData {
 
   private startBackgroundFlush(): void {
     if (this.background) return;
-    this.background = this.lock.run(() => this.flushLocked(true))
-      .catch((e: Error) => { this.backgroundError = e; })
-      .finally(() => { this.background = null; });
+    this.background = this.lock
+      .run(() => this.flushLocked(true))
+      .catch((e: Error) => {
+        this.backgroundError = e;
+      })
+      .finally(() => {
+        this.background = null;
+      });
   }
 
   private throwBackgroundError(): void {
@@ -157,8 +166,7 @@ export class FileData {
       if (newSize < this.size) {
         this.dirty.truncate(newSize);
         // The chunk that straddles the new end is cut short: its kept prefix becomes buffered data.
-        const straddler = this.extentsIn(newSize, newSize + 1)
-          .find((e) => e.offset < newSize && e.offset + e.length > newSize);
+        const straddler = this.extentsIn(newSize, newSize + 1).find((e) => e.offset < newSize && e.offset + e.length > newSize);
         if (straddler) {
           const plain = await this.d.store.guard(() => this.d.store.readPlain(straddler.id));
           this.dirty.writeUnder(straddler.offset, plain.subarray(0, newSize - straddler.offset));
@@ -263,16 +271,20 @@ export class FileData {
     }
     if (pos < to) gap(pos, to);
     if (gaps.length) {
-      await this.d.store.guard(() => Promise.all(live.map(async (e) => {
-        const parts = gaps.filter((g) => g.at < e.offset + e.length && g.at + g.view.length > e.offset);
-        if (!parts.length) return;
-        const plain = await this.d.store.readPlain(e.id);
-        for (const g of parts) {
-          const s = Math.max(g.at, e.offset);
-          const t = Math.min(g.at + g.view.length, e.offset + e.length);
-          plain.copy(g.view, s - g.at, s - e.offset, t - e.offset);
-        }
-      })));
+      await this.d.store.guard(() =>
+        Promise.all(
+          live.map(async (e) => {
+            const parts = gaps.filter((g) => g.at < e.offset + e.length && g.at + g.view.length > e.offset);
+            if (!parts.length) return;
+            const plain = await this.d.store.readPlain(e.id);
+            for (const g of parts) {
+              const s = Math.max(g.at, e.offset);
+              const t = Math.min(g.at + g.view.length, e.offset + e.length);
+              plain.copy(g.view, s - g.at, s - e.offset, t - e.offset);
+            }
+          }),
+        ),
+      );
     }
     return segments;
   }
@@ -293,7 +305,8 @@ export class FileData {
     this.flushing = layer;
     const tailBack: { offset: number; data: Buffer }[] = [];
     try {
-      const live = committed.filter((e) => e.offset < size)
+      const live = committed
+        .filter((e) => e.offset < size)
         .map((e) => (e.offset + e.length > size ? { ...e, length: size - e.offset } : e));
       const runs = mergeRanges([...live.map((e) => ({ start: e.offset, end: e.offset + e.length })), ...layer.ranges(0, size)]);
       const chunks: NewChunk[] = [];
@@ -311,26 +324,29 @@ export class FileData {
         chunks.push(...r.chunks);
         removed.push(...live.filter((e) => e.offset >= r.start && e.offset < commitEnd));
       }
-      await this.d.store.ingest(chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length, encoding: c.encoding })), (ids, admit) => {
-        const meta = this.d.meta;
-        this.extentCache = null;
-        for (const e of removed) {
-          meta.deleteExtent(this.ino, e.offset);
-          meta.unref(e.id);
-        }
-        chunks.forEach((c, i) => {
-          admit(i);
-          meta.putExtent(this.ino, { offset: c.offset, length: c.length, id: ids[i], forced: c.forced });
-        });
-        const inode = meta.getInode(this.ino);
-        if (!inode) return; // deleted meanwhile: nothing refers to these extents (release cleans up)
-        inode.size = this.size;
-        if (this.pendingTimes) {
-          inode.mtimeNs = this.pendingTimes.mtimeNs;
-          inode.ctimeNs = this.pendingTimes.ctimeNs;
-        }
-        meta.putInode(inode);
-      });
+      await this.d.store.ingest(
+        chunks.map((c) => ({ sab: c.sab, start: c.rel, end: c.rel + c.length, encoding: c.encoding })),
+        (ids, admit) => {
+          const meta = this.d.meta;
+          this.extentCache = null;
+          for (const e of removed) {
+            meta.deleteExtent(this.ino, e.offset);
+            meta.unref(e.id);
+          }
+          chunks.forEach((c, i) => {
+            admit(i);
+            meta.putExtent(this.ino, { offset: c.offset, length: c.length, id: ids[i], forced: c.forced });
+          });
+          const inode = meta.getInode(this.ino);
+          if (!inode) return; // deleted meanwhile: nothing refers to these extents (release cleans up)
+          inode.size = this.size;
+          if (this.pendingTimes) {
+            inode.mtimeNs = this.pendingTimes.mtimeNs;
+            inode.ctimeNs = this.pendingTimes.ctimeNs;
+          }
+          meta.putInode(inode);
+        },
+      );
       this.pendingTimes = null;
       this.flushing = null;
       for (const t of tailBack) this.dirty.writeUnder(t.offset, t.data);
@@ -343,8 +359,12 @@ export class FileData {
   }
 
   /** New chunks for the part of a run that the buffered ranges touch, and the span they replace. */
-  private async rechunkRun(run: Range, dirtyRanges: Range[], live: Extent[], layer: Overlay):
-    Promise<{ start: number; end: number; chunks: NewChunk[] }> {
+  private async rechunkRun(
+    run: Range,
+    dirtyRanges: Range[],
+    live: Extent[],
+    layer: Overlay,
+  ): Promise<{ start: number; end: number; chunks: NewChunk[] }> {
     const d0 = dirtyRanges[0].start;
     const d1 = dirtyRanges[dirtyRanges.length - 1].end;
     // Start at the boundary before the first buffered byte. A content-defined end of the previous

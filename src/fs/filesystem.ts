@@ -101,7 +101,10 @@ export class FileSystem {
    */
   async recover(): Promise<void> {
     const orphans = this.meta.orphanList();
-    if (orphans.length) this.meta.txn(() => { for (const ino of orphans) this.destroy(ino); });
+    if (orphans.length)
+      this.meta.txn(() => {
+        for (const ino of orphans) this.destroy(ino);
+      });
     const hidden = this.meta.hiddenNames();
     if (hidden.length) {
       this.meta.txn(() => {
@@ -208,8 +211,18 @@ export class FileSystem {
       }
     }
     return {
-      ino: i.ino, mode: i.mode, nlink: i.nlink, uid: i.uid, gid: i.gid, size, rdev: i.rdev,
-      blksize: 4096, blocks: Math.ceil(stored / 512), atimeNs: i.atimeNs, mtimeNs, ctimeNs,
+      ino: i.ino,
+      mode: i.mode,
+      nlink: i.nlink,
+      uid: i.uid,
+      gid: i.gid,
+      size,
+      rdev: i.rdev,
+      blksize: 4096,
+      blocks: Math.ceil(stored / 512),
+      atimeNs: i.atimeNs,
+      mtimeNs,
+      ctimeNs,
     };
   }
 
@@ -244,8 +257,17 @@ export class FileSystem {
   private newInode(mode: number, caller: Caller, extra: Partial<Inode> = {}): Inode {
     const t = nowNs();
     return {
-      ino: this.meta.allocIno(), mode, uid: caller.uid, gid: caller.gid, nlink: 1, size: 0, rdev: 0,
-      atimeNs: t, mtimeNs: t, ctimeNs: t, ...extra,
+      ino: this.meta.allocIno(),
+      mode,
+      uid: caller.uid,
+      gid: caller.gid,
+      nlink: 1,
+      size: 0,
+      rdev: 0,
+      atimeNs: t,
+      mtimeNs: t,
+      ctimeNs: t,
+      ...extra,
     };
   }
 
@@ -416,7 +438,9 @@ export class FileSystem {
   }
 
   chmod(path: string, mode: number): Attr {
-    return this.updateInode(path, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); });
+    return this.updateInode(path, (i) => {
+      i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
+    });
   }
 
   chown(path: string, uid: number, gid: number): Attr {
@@ -510,7 +534,12 @@ export class FileSystem {
     }
     const fh = this.newHandle(i, flags);
     if (flags & C.O_TRUNC && isReg(i)) {
-      try { await this.files.handle(fh).data!.truncate(0); } catch (e) { await this.release(fh); throw e; }
+      try {
+        await this.files.handle(fh).data!.truncate(0);
+      } catch (e) {
+        await this.release(fh);
+        throw e;
+      }
     }
     return fh;
   }
@@ -611,8 +640,15 @@ export class FileSystem {
     const files = this.meta.inodeCount();
     const ffree = Math.max(0, 2 ** 32 - files);
     return {
-      bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
-      files: files + ffree, ffree, favail: ffree, namemax: NAME_MAX,
+      bsize: s.bsize,
+      frsize: s.bsize,
+      blocks: s.blocks,
+      bfree: s.bfree,
+      bavail: s.bavail,
+      files: files + ffree,
+      ffree,
+      favail: ffree,
+      namemax: NAME_MAX,
     };
   }
 

@@ -32,7 +32,10 @@ export class OpenFiles {
   private readonly failedBehind = new Set<FileData>();
   private nextFh = 1;
 
-  constructor(private readonly deps: DataDeps, private readonly hooks: OpenFilesHooks) {}
+  constructor(
+    private readonly deps: DataDeps,
+    private readonly hooks: OpenFilesHooks,
+  ) {}
 
   /** The data of an inode that is open, or closed with data still buffered. */
   dataOf(ino: number): FileData | undefined {
@@ -77,7 +80,10 @@ export class OpenFiles {
   private flushBehind(fd: FileData): void {
     if (this.behind.has(fd) || !fd.dirtyState) return;
     const p = fd.flush().then(
-      () => { this.behind.delete(fd); this.closeIfUnused(fd); },
+      () => {
+        this.behind.delete(fd);
+        this.closeIfUnused(fd);
+      },
       (e: Error) => {
         // The data stays buffered (and readable); fsync, flushAll or unmount try again and report.
         this.behind.delete(fd);
@@ -133,11 +139,13 @@ export class OpenFiles {
   /** Turns the buffered data of every open or recently closed file into blocks; reports failures. */
   async flushAll(): Promise<void> {
     await Promise.allSettled([...this.behind.values()]);
-    await Promise.all([...this.files.values()].map(async (fd) => {
-      await fd.flush();
-      this.failedBehind.delete(fd);
-      this.closeIfUnused(fd);
-    }));
+    await Promise.all(
+      [...this.files.values()].map(async (fd) => {
+        await fd.flush();
+        this.failedBehind.delete(fd);
+        this.closeIfUnused(fd);
+      }),
+    );
   }
 
   /** Releases every handle still open (unmount). */

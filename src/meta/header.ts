@@ -68,10 +68,13 @@ export function inspectLmdbFile(file: string): string[] {
     const cur = m1.txnid > m0.txnid ? m1 : m0;
     const pages = BigInt(size) / BigInt(psize);
     if (cur.lastPg + 1n > pages) {
-      problems.push(`${file} is truncated: ${size} bytes, but its last page ${cur.lastPg} ends at byte ${(cur.lastPg + 1n) * BigInt(psize)}`);
+      problems.push(
+        `${file} is truncated: ${size} bytes, but its last page ${cur.lastPg} ends at byte ${(cur.lastPg + 1n) * BigInt(psize)}`,
+      );
     }
     for (const [i, root] of cur.roots.entries()) {
-      if (root !== NO_PAGE && (root < 2n || root > cur.lastPg)) problems.push(`${file}: the ${i ? 'main' : 'free'} tree's root page ${root} is outside the file's pages 2..${cur.lastPg}`);
+      if (root !== NO_PAGE && (root < 2n || root > cur.lastPg))
+        problems.push(`${file}: the ${i ? 'main' : 'free'} tree's root page ${root} is outside the file's pages 2..${cur.lastPg}`);
     }
     return problems;
   } finally {

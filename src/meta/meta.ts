@@ -36,8 +36,16 @@ export interface Inode {
 }
 
 interface InodeRow {
-  m: number; u: number; g: number; n: number; s: number; r: number;
-  a: string; t: string; c: string; l?: string;
+  m: number;
+  u: number;
+  g: number;
+  n: number;
+  s: number;
+  r: number;
+  a: string;
+  t: string;
+  c: string;
+  l?: string;
 }
 
 export interface Extent {
@@ -82,13 +90,34 @@ function extentOf(offset: number, v: ExtentRow): Extent {
 }
 
 function toRow(i: Inode): InodeRow {
-  const row: InodeRow = { m: i.mode, u: i.uid, g: i.gid, n: i.nlink, s: i.size, r: i.rdev, a: i.atimeNs.toString(), t: i.mtimeNs.toString(), c: i.ctimeNs.toString() };
+  const row: InodeRow = {
+    m: i.mode,
+    u: i.uid,
+    g: i.gid,
+    n: i.nlink,
+    s: i.size,
+    r: i.rdev,
+    a: i.atimeNs.toString(),
+    t: i.mtimeNs.toString(),
+    c: i.ctimeNs.toString(),
+  };
   if (i.target !== undefined) row.l = i.target;
   return row;
 }
 
 function fromRow(ino: number, r: InodeRow): Inode {
-  const i: Inode = { ino, mode: r.m, uid: r.u, gid: r.g, nlink: r.n, size: r.s, rdev: r.r, atimeNs: BigInt(r.a), mtimeNs: BigInt(r.t), ctimeNs: BigInt(r.c) };
+  const i: Inode = {
+    ino,
+    mode: r.m,
+    uid: r.u,
+    gid: r.g,
+    nlink: r.n,
+    size: r.s,
+    rdev: r.r,
+    atimeNs: BigInt(r.a),
+    mtimeNs: BigInt(r.t),
+    ctimeNs: BigInt(r.c),
+  };
   if (r.l !== undefined) i.target = r.l;
   return i;
 }
@@ -300,7 +329,10 @@ export class Meta {
   }
   forgetHidden(parent: number, name: string): void {
     const list = (this.kv.get('hidden') as [number, string][] | undefined) ?? [];
-    this.kv.putSync('hidden', list.filter(([p, n]) => p !== parent || n !== name));
+    this.kv.putSync(
+      'hidden',
+      list.filter(([p, n]) => p !== parent || n !== name),
+    );
   }
   hiddenNames(): { parent: number; name: string }[] {
     return ((this.kv.get('hidden') as [number, string][] | undefined) ?? []).map(([parent, name]) => ({ parent, name }));

@@ -41,7 +41,17 @@ export interface BindingTesting {
 /** Every export of the addon (native/addon.cc and native/*_glue.cc). */
 export interface Binding {
   /** Outputs (shards outIdx) from k sources (shards srcIdx) over [srcOff, srcOff + len) into [dstOff, dstOff + len), on the libuv pool. */
-  rsApply(k: number, m: number, srcIdx: number[], srcs: Uint8Array[], outIdx: number[], outs: Uint8Array[], srcOff: number, dstOff: number, len: number): Promise<void>;
+  rsApply(
+    k: number,
+    m: number,
+    srcIdx: number[],
+    srcs: Uint8Array[],
+    outIdx: number[],
+    outs: Uint8Array[],
+    srcOff: number,
+    dstOff: number,
+    len: number,
+  ): Promise<void>;
   /** CRC-64/XZ, 8 bytes little-endian. */
   crc64(data: Uint8Array): Buffer;
   /** crc64 of each `segment`-byte piece of data into out (8 bytes each), on the libuv pool. */
@@ -114,7 +124,11 @@ export function addonErasure(b: Binding): ErasureImpl {
     rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange, opts?: RsOptions): Promise<Buffer[]> {
       return reconstructWith(k, m, shards, range, opts?.into, async (plan, outs) => {
         const srcs = plan.sources.map((i) => shards[i] as Buffer);
-        await Promise.all(pieces(plan.length, opts?.threads).map(([o, l]) => b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, plan.offset + o, o, l)));
+        await Promise.all(
+          pieces(plan.length, opts?.threads).map(([o, l]) =>
+            b.rsApply(k, m, plan.sources, srcs, plan.missing, outs, plan.offset + o, o, l),
+          ),
+        );
       });
     },
     shardChecksum: (data: Uint8Array) => b.crc64(data),

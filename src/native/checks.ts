@@ -14,11 +14,13 @@ function isBytes(b: unknown): b is Buffer {
 /** Checks an encode call; returns the shard length. */
 export function checkEncode(k: number, m: number, data: Buffer[]): number {
   checkKM(k, m);
-  if (!Array.isArray(data) || data.length !== k) throw new RangeError(`rsEncode needs exactly k=${k} data shards (got ${Array.isArray(data) ? data.length : typeof data})`);
+  if (!Array.isArray(data) || data.length !== k)
+    throw new RangeError(`rsEncode needs exactly k=${k} data shards (got ${Array.isArray(data) ? data.length : typeof data})`);
   if (!data.every(isBytes)) throw new TypeError('rsEncode: every data shard must be a Buffer');
   const len = data[0].length;
   const bad = data.findIndex((d) => d.length !== len);
-  if (bad >= 0) throw new RangeError(`rsEncode: data shards differ in length (shard 0 has ${len} bytes, shard ${bad} has ${data[bad].length})`);
+  if (bad >= 0)
+    throw new RangeError(`rsEncode: data shards differ in length (shard 0 has ${len} bytes, shard ${bad} has ${data[bad].length})`);
   return len;
 }
 
@@ -34,7 +36,10 @@ export interface ReconstructPlan {
 export function checkReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: ByteRange): ReconstructPlan {
   checkKM(k, m);
   const n = k + m;
-  if (!Array.isArray(shards) || shards.length !== n) throw new RangeError(`rsReconstruct needs k + m = ${n} entries, null for a missing shard (got ${Array.isArray(shards) ? shards.length : typeof shards})`);
+  if (!Array.isArray(shards) || shards.length !== n)
+    throw new RangeError(
+      `rsReconstruct needs k + m = ${n} entries, null for a missing shard (got ${Array.isArray(shards) ? shards.length : typeof shards})`,
+    );
   const present: number[] = [];
   const missing: number[] = [];
   shards.forEach((s, i) => {
@@ -42,10 +47,14 @@ export function checkReconstruct(k: number, m: number, shards: (Buffer | null)[]
     else if (!isBytes(s)) throw new TypeError(`rsReconstruct: shard ${i} must be a Buffer or null`);
     else present.push(i);
   });
-  if (missing.length > m) throw new RangeError(`rsReconstruct: ${missing.length} of ${n} shards missing, but k=${k} + m=${m} can rebuild at most ${m}`);
+  if (missing.length > m)
+    throw new RangeError(`rsReconstruct: ${missing.length} of ${n} shards missing, but k=${k} + m=${m} can rebuild at most ${m}`);
   const shardLen = (shards[present[0]] as Buffer).length;
   const bad = present.find((i) => (shards[i] as Buffer).length !== shardLen);
-  if (bad !== undefined) throw new RangeError(`rsReconstruct: shards differ in length (shard ${present[0]} has ${shardLen} bytes, shard ${bad} has ${(shards[bad] as Buffer).length})`);
+  if (bad !== undefined)
+    throw new RangeError(
+      `rsReconstruct: shards differ in length (shard ${present[0]} has ${shardLen} bytes, shard ${bad} has ${(shards[bad] as Buffer).length})`,
+    );
   let offset = 0;
   let length = shardLen;
   if (range) {
@@ -63,7 +72,11 @@ export function checkReconstruct(k: number, m: number, shards: (Buffer | null)[]
  * (opts.into's when given), which then stand in the result for them.
  */
 export async function reconstructWith(
-  k: number, m: number, shards: (Buffer | null)[], range: ByteRange | undefined, into: Buffer[] | undefined,
+  k: number,
+  m: number,
+  shards: (Buffer | null)[],
+  range: ByteRange | undefined,
+  into: Buffer[] | undefined,
   compute: (plan: ReconstructPlan, outs: Buffer[]) => Promise<void>,
 ): Promise<Buffer[]> {
   const plan = checkReconstruct(k, m, shards, range);
@@ -79,9 +92,11 @@ export async function reconstructWith(
 /** `count` output buffers of `len` bytes: views of opts.into when given (checked), else new ones. */
 export function outputBuffers(count: number, len: number, into: Buffer[] | undefined, what: string): Buffer[] {
   if (!into) return Array.from({ length: count }, () => Buffer.allocUnsafe(len));
-  if (!Array.isArray(into) || into.length !== count) throw new RangeError(`${what}: opts.into needs ${count} buffers (got ${Array.isArray(into) ? into.length : typeof into})`);
+  if (!Array.isArray(into) || into.length !== count)
+    throw new RangeError(`${what}: opts.into needs ${count} buffers (got ${Array.isArray(into) ? into.length : typeof into})`);
   return into.map((b, i) => {
-    if (!(b instanceof Uint8Array) || b.length < len) throw new RangeError(`${what}: opts.into[${i}] must be a Buffer of at least ${len} bytes`);
+    if (!(b instanceof Uint8Array) || b.length < len)
+      throw new RangeError(`${what}: opts.into[${i}] must be a Buffer of at least ${len} bytes`);
     return Buffer.from(b.buffer, b.byteOffset, len);
   });
 }

@@ -40,8 +40,14 @@ export function crc64(data: Uint8Array): Buffer {
   for (const end8 = n - (n % 8); i < end8; i += 8) {
     const a = (lo ^ (data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24))) >>> 0;
     const b = (hi ^ (data[i + 4] | (data[i + 5] << 8) | (data[i + 6] << 16) | (data[i + 7] << 24))) >>> 0;
-    const i7 = 7 * 256 + (a & 0xff), i6 = 6 * 256 + ((a >>> 8) & 0xff), i5 = 5 * 256 + ((a >>> 16) & 0xff), i4 = 4 * 256 + (a >>> 24);
-    const i3 = 3 * 256 + (b & 0xff), i2 = 2 * 256 + ((b >>> 8) & 0xff), i1 = 256 + ((b >>> 16) & 0xff), i0 = b >>> 24;
+    const i7 = 7 * 256 + (a & 0xff),
+      i6 = 6 * 256 + ((a >>> 8) & 0xff),
+      i5 = 5 * 256 + ((a >>> 16) & 0xff),
+      i4 = 4 * 256 + (a >>> 24);
+    const i3 = 3 * 256 + (b & 0xff),
+      i2 = 2 * 256 + ((b >>> 8) & 0xff),
+      i1 = 256 + ((b >>> 16) & 0xff),
+      i0 = b >>> 24;
     lo = TL[i7] ^ TL[i6] ^ TL[i5] ^ TL[i4] ^ TL[i3] ^ TL[i2] ^ TL[i1] ^ TL[i0];
     hi = TH[i7] ^ TH[i6] ^ TH[i5] ^ TH[i4] ^ TH[i3] ^ TH[i2] ^ TH[i1] ^ TH[i0];
   }

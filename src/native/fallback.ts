@@ -34,17 +34,27 @@ function combine(out: Uint8Array, srcs: Uint8Array[], tabs: Uint8Array[], from: 
   for (let c = 0; c < srcs.length; c += 4) {
     const n = Math.min(4, srcs.length - c);
     const init = first && c === 0;
-    const s0 = srcs[c], t0 = tabs[c];
+    const s0 = srcs[c],
+      t0 = tabs[c];
     if (n === 4) {
-      const s1 = srcs[c + 1], s2 = srcs[c + 2], s3 = srcs[c + 3], t1 = tabs[c + 1], t2 = tabs[c + 2], t3 = tabs[c + 3];
+      const s1 = srcs[c + 1],
+        s2 = srcs[c + 2],
+        s3 = srcs[c + 3],
+        t1 = tabs[c + 1],
+        t2 = tabs[c + 2],
+        t3 = tabs[c + 3];
       if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]] ^ t3[s3[x]];
       else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]] ^ t3[s3[x]];
     } else if (n === 3) {
-      const s1 = srcs[c + 1], s2 = srcs[c + 2], t1 = tabs[c + 1], t2 = tabs[c + 2];
+      const s1 = srcs[c + 1],
+        s2 = srcs[c + 2],
+        t1 = tabs[c + 1],
+        t2 = tabs[c + 2];
       if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]];
       else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]] ^ t2[s2[x]];
     } else if (n === 2) {
-      const s1 = srcs[c + 1], t1 = tabs[c + 1];
+      const s1 = srcs[c + 1],
+        t1 = tabs[c + 1];
       if (init) for (let x = from; x < to; x++) out[x] = t0[s0[x]] ^ t1[s1[x]];
       else for (let x = from; x < to; x++) out[x] ^= t0[s0[x]] ^ t1[s1[x]];
     } else {
@@ -67,7 +77,12 @@ async function apply(rows: Uint8Array, k: number, srcs: Uint8Array[], outs: Uint
 async function rsEncode(k: number, m: number, data: Buffer[], opts?: RsOptions): Promise<Buffer[]> {
   const len = checkEncode(k, m, data);
   const parity = outputBuffers(m, len, opts?.into, 'rsEncode');
-  const rows = matrixFor(k, m, [...Array(k).keys()], Array.from({ length: m }, (_, i) => k + i));
+  const rows = matrixFor(
+    k,
+    m,
+    [...Array(k).keys()],
+    Array.from({ length: m }, (_, i) => k + i),
+  );
   await apply(rows, k, data, parity, len);
   return parity;
 }
@@ -80,7 +95,9 @@ function rsReconstruct(k: number, m: number, shards: (Buffer | null)[], range?: 
 }
 
 export const fallbackErasure: ErasureImpl = {
-  rsEncode, rsReconstruct, shardChecksum: crc64,
+  rsEncode,
+  rsReconstruct,
+  shardChecksum: crc64,
   segmentChecksums: async (data, segment) => checksumEach(crc64, data, segment),
 };
 

@@ -17,8 +17,14 @@ export interface ChunkerParams {
 }
 
 export function validateChunkerParams(p: ChunkerParams): void {
-  const ok = Number.isInteger(p.minSize) && Number.isInteger(p.avgSize) && Number.isInteger(p.maxSize) &&
-    p.minSize >= 64 && p.minSize < p.avgSize && p.avgSize < p.maxSize && p.maxSize <= 64 * 1024 * 1024;
+  const ok =
+    Number.isInteger(p.minSize) &&
+    Number.isInteger(p.avgSize) &&
+    Number.isInteger(p.maxSize) &&
+    p.minSize >= 64 &&
+    p.minSize < p.avgSize &&
+    p.avgSize < p.maxSize &&
+    p.maxSize <= 64 * 1024 * 1024;
   if (!ok) throw new RangeError(`chunker sizes must satisfy 64 <= min < avg < max <= 64 MiB (got ${p.minSize}/${p.avgSize}/${p.maxSize})`);
 }
 
@@ -29,7 +35,7 @@ export function checkGear(gear: Uint32Array): void {
 /** Masks over the top bits of the 32-bit hash (the bits that depend on the most bytes). */
 export function chunkMasks(avgSize: number): { maskS: number; maskL: number } {
   const bits = Math.round(Math.log2(avgSize));
-  const top = (n: number) => (n >= 32 ? 0xffffffff : ((0xffffffff << (32 - n)) >>> 0));
+  const top = (n: number) => (n >= 32 ? 0xffffffff : (0xffffffff << (32 - n)) >>> 0);
   return { maskS: top(bits + 2), maskL: top(bits - 2) };
 }
 

@@ -96,7 +96,14 @@ export function aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, 
 }
 
 /** AES-256-GCM: true when authentic, the plaintext then in `out`. */
-export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, cipher: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean {
+export function aesGcmOpen(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  cipher: Uint8Array,
+  tag: Uint8Array,
+  out: Uint8Array,
+): boolean {
   return aead.aesGcmOpen(key, nonce, aad, cipher, tag, out);
 }
 

@@ -11,7 +11,17 @@ import { rsReconstruct } from '../native';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { Backend, CallOptions } from '../backend/backend';
 import type { FilePart } from '../block/pool';
-import { encodeShard, piecesOf, SEGMENT, segmentSpan, segmentsOf, shardHeaderSize, shardKey, ShardCorruptError, verifySegments } from './format';
+import {
+  encodeShard,
+  piecesOf,
+  SEGMENT,
+  segmentSpan,
+  segmentsOf,
+  shardHeaderSize,
+  shardKey,
+  ShardCorruptError,
+  verifySegments,
+} from './format';
 
 /** Too few shards of a pack can be read now to give its bytes (kind 'unavailable'). */
 export class PackUnavailableError extends IsgError {
@@ -86,8 +96,14 @@ export class ShardReader {
    * attempt (another shard is the better retry); `retry` asks the backend for other terms
    * (see fetchRaw).
    */
-  private async fetchVerified(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
-    retry: CallOptions = ONCE): Promise<Buffer> {
+  private async fetchVerified(
+    packId: string,
+    pack: PackRow,
+    shard: number,
+    span: { start: number; end: number },
+    signal?: AbortSignal,
+    retry: CallOptions = ONCE,
+  ): Promise<Buffer> {
     const data = await this.fetchRaw(packId, pack, shard, span, signal, retry);
     if (!(await verifySegments(data, span.start, this.sumsOf(pack, shard)))) {
       throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${pack.placement[shard]} fails its checksum`);
@@ -100,19 +116,31 @@ export class ShardReader {
    * backend's resilient wrapper: ONCE by default, PATIENT (its retries with backoff) or
    * PAST_GATE (one attempt even while it cools down as unhealthy).
    */
-  private async fetchRaw(packId: string, pack: PackRow, shard: number, span: { start: number; end: number }, signal?: AbortSignal,
-    retry: CallOptions = ONCE): Promise<Buffer> {
+  private async fetchRaw(
+    packId: string,
+    pack: PackRow,
+    shard: number,
+    span: { start: number; end: number },
+    signal?: AbortSignal,
+    retry: CallOptions = ONCE,
+  ): Promise<Buffer> {
     const backend = this.backends.get(pack.placement[shard]);
     if (!backend) throw new PackUnavailableError(`backend ${pack.placement[shard]} is not configured`);
     const range = { offset: shardHeaderSize(pack.shardSize) + span.start, length: span.end - span.start };
     const data = await backend.get(shardKey(packId, shard), range, { ...retry, signal });
-    if (data.length !== span.end - span.start) throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} is truncated`);
+    if (data.length !== span.end - span.start)
+      throw new ShardCorruptError(`shard ${shard} of pack ${packId} on ${backend.name} is truncated`);
     return data;
   }
 
   /** The same span of every shard, rebuilt from any k good ones; `slow` as in FetchedBlock. */
-  async reconstructSpan(packId: string, pack: PackRow, span: { start: number; end: number }, exclude: Set<number>, signal?: AbortSignal):
-    Promise<{ shards: Buffer[]; slow: boolean }> {
+  async reconstructSpan(
+    packId: string,
+    pack: PackRow,
+    span: { start: number; end: number },
+    exclude: Set<number>,
+    signal?: AbortSignal,
+  ): Promise<{ shards: Buffer[]; slow: boolean }> {
     const n = pack.k + pack.m;
     const order = Array.from({ length: n }, (_, i) => i)
       .filter((i) => !exclude.has(i))
@@ -141,17 +169,22 @@ export class ShardReader {
     // Last resort, all at once: whatever did not answer, again: with retries where the backend
     // counts as healthy, else once past the fail-fast gate of its cool-down.
     if (have < pack.k) {
-      await Promise.all(order.filter((i) => !got[i]).map(async (i) => {
-        const retry = this.health.healthy(pack.placement[i]) ? PATIENT : PAST_GATE;
-        try {
-          got[i] = await this.fetchVerified(packId, pack, i, span, signal, retry);
-          have++;
-        } catch (e) {
-          errors.push((e as Error).message);
-        }
-      }));
+      await Promise.all(
+        order
+          .filter((i) => !got[i])
+          .map(async (i) => {
+            const retry = this.health.healthy(pack.placement[i]) ? PATIENT : PAST_GATE;
+            try {
+              got[i] = await this.fetchVerified(packId, pack, i, span, signal, retry);
+              have++;
+            } catch (e) {
+              errors.push((e as Error).message);
+            }
+          }),
+      );
     }
-    if (have < pack.k) throw new PackUnavailableError(`pack ${packId}: only ${have} of the ${pack.k} shards needed could be read (${errors.join('; ')})`);
+    if (have < pack.k)
+      throw new PackUnavailableError(`pack ${packId}: only ${have} of the ${pack.k} shards needed could be read (${errors.join('; ')})`);
     // Keep exactly k inputs: the code needs no more, and fewer copies.
     let kept = 0;
     const inputs = got.map((b) => (b && kept < pack.k ? (kept++, b) : null));
@@ -168,7 +201,8 @@ export class ShardReader {
     const count = Math.ceil(pack.shardSize / REBUILD_SPAN);
     const len = Math.ceil(pack.shardSize / count / SEGMENT) * SEGMENT;
     const out: { start: number; end: number }[] = [];
-    for (let start = Math.floor(from / len) * len; start < to; start += len) out.push({ start, end: Math.min(pack.shardSize, start + len) });
+    for (let start = Math.floor(from / len) * len; start < to; start += len)
+      out.push({ start, end: Math.min(pack.shardSize, start + len) });
     return out;
   }
 
@@ -176,8 +210,15 @@ export class ShardReader {
    * Bytes [from, to) of data shard `shard`; `kept` when they are a view of a kept rebuild (shared
    * memory), else memory of the caller's own; `slow` as in FetchedBlock.
    */
-  private async readShardRange(packId: string, pack: PackRow, shard: number, from: number, to: number, checked: boolean, signal?: AbortSignal):
-    Promise<{ bytes: Buffer; kept: boolean; slow: boolean; checked: boolean }> {
+  private async readShardRange(
+    packId: string,
+    pack: PackRow,
+    shard: number,
+    from: number,
+    to: number,
+    checked: boolean,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: Buffer; kept: boolean; slow: boolean; checked: boolean }> {
     const spans = this.spansOf(pack, from, to);
     // A rebuild under way fetches these bytes anyway (it reads k shards of the span).
     await Promise.all(spans.map((sp) => this.rebuilding.get(`${packId}:${sp.start}`)?.catch(() => undefined)));
@@ -191,7 +232,8 @@ export class ShardReader {
     if (!degraded && this.health.healthy(pack.placement[shard])) {
       try {
         const slow = this.slowAmong(pack, [shard]);
-        if (!checked) return { bytes: await this.fetchRaw(packId, pack, shard, { start: from, end: to }, signal), kept: false, slow, checked };
+        if (!checked)
+          return { bytes: await this.fetchRaw(packId, pack, shard, { start: from, end: to }, signal), kept: false, slow, checked };
         const data = await this.fetchVerified(packId, pack, shard, span, signal);
         return { bytes: data.subarray(from - span.start, to - span.start), kept: false, slow, checked };
       } catch {
@@ -200,18 +242,22 @@ export class ShardReader {
     }
     // A shard that just failed is left out; one merely marked down stays a candidate of last resort.
     const exclude = failed ? new Set([shard]) : new Set<number>();
-    await Promise.all(spans.map((sp) => {
-      if (this.rebuilt.has(`${packId}:${shard}:${sp.start}`)) return undefined;
-      const key = `${packId}:${sp.start}`;
-      let rebuild = this.rebuilding.get(key);
-      if (!rebuild) {
-        rebuild = this.reconstructSpan(packId, pack, sp, exclude, signal).then(({ shards, slow }) => {
-          for (const [i, b] of shards.entries()) this.rebuilt.set(`${packId}:${i}:${sp.start}`, { start: sp.start, data: b, slow });
-        }).finally(() => this.rebuilding.delete(key));
-        this.rebuilding.set(key, rebuild);
-      }
-      return rebuild;
-    }));
+    await Promise.all(
+      spans.map((sp) => {
+        if (this.rebuilt.has(`${packId}:${shard}:${sp.start}`)) return undefined;
+        const key = `${packId}:${sp.start}`;
+        let rebuild = this.rebuilding.get(key);
+        if (!rebuild) {
+          rebuild = this.reconstructSpan(packId, pack, sp, exclude, signal)
+            .then(({ shards, slow }) => {
+              for (const [i, b] of shards.entries()) this.rebuilt.set(`${packId}:${i}:${sp.start}`, { start: sp.start, data: b, slow });
+            })
+            .finally(() => this.rebuilding.delete(key));
+          this.rebuilding.set(key, rebuild);
+        }
+        return rebuild;
+      }),
+    );
     const hit = this.rebuiltCovering(packId, shard, spans, from, to);
     if (!hit) throw new PackUnavailableError(`pack ${packId}: shard ${shard} could not be rebuilt`);
     return hit;
@@ -223,14 +269,21 @@ export class ShardReader {
   }
 
   /** Bytes [from, to) of a shard from recent rebuilds of `spans`, if they are all kept. */
-  private rebuiltCovering(packId: string, shard: number, spans: { start: number }[], from: number, to: number):
-    { bytes: Buffer; kept: boolean; slow: boolean; checked: boolean } | null {
+  private rebuiltCovering(
+    packId: string,
+    shard: number,
+    spans: { start: number }[],
+    from: number,
+    to: number,
+  ): { bytes: Buffer; kept: boolean; slow: boolean; checked: boolean } | null {
     const parts = spans.map((sp) => this.rebuilt.get(`${packId}:${shard}:${sp.start}`));
     if (parts.some((e) => !e)) return null;
     const views = parts.map((e) => e!.data.subarray(Math.max(0, from - e!.start), Math.min(e!.data.length, to - e!.start)));
     const slow = parts.some((e) => e!.slow);
     // Rebuilds are made of verified shards only.
-    return views.length === 1 ? { bytes: views[0], kept: true, slow, checked: true } : { bytes: Buffer.concat(views), kept: false, slow, checked: true };
+    return views.length === 1
+      ? { bytes: views[0], kept: true, slow, checked: true }
+      : { bytes: Buffer.concat(views), kept: false, slow, checked: true };
   }
 
   /**
@@ -254,7 +307,8 @@ export class ShardReader {
     const parts: FilePart[] = [];
     for (const { shard, from, to } of piecesOf(loc.offset, loc.length, pack.shardSize)) {
       const spans = this.spansOf(pack, from, to);
-      if (spans.some((sp) => this.rebuilding.has(`${loc.pack}:${sp.start}`) || this.rebuilt.has(`${loc.pack}:${shard}:${sp.start}`))) return null;
+      if (spans.some((sp) => this.rebuilding.has(`${loc.pack}:${sp.start}`) || this.rebuilt.has(`${loc.pack}:${shard}:${sp.start}`)))
+        return null;
       const file = fileOf(shard);
       if (file !== undefined) {
         parts.push({ file, offset: base + from, length: to - from });
@@ -286,11 +340,13 @@ export class ShardReader {
       return { encoded: r.bytes, slow: r.slow, checked: r.checked, shared: r.kept };
     }
     const encoded = Buffer.allocUnsafe(loc.length);
-    const parts = await Promise.all(pieces.map(async (p) => {
-      const r = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, checked, opts.signal);
-      r.bytes.copy(encoded, p.at);
-      return r;
-    }));
+    const parts = await Promise.all(
+      pieces.map(async (p) => {
+        const r = await this.readShardRange(loc.pack, pack, p.shard, p.from, p.to, checked, opts.signal);
+        r.bytes.copy(encoded, p.at);
+        return r;
+      }),
+    );
     return { encoded, slow: parts.some((r) => r.slow), checked: parts.every((r) => r.checked), shared: false };
   }
 
@@ -308,7 +364,9 @@ export class ShardReader {
       try {
         await backend.put(shardKey(packId, i), encodeShard(packId, i, layout, all[i]));
         stored.push(i);
-      } catch { /* stays missing; tried again later */ }
+      } catch {
+        /* stays missing; tried again later */
+      }
     }
     return stored.sort((a, b) => a - b);
   }

@@ -55,7 +55,11 @@ function trailerAad(packId: string): Buffer {
 }
 
 /** Lays blocks end to end and appends the encrypted trailer and the footer. */
-export function buildPack(packKey: Buffer, packId: string, blocks: { id: Buffer; encoded: Buffer }[]): { bytes: Buffer; entries: PackEntry[] } {
+export function buildPack(
+  packKey: Buffer,
+  packId: string,
+  blocks: { id: Buffer; encoded: Buffer }[],
+): { bytes: Buffer; entries: PackEntry[] } {
   const entries: PackEntry[] = [];
   let offset = 0;
   for (const b of blocks) {
@@ -84,7 +88,8 @@ export function buildPack(packKey: Buffer, packId: string, blocks: { id: Buffer;
 
 /** Reads the trailer of a whole pack (rebuilding the index from the backends). */
 export function readPackTrailer(packKey: Buffer, packId: string, pack: Buffer): PackEntry[] {
-  if (pack.length < FOOTER || !pack.subarray(pack.length - 8, pack.length - 4).equals(PACK_MAGIC)) throw new ShardCorruptError(`pack ${packId}: no footer`);
+  if (pack.length < FOOTER || !pack.subarray(pack.length - 8, pack.length - 4).equals(PACK_MAGIC))
+    throw new ShardCorruptError(`pack ${packId}: no footer`);
   if (pack[pack.length - 4] !== PACK_FORMAT) throw new ShardCorruptError(`pack ${packId}: format ${pack[pack.length - 4]} unknown`);
   const len = pack.readUInt32LE(pack.length - FOOTER);
   const sealed = pack.subarray(pack.length - FOOTER - len, pack.length - FOOTER);
@@ -101,7 +106,11 @@ export function readPackTrailer(packKey: Buffer, packId: string, pack: Buffer): 
   const out: PackEntry[] = [];
   for (let i = 0; i < n; i++) {
     const p = 4 + i * 44;
-    out.push({ id: Buffer.from(list.subarray(p, p + 32)), offset: list.readUInt32LE(p + 32) + list.readUInt32LE(p + 36) * 2 ** 32, length: list.readUInt32LE(p + 40) });
+    out.push({
+      id: Buffer.from(list.subarray(p, p + 32)),
+      offset: list.readUInt32LE(p + 32) + list.readUInt32LE(p + 36) * 2 ** 32,
+      length: list.readUInt32LE(p + 40),
+    });
   }
   return out;
 }
@@ -148,7 +157,8 @@ export function encodeShard(packId: string, index: number, layout: ShardLayout, 
   h.writeUInt32LE(Math.floor(layout.packLength / 2 ** 32), 20);
   h.writeUInt32LE(SEGMENT, 24);
   Buffer.from(packId, 'hex').copy(h, 32);
-  for (let s = 0; s < segs; s++) shardChecksum(shard.subarray(s * SEGMENT, Math.min(shard.length, (s + 1) * SEGMENT))).copy(h, FIXED_HEADER + 8 * s);
+  for (let s = 0; s < segs; s++)
+    shardChecksum(shard.subarray(s * SEGMENT, Math.min(shard.length, (s + 1) * SEGMENT))).copy(h, FIXED_HEADER + 8 * s);
   shardChecksum(Buffer.concat([h.subarray(0, 48), h.subarray(FIXED_HEADER)])).copy(h, 48);
   return Buffer.concat([h, shard]);
 }
@@ -168,7 +178,11 @@ export function decodeShardHeader(h: Buffer): ShardHeader {
   const want = shardChecksum(Buffer.concat([h.subarray(0, 48), h.subarray(FIXED_HEADER, FIXED_HEADER + 8 * segs)]));
   if (!want.equals(h.subarray(48, 56))) throw new ShardCorruptError('shard header checksum mismatch');
   return {
-    k: h[5], m: h[6], index: h[7], shardSize, packLength: h.readUInt32LE(16) + h.readUInt32LE(20) * 2 ** 32,
+    k: h[5],
+    m: h[6],
+    index: h[7],
+    shardSize,
+    packLength: h.readUInt32LE(16) + h.readUInt32LE(20) * 2 ** 32,
     packId: h.subarray(32, 48).toString('hex'),
     checksums: Array.from({ length: segs }, (_, s) => h.subarray(FIXED_HEADER + 8 * s, FIXED_HEADER + 8 * s + 8)),
   };

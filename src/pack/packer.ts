@@ -39,7 +39,8 @@ export class Packer {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: PackerOptions) {
-    if (o.backends.length < o.k + o.m) throw new Error(`${o.k}+${o.m} erasure coding needs at least ${o.k + o.m} backends, ${o.backends.length} configured`);
+    if (o.backends.length < o.k + o.m)
+      throw new Error(`${o.k}+${o.m} erasure coding needs at least ${o.k + o.m} backends, ${o.backends.length} configured`);
   }
 
   /** Bytes and blocks still waiting for a pack. */
@@ -77,7 +78,9 @@ export class Packer {
   /** One pack; serialised, so memory stays at about one pack and its shards. */
   packOnce(force: boolean): Promise<boolean> {
     const run = (this.running ?? Promise.resolve(false)).catch(() => false).then(() => this.buildAndStore(force));
-    const mine = run.finally(() => { if (this.running === mine) this.running = null; });
+    const mine = run.finally(() => {
+      if (this.running === mine) this.running = null;
+    });
     this.running = mine;
     return mine;
   }
@@ -120,7 +123,9 @@ export class Packer {
       return out;
     });
     if (!blocks.length) {
-      meta.txn(() => { for (const q of taken) meta.dequeue(q.seq); });
+      meta.txn(() => {
+        for (const q of taken) meta.dequeue(q.seq);
+      });
       for (const q of taken) this.firstSeen.delete(q.seq);
       return true;
     }
@@ -137,14 +142,22 @@ export class Packer {
     const stored = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
     if (stored.length < this.o.k) {
       const why = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason as Error | undefined;
-      throw new Error(`pack ${packId}: only ${stored.length} of ${this.o.k + this.o.m} shards stored (need ${this.o.k}): ${why?.message ?? 'unknown'}`);
+      throw new Error(
+        `pack ${packId}: only ${stored.length} of ${this.o.k + this.o.m} shards stored (need ${this.o.k}): ${why?.message ?? 'unknown'}`,
+      );
     }
     if (stored.length < shards.length) log.warn(`pack ${packId}: ${shards.length - stored.length} shard(s) missing, queued for repair`);
     const segs = segmentsOf(layout.shardSize);
     const sums = Buffer.concat(objects.map((o) => o.subarray(64, 64 + 8 * segs)));
     const row: PackRow = {
-      k: this.o.k, m: this.o.m, shardSize: layout.shardSize, packLength: layout.packLength,
-      placement: placement.map((b) => b.name), stored, sums, created: Date.now(),
+      k: this.o.k,
+      m: this.o.m,
+      shardSize: layout.shardSize,
+      packLength: layout.packLength,
+      placement: placement.map((b) => b.name),
+      stored,
+      sums,
+      created: Date.now(),
     };
     meta.txn(() => {
       meta.putPack(packId, row);

@@ -14,7 +14,11 @@ export interface CheckReport {
   inodesChecked: number;
 }
 
-export async function checkRepository(meta: Meta, store: BlockStore, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
+export async function checkRepository(
+  meta: Meta,
+  store: BlockStore,
+  onProgress?: (done: number, total: number) => void,
+): Promise<CheckReport> {
   const problems: string[] = [];
   const refs = new Map<string, number>();
   for (const { ino, extent } of meta.allExtents()) {
@@ -55,7 +59,10 @@ export async function checkRepository(meta: Meta, store: BlockStore, onProgress?
     if ((i.mode & S_IFMT) !== S_IFDIR) continue;
     for (const e of meta.entries(i.ino)) {
       const child = meta.getInode(e.ino);
-      if (!child) { problems.push(`entry '${e.name}' in directory ${i.ino} points at missing inode ${e.ino}`); continue; }
+      if (!child) {
+        problems.push(`entry '${e.name}' in directory ${i.ino} points at missing inode ${e.ino}`);
+        continue;
+      }
       links.set(e.ino, (links.get(e.ino) ?? 0) + 1);
       if ((child.mode & S_IFMT) === S_IFDIR) subdirs.set(i.ino, (subdirs.get(i.ino) ?? 0) + 1);
     }
@@ -63,7 +70,7 @@ export async function checkRepository(meta: Meta, store: BlockStore, onProgress?
   const orphans = new Set(meta.orphanList());
   for (const i of meta.allInodes()) {
     const isDir = (i.mode & S_IFMT) === S_IFDIR;
-    const want = isDir ? 2 + (subdirs.get(i.ino) ?? 0) : links.get(i.ino) ?? 0;
+    const want = isDir ? 2 + (subdirs.get(i.ino) ?? 0) : (links.get(i.ino) ?? 0);
     if (i.ino !== ROOT_INO && !links.has(i.ino) && !orphans.has(i.ino)) problems.push(`inode ${i.ino} has no name`);
     if (i.nlink !== want && !(orphans.has(i.ino) && i.nlink === 0)) problems.push(`inode ${i.ino}: nlink ${i.nlink}, but ${want} expected`);
   }

@@ -73,7 +73,8 @@ function prepareSocketDir(dir: string): void {
   const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw Object.assign(new Error(`${dir} belongs to uid ${st.uid}, not to this user`), { code: 'EPERM' });
+  if (uid !== undefined && st.uid !== uid)
+    throw Object.assign(new Error(`${dir} belongs to uid ${st.uid}, not to this user`), { code: 'EPERM' });
   if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
 }
 
@@ -81,7 +82,10 @@ function prepareSocketDir(dir: string): void {
 function answers(file: string): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect(file);
-    sock.once('connect', () => { sock.destroy(); resolve(true); });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
     sock.once('error', () => resolve(false));
   });
 }
@@ -110,21 +114,34 @@ export function serveControl(dataDir: string, handler: ControlHandler, file = co
         sock.end(JSON.stringify({ error: 'bad request' }) + '\n');
         return;
       }
-      const send = (r: ControlReply) => { if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n'); };
+      const send = (r: ControlReply) => {
+        if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
+      };
       handler(cmd, (p) => send({ progress: p })).then(
-        (done) => { send({ done: done ?? true }); sock.end(); },
-        (e: Error) => { send({ error: e.message }); sock.end(); },
+        (done) => {
+          send({ done: done ?? true });
+          sock.end();
+        },
+        (e: Error) => {
+          send({ error: e.message });
+          sock.end();
+        },
       );
     });
     sock.on('error', () => undefined);
   });
-  const warn = (why: string) => log.warn(`no control socket (${why}): the mount works, but isg flush and isg cache drop cannot reach this daemon`);
+  const warn = (why: string) =>
+    log.warn(`no control socket (${why}): the mount works, but isg flush and isg cache drop cannot reach this daemon`);
   /** Resolves with undefined once listening, or the error code that prevented it. */
-  const listen = (): Promise<string | undefined> => new Promise((resolve) => {
-    const onError = (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message);
-    server.once('error', onError);
-    server.listen(file, () => { server.off('error', onError); resolve(undefined); });
-  });
+  const listen = (): Promise<string | undefined> =>
+    new Promise((resolve) => {
+      const onError = (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message);
+      server.once('error', onError);
+      server.listen(file, () => {
+        server.off('error', onError);
+        resolve(undefined);
+      });
+    });
   const started = (async (): Promise<boolean> => {
     try {
       prepareSocketDir(path.dirname(file));
@@ -149,7 +166,11 @@ export function serveControl(dataDir: string, handler: ControlHandler, file = co
     }
     server.on('error', (e: NodeJS.ErrnoException) => warn(`${file}: ${e.code ?? e.message}`)); // logged, never thrown
     server.unref();
-    try { fs.chmodSync(file, 0o600); } catch { /* the directory is private anyway */ }
+    try {
+      fs.chmodSync(file, 0o600);
+    } catch {
+      /* the directory is private anyway */
+    }
     return true;
   })();
   return async () => {
@@ -161,7 +182,10 @@ export function serveControl(dataDir: string, handler: ControlHandler, file = co
 
 /** No daemon answers on any of the places its control socket may be (code ENOENT or ECONNREFUSED). */
 export class ControlUnreachableError extends Error {
-  constructor(readonly code: string, readonly tried: string[]) {
+  constructor(
+    readonly code: string,
+    readonly tried: string[],
+  ) {
     super(`no daemon answers on its control socket (${code}; tried ${tried.join(', ')})`);
   }
 }
@@ -187,7 +211,10 @@ function callOne(file: string, cmd: ControlCommand, onProgress?: (p: unknown) =>
     let buf = '';
     let connected = false;
     let settled = false;
-    sock.on('connect', () => { connected = true; sock.write(JSON.stringify({ cmd }) + '\n'); });
+    sock.on('connect', () => {
+      connected = true;
+      sock.write(JSON.stringify({ cmd }) + '\n');
+    });
     sock.on('data', (d) => {
       buf += d.toString();
       let nl: number;
@@ -195,16 +222,27 @@ function callOne(file: string, cmd: ControlCommand, onProgress?: (p: unknown) =>
         const r = JSON.parse(buf.slice(0, nl)) as ControlReply;
         buf = buf.slice(nl + 1);
         if (r.progress !== undefined) onProgress?.(r.progress);
-        else if (r.error !== undefined) { settled = true; reject(new Error(r.error)); }
-        else { settled = true; resolve({ value: r.done }); }
+        else if (r.error !== undefined) {
+          settled = true;
+          reject(new Error(r.error));
+        } else {
+          settled = true;
+          resolve({ value: r.done });
+        }
       }
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (settled) return;
       settled = true;
-      if (!connected) resolve({ unreachable: e.code ?? 'ENOENT' }); // nothing there (or not ours to reach): try the next place
+      if (!connected)
+        resolve({ unreachable: e.code ?? 'ENOENT' }); // nothing there (or not ours to reach): try the next place
       else reject(e);
     });
-    sock.on('close', () => { if (!settled) { settled = true; reject(new Error('the daemon closed the control connection')); } });
+    sock.on('close', () => {
+      if (!settled) {
+        settled = true;
+        reject(new Error('the daemon closed the control connection'));
+      }
+    });
   });
 }

@@ -58,7 +58,8 @@ export function defaultConfig(id: string): RepoConfig {
 }
 
 export function validateConfig(c: RepoConfig): RepoConfig {
-  if (c.format !== REPO_FORMAT) throw new Error(`repository format ${String(c.format)} is not supported by this isg (format ${REPO_FORMAT})`);
+  if (c.format !== REPO_FORMAT)
+    throw new Error(`repository format ${String(c.format)} is not supported by this isg (format ${REPO_FORMAT})`);
   if (c.chunker?.name !== 'fastcdc-gear32') throw new Error(`unknown chunker '${String(c.chunker?.name)}'`);
   validateChunkerParams(c.chunker);
   if (c.hash !== 'blake3-keyed') throw new Error(`unknown hash '${String(c.hash)}'`);

@@ -29,8 +29,13 @@ export interface RepoPaths {
 export function repoPaths(root: string): RepoPaths {
   const r = path.resolve(root);
   return {
-    root: r, config: path.join(r, 'config'), key: path.join(r, 'key'), meta: path.join(r, 'meta'),
-    cache: path.join(r, 'cache'), blocks: path.join(r, 'cache', 'blocks'), lock: path.join(r, 'lock'),
+    root: r,
+    config: path.join(r, 'config'),
+    key: path.join(r, 'key'),
+    meta: path.join(r, 'meta'),
+    cache: path.join(r, 'cache'),
+    blocks: path.join(r, 'cache', 'blocks'),
+    lock: path.join(r, 'lock'),
   };
 }
 
@@ -57,7 +62,9 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   const p = repoPaths(root);
   if (fs.existsSync(p.config)) throw new RepoError(`${p.root} already holds a repository`);
   await fs.promises.mkdir(path.dirname(p.root), { recursive: true });
-  await fs.promises.mkdir(p.root, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  await fs.promises.mkdir(p.root, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+  });
   const probe = await fs.promises.readdir(p.root);
   if (probe.some((n) => !['lost+found'].includes(n))) throw new RepoError(`${p.root} is not empty and holds no repository`);
   // Private: the key file may hold the master key in plain, config may hold S3 secrets, and LMDB
@@ -94,7 +101,11 @@ async function writeFileDurable(file: string, data: string, mode: number): Promi
   }
   await fs.promises.rename(tmp, file);
   const dir = await fs.promises.open(path.dirname(file), 'r');
-  try { await dir.sync(); } finally { await dir.close(); }
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 /** Local backends may be given relative to the data directory (the embedded default is). */
@@ -135,7 +146,8 @@ export async function openRepository(root: string, password: string | undefined)
   try {
     // A key file is a few hundred bytes: a huge one is refused before it is read.
     const size = (await fs.promises.stat(p.key)).size;
-    if (size > KEY_FILE_MAX_BYTES) throw new RepoError(`the key file ${p.key} is ${size} bytes, more than a key file can be (${KEY_FILE_MAX_BYTES})`);
+    if (size > KEY_FILE_MAX_BYTES)
+      throw new RepoError(`the key file ${p.key} is ${size} bytes, more than a key file can be (${KEY_FILE_MAX_BYTES})`);
     keyText = await fs.promises.readFile(p.key, 'utf8');
   } catch (e) {
     if (e instanceof RepoError) throw e;
@@ -190,14 +202,19 @@ export function acquireLock(root: string, mountpoint?: string): () => void {
         try {
           const cur = JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
           if (cur.pid === process.pid) fs.unlinkSync(file);
-        } catch { /* already gone */ }
+        } catch {
+          /* already gone */
+        }
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new RepoError(`cannot create ${file}: ${(e as NodeJS.ErrnoException).code}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new RepoError(`cannot create ${file}: ${(e as NodeJS.ErrnoException).code}`);
       const holder = readLock(root);
       if (holder) {
-        throw new RepoError(`repository ${repoPaths(root).root} is already in use by pid ${holder.pid}` +
-          (holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''));
+        throw new RepoError(
+          `repository ${repoPaths(root).root} is already in use by pid ${holder.pid}` +
+            (holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''),
+        );
       }
       fs.rmSync(file, { force: true }); // stale: its process is gone
     }

@@ -55,8 +55,11 @@ export class Session {
       const meta = new Meta(repo.paths.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
-        idKey: repo.keys.block.idKey, encKey: repo.keys.block.encKey, gear: repo.keys.gear,
-        chunker: repo.config.chunker, compression: repo.config.compression,
+        idKey: repo.keys.block.idKey,
+        encKey: repo.keys.block.encKey,
+        gear: repo.keys.gear,
+        chunker: repo.config.chunker,
+        compression: repo.config.compression,
       });
       const st = repo.config.storage;
       const backends: ResilientBackend[] = [];
@@ -66,14 +69,25 @@ export class Session {
         backends.push(b);
       }
       const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
-      const reader = new ShardReader(byName, { healthy: (name) => (backends.find((b) => b.name === name)?.health().healthy ?? false) });
+      const reader = new ShardReader(byName, { healthy: (name) => backends.find((b) => b.name === name)?.health().healthy ?? false });
       const store = new BlockStore({
-        blocksDir: repo.paths.blocks, meta, pool, remote: new PackRemote(reader, pool, meta), onError: (m) => log.warn(m),
+        blocksDir: repo.paths.blocks,
+        meta,
+        pool,
+        remote: new PackRemote(reader, pool, meta),
+        onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
         diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
       });
       const packer = new Packer({
-        meta, store, backends, k: st.ec.k, m: st.ec.m, packKey: repo.keys.pack, targetSize: st.packSize, quietMs: st.packQuietMs,
+        meta,
+        store,
+        backends,
+        k: st.ec.k,
+        m: st.ec.m,
+        packKey: repo.keys.pack,
+        targetSize: st.packSize,
+        quietMs: st.packQuietMs,
       });
       const fs = new FileSystem({
         deps: { meta, store, pool, chunker: repo.config.chunker, dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024, readahead: 32 * 1024 * 1024 },
@@ -104,7 +118,11 @@ export class Session {
     const t = setInterval(() => {
       if (running || this.closed) return;
       running = true;
-      fn().catch((e: Error) => log.debug(`background task: ${e.message}`)).finally(() => { running = false; });
+      fn()
+        .catch((e: Error) => log.debug(`background task: ${e.message}`))
+        .finally(() => {
+          running = false;
+        });
     }, ms);
     t.unref();
     this.timers.push(t);
@@ -126,7 +144,9 @@ export class Session {
         const incomplete = [...this.meta.allPacks()].filter(({ row }) => row.stored.length < row.k + row.m);
         if (!incomplete.length) break;
         const where = new Set(incomplete.flatMap(({ row }) => row.placement.filter((_, i) => !row.stored.includes(i))));
-        problem = new Error(`${incomplete.length} pack(s) still miss shards on ${[...where].join(', ')} (the data is readable from the other shards)`);
+        problem = new Error(
+          `${incomplete.length} pack(s) still miss shards on ${[...where].join(', ')} (the data is readable from the other shards)`,
+        );
       } catch (e) {
         problem = e as Error;
       }

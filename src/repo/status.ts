@@ -61,33 +61,43 @@ async function backendStatus(config: RepoConfig, root: string, meta: Meta): Prom
       expected.get(name)!.add(`${id}.${i}`);
     });
   }
-  return Promise.all(config.storage.backends.map(async (spec): Promise<BackendStatus> => {
-    const want = expected.get(spec.name) ?? new Set<string>();
-    const out: BackendStatus = { name: spec.name, type: spec.type, tier: spec.tier, healthy: false, shards: 0, bytes: 0, missingShards: want.size };
-    try {
-      const b = await createBackend(resolveBackendSpec(spec, root));
-      const d = b.describe();
-      if (typeof d.path === 'string') out.path = d.path;
+  return Promise.all(
+    config.storage.backends.map(async (spec): Promise<BackendStatus> => {
+      const want = expected.get(spec.name) ?? new Set<string>();
+      const out: BackendStatus = {
+        name: spec.name,
+        type: spec.type,
+        tier: spec.tier,
+        healthy: false,
+        shards: 0,
+        bytes: 0,
+        missingShards: want.size,
+      };
       try {
-        const signal = AbortSignal.timeout(15_000);
-        const present = new Set<string>();
-        for await (const o of b.list('shards/', { signal })) {
-          const k = parseShardKey(o.key);
-          if (!k) continue;
-          out.shards++;
-          out.bytes += o.size;
-          present.add(`${k.packId}.${k.index}`);
+        const b = await createBackend(resolveBackendSpec(spec, root));
+        const d = b.describe();
+        if (typeof d.path === 'string') out.path = d.path;
+        try {
+          const signal = AbortSignal.timeout(15_000);
+          const present = new Set<string>();
+          for await (const o of b.list('shards/', { signal })) {
+            const k = parseShardKey(o.key);
+            if (!k) continue;
+            out.shards++;
+            out.bytes += o.size;
+            present.add(`${k.packId}.${k.index}`);
+          }
+          out.missingShards = [...want].filter((x) => !present.has(x)).length;
+          out.healthy = true;
+        } finally {
+          await b.close();
         }
-        out.missingShards = [...want].filter((x) => !present.has(x)).length;
-        out.healthy = true;
-      } finally {
-        await b.close();
+      } catch (e) {
+        out.error = (e as Error).message;
       }
-    } catch (e) {
-      out.error = (e as Error).message;
-    }
-    return out;
-  }));
+      return out;
+    }),
+  );
 }
 
 /** `meta`: the caller's open metadata (in-process callers); otherwise opened read-only here. */
@@ -96,15 +106,24 @@ export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<Repo
   const config = validateConfig(JSON.parse(fs.readFileSync(paths.config, 'utf8')) as RepoConfig);
   const meta = openMeta ?? new Meta(paths.meta, true);
   try {
-    let files = 0, directories = 0, symlinks = 0, logicalBytes = 0, referencedBytes = 0;
+    let files = 0,
+      directories = 0,
+      symlinks = 0,
+      logicalBytes = 0,
+      referencedBytes = 0;
     for (const i of meta.allInodes()) {
       const type = i.mode & S_IFMT;
       if (type === S_IFDIR) directories++;
-      else if (type === S_IFREG) { files++; logicalBytes += i.size; }
-      else symlinks++;
+      else if (type === S_IFREG) {
+        files++;
+        logicalBytes += i.size;
+      } else symlinks++;
     }
     for (const { extent } of meta.allExtents()) referencedBytes += extent.length;
-    let uniqueBlocks = 0, uniqueBytes = 0, storedBytes = 0, localBytes = 0;
+    let uniqueBlocks = 0,
+      uniqueBytes = 0,
+      storedBytes = 0,
+      localBytes = 0;
     for (const { row } of meta.allBlocks()) {
       if (row.local !== false) localBytes += row.stored;
       if (row.refs === 0) continue;
@@ -118,12 +137,23 @@ export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<Repo
     const backends = await backendStatus(config, paths.root, meta);
     const lock = readLock(dataDir);
     return {
-      files, directories, symlinks, logicalBytes, referencedBytes, uniqueBlocks, uniqueBytes, storedBytes,
+      files,
+      directories,
+      symlinks,
+      logicalBytes,
+      referencedBytes,
+      uniqueBlocks,
+      uniqueBytes,
+      storedBytes,
       dedupRatio: uniqueBytes ? referencedBytes / uniqueBytes : 1,
       compressionRatio: storedBytes ? uniqueBytes / storedBytes : 1,
-      mounted: !!lock?.mountpoint, mountpoint: lock?.mountpoint,
-      pendingUploadBytes, pendingUploadBlocks: queue.length, localBytes,
-      dataShards: config.storage.ec.k, parityShards: config.storage.ec.m,
+      mounted: !!lock?.mountpoint,
+      mountpoint: lock?.mountpoint,
+      pendingUploadBytes,
+      pendingUploadBlocks: queue.length,
+      localBytes,
+      dataShards: config.storage.ec.k,
+      parityShards: config.storage.ec.m,
       packs: [...meta.allPacks()].length,
       missingShards: backends.reduce((n, b) => n + b.missingShards, 0),
       backends,

@@ -73,7 +73,11 @@ export class BlockStore {
       sizeCalculation: (b) => Math.max(1, b.length),
     });
     this.tier = new LocalTier({
-      dir: o.blocksDir, meta: o.meta, diskBytes: o.diskBytes, lock: this.lock, onError: o.onError,
+      dir: o.blocksDir,
+      meta: o.meta,
+      diskBytes: o.diskBytes,
+      lock: this.lock,
+      onError: o.onError,
       // Emptied with the memory LRU and the kept shard rebuilds, so that reads afterwards are truly cold.
       onEvictAll: () => {
         this.lru.clear();
@@ -111,7 +115,9 @@ export class BlockStore {
   private readPlainFresh(id: Buffer, hex: string): Promise<Buffer> {
     const hit = this.lru.get(hex);
     if (hit) return Promise.resolve(hit);
-    const p = this.load(id, hex).finally(() => { if (this.loading.get(hex) === p) this.loading.delete(hex); });
+    const p = this.load(id, hex).finally(() => {
+      if (this.loading.get(hex) === p) this.loading.delete(hex);
+    });
     this.loading.set(hex, p);
     return p;
   }
@@ -207,8 +213,11 @@ export class BlockStore {
    */
   async ingest(chunks: PlainChunk[], commit: (ids: Buffer[], admit: (i: number) => void) => void): Promise<void> {
     await this.lock.shared(async () => {
-      const results = await Promise.all(chunks.map((c) =>
-        (c.encoding?.sweeps === this.sweeps ? c.encoding.result : this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir))));
+      const results = await Promise.all(
+        chunks.map((c) =>
+          c.encoding?.sweeps === this.sweeps ? c.encoding.result : this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir),
+        ),
+      );
       const written = new Set<string>();
       for (const r of results) {
         if (!r.wrote) continue;
@@ -279,11 +288,13 @@ export class BlockStore {
           dropped.push(id);
         }
       });
-      await Promise.all(dropped.map(async (id) => {
-        const hex = id.toString('hex');
-        this.lru.delete(hex);
-        await this.tier.remove(hex);
-      }));
+      await Promise.all(
+        dropped.map(async (id) => {
+          const hex = id.toString('hex');
+          this.lru.delete(hex);
+          await this.tier.remove(hex);
+        }),
+      );
       this.sweeps++;
       return dropped.length;
     });

@@ -141,7 +141,14 @@ export class LocalTier implements KeepTarget {
     const limit = this.o.diskBytes;
     if (this.evicting) return this.evicting;
     if (limit === undefined || this.diskUsed <= limit) return Promise.resolve();
-    this.evicting = this.evict(limit).then(() => undefined, () => undefined).finally(() => { this.evicting = null; });
+    this.evicting = this.evict(limit)
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        this.evicting = null;
+      });
     return this.evicting;
   }
 
@@ -162,12 +169,16 @@ export class LocalTier implements KeepTarget {
       }
       if (limit === 0) this.o.onEvictAll?.();
       if (!victims.length) return 0;
-      this.o.meta.txn(() => { for (const id of victims) this.o.meta.setLocal(id, false); });
-      await Promise.all(victims.map(async (id) => {
-        const hex = id.toString('hex');
-        await fs.promises.rm(this.blockPath(hex), { force: true });
-        this.forget(hex);
-      }));
+      this.o.meta.txn(() => {
+        for (const id of victims) this.o.meta.setLocal(id, false);
+      });
+      await Promise.all(
+        victims.map(async (id) => {
+          const hex = id.toString('hex');
+          await fs.promises.rm(this.blockPath(hex), { force: true });
+          this.forget(hex);
+        }),
+      );
       return freed;
     });
   }
@@ -199,7 +210,11 @@ export class LocalTier implements KeepTarget {
             if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
             throw e;
           }
-          try { await fh.sync(); } finally { await fh.close(); }
+          try {
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
         } catch (e) {
           // Not durable: the file and everything not tried yet wait for the next sync.
           this.unsynced.add(f);

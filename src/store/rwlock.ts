@@ -40,12 +40,20 @@ export class RwLock {
 
   async shared<T>(fn: () => Promise<T>): Promise<T> {
     const release = await this.acquire(false);
-    try { return await fn(); } finally { release(); }
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const release = await this.acquire(true);
-    try { return await fn(); } finally { release(); }
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 }
 
@@ -55,7 +63,10 @@ export class Mutex {
 
   run<T>(fn: () => Promise<T>): Promise<T> {
     const result = this.tail.then(fn);
-    this.tail = result.then(() => undefined, () => undefined);
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
     return result;
   }
 }

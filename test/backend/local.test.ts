@@ -33,9 +33,9 @@ conformance('local', () => shared, { manyKeys: 300 }); // > 1000 matters only fo
 
 /** Every file under dir, relative. */
 function walk(dir: string, rel = ''): string[] {
-  return fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? walk(dir, path.join(rel, e.name)) : [path.join(rel, e.name)],
-  );
+  return fs
+    .readdirSync(path.join(dir, rel), { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? walk(dir, path.join(rel, e.name)) : [path.join(rel, e.name)]));
 }
 
 async function fileHandleProto(dir: string): Promise<fsp.FileHandle> {

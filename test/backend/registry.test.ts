@@ -5,7 +5,14 @@
 import * as path from 'node:path';
 import { Backend } from '../../src/backend/backend';
 import { LocalBackend } from '../../src/backend/local';
-import { backendTypes, createBackend, parseBackendSpec, redactSpec, registerBackend, validateBackendSpec } from '../../src/backend/registry';
+import {
+  backendTypes,
+  createBackend,
+  parseBackendSpec,
+  redactSpec,
+  registerBackend,
+  validateBackendSpec,
+} from '../../src/backend/registry';
 import { BackendSpec } from '../../src/backend/spec';
 import { tmpDir } from '../helpers/tmp';
 
@@ -26,7 +33,9 @@ describe('parseBackendSpec', () => {
       region: 'us-east-1',
     });
     expect(
-      parseBackendSpec('s3b=s3:https://s3.example.com/bkt/repos/one?accessKeyId=AK&secretAccessKey=S%2Bx&region=eu-west-1&multipartThreshold=32M&partSize=16MiB&partConcurrency=2&checksum=when_required&tier=cold'),
+      parseBackendSpec(
+        's3b=s3:https://s3.example.com/bkt/repos/one?accessKeyId=AK&secretAccessKey=S%2Bx&region=eu-west-1&multipartThreshold=32M&partSize=16MiB&partConcurrency=2&checksum=when_required&tier=cold',
+      ),
     ).toEqual({
       name: 's3b',
       type: 's3',
@@ -98,7 +107,9 @@ describe('registry', () => {
     await expect(createBackend({ name: 'x', type: 'local', tier: 'tepid' as 'hot', path: '/x' })).rejects.toThrow(/tier/);
     await expect(createBackend({ name: 'x', type: 'local', tier: 'hot' })).rejects.toThrow(/'path' is required/);
     await expect(createBackend({ name: 'x', type: 'local', tier: 'hot', path: 'relative' })).rejects.toThrow(/absolute/);
-    await expect(createBackend({ name: 'x', type: 's3', tier: 'warm', endpoint: 'http://h', bucket: 'b', partSize: -1 })).rejects.toThrow(/partSize/);
+    await expect(createBackend({ name: 'x', type: 's3', tier: 'warm', endpoint: 'http://h', bucket: 'b', partSize: -1 })).rejects.toThrow(
+      /partSize/,
+    );
     expect(() => validateBackendSpec({ name: '', type: 'local', tier: 'hot' })).toThrow(/name/);
   });
 

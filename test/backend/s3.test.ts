@@ -55,11 +55,7 @@ conformance('s3', () => b, {
   afterBigPut: () => {
     jest.restoreAllMocks();
     // 40 MiB in 8 MiB parts
-    expect(sent).toEqual([
-      'CreateMultipartUploadCommand',
-      ...Array(5).fill('UploadPartCommand'),
-      'CompleteMultipartUploadCommand',
-    ]);
+    expect(sent).toEqual(['CreateMultipartUploadCommand', ...Array(5).fill('UploadPartCommand'), 'CompleteMultipartUploadCommand']);
   },
 });
 
@@ -103,7 +99,9 @@ describe('s3: specifics', () => {
   });
 
   test('a failing part aborts the multipart upload and leaves no object', async () => {
-    const m = await createBackend(parseBackendSpec(`mp=s3:${server.endpoint}/${BUCKET}?${creds}&multipartThreshold=5M&partSize=5M&partConcurrency=2`));
+    const m = await createBackend(
+      parseBackendSpec(`mp=s3:${server.endpoint}/${BUCKET}?${creds}&multipartThreshold=5M&partSize=5M&partConcurrency=2`),
+    );
     try {
       const real = S3Client.prototype.send;
       sent = [];
@@ -111,7 +109,9 @@ describe('s3: specifics', () => {
         const cmd = args[0] as { constructor: { name: string }; input: { PartNumber?: number } };
         sent.push(cmd.constructor.name);
         if (cmd.constructor.name === 'UploadPartCommand' && cmd.input.PartNumber === 3) {
-          return Promise.reject(Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }));
+          return Promise.reject(
+            Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }),
+          );
         }
         return (real as (...a: unknown[]) => unknown).apply(this, args);
       } as typeof real);
@@ -152,7 +152,10 @@ describe('s3: specifics', () => {
       expect((await e.get('envcreds/x')).toString()).toBe('via env');
     } finally {
       await e.close();
-      for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      for (const [k, v] of [
+        ['AWS_ACCESS_KEY_ID', saved.id],
+        ['AWS_SECRET_ACCESS_KEY', saved.secret],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }

@@ -44,7 +44,19 @@ export class S3rverProcess {
     const cli = require.resolve('s3rver/bin/s3rver.js');
     const child = spawn(
       process.execPath,
-      ['--openssl-legacy-provider', cli, '-d', this.dir, '-a', '127.0.0.1', '-p', String(this.port), '--silent', '--configure-bucket', this.bucket],
+      [
+        '--openssl-legacy-provider',
+        cli,
+        '-d',
+        this.dir,
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        '--silent',
+        '--configure-bucket',
+        this.bucket,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';

@@ -37,18 +37,14 @@ describe('times', () => {
   test('touch -a sets only atime, to the nanosecond', async () => {
     await sh(`touch ${mnt}/t1 && touch -m -d @1500000000.5 ${mnt}/t1`);
     await sh(`touch -a -d @1600000000.123456789 ${mnt}/t1`);
-    expect((await sh(`stat -c '%x|%y' ${mnt}/t1`)).trim()).toBe(
-      '2020-09-13 12:26:40.123456789 +0000|2017-07-14 02:40:00.500000000 +0000',
-    );
+    expect((await sh(`stat -c '%x|%y' ${mnt}/t1`)).trim()).toBe('2020-09-13 12:26:40.123456789 +0000|2017-07-14 02:40:00.500000000 +0000');
     const st = await srv.stats();
     expect(st.lastUtimens).toEqual({ path: '/t1', atimeNs: '1600000000123456789', mtimeNs: null });
   });
 
   test('touch -m sets only mtime, to the nanosecond', async () => {
     await sh(`touch -m -d @1600000001.987654321 ${mnt}/t1`);
-    expect((await sh(`stat -c '%x|%y' ${mnt}/t1`)).trim()).toBe(
-      '2020-09-13 12:26:40.123456789 +0000|2020-09-13 12:26:41.987654321 +0000',
-    );
+    expect((await sh(`stat -c '%x|%y' ${mnt}/t1`)).trim()).toBe('2020-09-13 12:26:40.123456789 +0000|2020-09-13 12:26:41.987654321 +0000');
     expect((await srv.stats()).lastUtimens).toEqual({ path: '/t1', atimeNs: null, mtimeNs: '1600000001987654321' });
   });
 
@@ -196,14 +192,16 @@ print(json.dumps(out))`;
   test('without shortcuts every write and every ls -l entry asks the filesystem', async () => {
     const before = await gets(srv, 'security.capability');
     await sh(`dd if=/dev/zero of=${mnt}/capw bs=1M count=4 conv=fsync status=none`);
-    expect(await gets(srv, 'security.capability') - before).toBeGreaterThanOrEqual(4);
+    expect((await gets(srv, 'security.capability')) - before).toBeGreaterThanOrEqual(4);
     const acl = await gets(srv, 'system.posix_acl_access');
     await sh(`ls -l ${mnt} > /dev/null && ls -l ${mnt} > /dev/null`);
     expect(await gets(srv, 'system.posix_acl_access')).toBeGreaterThan(acl);
   });
 
   test('an absent name is answered ENODATA by the binding until it is set; a write then drops the capability', async () => {
-    const cap = await startServer('test/fuse/memfs.ts', path.join(work, 'cap'), [JSON.stringify({ absentXattrs: ['security.capability'] })]);
+    const cap = await startServer('test/fuse/memfs.ts', path.join(work, 'cap'), [
+      JSON.stringify({ absentXattrs: ['security.capability'] }),
+    ]);
     try {
       await sh(`dd if=/dev/zero of=${cap.mnt}/f bs=1M count=4 conv=fsync status=none`);
       expect(await gets(cap, 'security.capability')).toBe(0);
@@ -217,17 +215,22 @@ print(json.dumps(out))`;
   });
 
   test('an unsupported name is answered EOPNOTSUPP by the binding, always', async () => {
-    const acl = await startServer('test/fuse/memfs.ts', path.join(work, 'acl'), [JSON.stringify({ unsupportedXattrs: ['system.posix_acl_access'] })]);
+    const acl = await startServer('test/fuse/memfs.ts', path.join(work, 'acl'), [
+      JSON.stringify({ unsupportedXattrs: ['system.posix_acl_access'] }),
+    ]);
     try {
       await sh(`touch ${acl.mnt}/f && ls -l ${acl.mnt} > /dev/null`);
-      const r = await py<number[]>(`import os, sys, json
+      const r = await py<number[]>(
+        `import os, sys, json
 out = []
 for name in ('system.posix_acl_access', 'user.other'):
     try:
         os.getxattr(sys.argv[1], name); out.append(0)
     except OSError as e:
         out.append(e.errno)
-print(json.dumps(out))`, `${acl.mnt}/f`);
+print(json.dumps(out))`,
+        `${acl.mnt}/f`,
+      );
       expect(r).toEqual([95, 61]); // EOPNOTSUPP from the binding; ENODATA from the filesystem
       expect(await gets(acl, 'system.posix_acl_access')).toBe(0);
       expect(await gets(acl, 'user.other')).toBe(1);
@@ -238,7 +241,10 @@ print(json.dumps(out))`, `${acl.mnt}/f`);
 });
 
 describe('attribute cache', () => {
-  const asked = async (s: Server) => { const st = await s.stats(); return st.getattrs + st.fgetattrs; };
+  const asked = async (s: Server) => {
+    const st = await s.stats();
+    return st.getattrs + st.fgetattrs;
+  };
   // Five stats, then eight 1 MiB reads of an open file (the kernel checks the attributes before
   // each read: auto_inval_data with attr_timeout 0).
   const statsAndReads = `import os, sys
@@ -255,7 +261,7 @@ print(1)`;
     const before = await asked(srv);
     await py(statsAndReads, f);
     // The open counts as a change: its first getattr asks once, the rest come from the binding.
-    expect(await asked(srv) - before).toBeLessThanOrEqual(2);
+    expect((await asked(srv)) - before).toBeLessThanOrEqual(2);
   });
 
   test('without it, each of them asks', async () => {
@@ -265,7 +271,7 @@ print(1)`;
       await sh(`head -c 8388608 /dev/zero > ${f} && stat ${f} > /dev/null`);
       const before = await asked(nc);
       await py(statsAndReads, f);
-      expect(await asked(nc) - before).toBeGreaterThanOrEqual(13);
+      expect((await asked(nc)) - before).toBeGreaterThanOrEqual(13);
     } finally {
       expect(await nc.stop()).toBe(0);
     }
@@ -273,9 +279,11 @@ print(1)`;
 
   test('any change empties it: a write, a chmod through another name, a rename, a change elsewhere', async () => {
     const d = `${mnt}/ac`;
-    const out = await sh(`mkdir ${d} && cd ${d} && echo abc > f && ln f g && stat -c '%s %a %h' f g && ` +
-      `echo abcdef >> g && stat -c '%s' f && chmod 600 g && stat -c '%a' f && ` +
-      `mv g h && stat -c '%h' f && touch other && stat -c '%s %h' f && rm h && stat -c '%h' f`);
+    const out = await sh(
+      `mkdir ${d} && cd ${d} && echo abc > f && ln f g && stat -c '%s %a %h' f g && ` +
+        `echo abcdef >> g && stat -c '%s' f && chmod 600 g && stat -c '%a' f && ` +
+        `mv g h && stat -c '%h' f && touch other && stat -c '%s %h' f && rm h && stat -c '%h' f`,
+    );
     expect(out.trim().split('\n')).toEqual(['4 644 2', '4 644 2', '11', '600', '2', '11 2', '1']);
     const before = (await srv.stats()).getattrs;
     await sh(`touch ${d}/elsewhere && stat ${d}/f > /dev/null`);
@@ -287,8 +295,10 @@ describe('names', () => {
   test('hard links: a chmod through one name shows through the other at once, nlink 2, one inode', async () => {
     await sh(`echo data > ${mnt}/a`);
     await sh(`stat ${mnt}/a > /dev/null`); // prime every cache there is
-    const out = await sh(`cd ${mnt} && ln a b && chmod 600 b && stat -c '%a %h %i' a && stat -c '%a %h %i' b && ` +
-      `chmod 640 a && stat -c '%a' b && rm b && stat -c '%h' a`);
+    const out = await sh(
+      `cd ${mnt} && ln a b && chmod 600 b && stat -c '%a %h %i' a && stat -c '%a %h %i' b && ` +
+        `chmod 640 a && stat -c '%a' b && rm b && stat -c '%h' a`,
+    );
     const [la, lb, mb, nl] = out.trim().split('\n');
     const [modeA, nlinkA, inoA] = la.split(' ');
     expect([modeA, nlinkA]).toEqual(['600', '2']);
@@ -322,7 +332,14 @@ print(json.dumps(out))`,
       mnt,
     );
     expect(r).toEqual({
-      exists: false, size: 10, nlink: 0, end: 10, size2: 5, data: 'still', hidden_while_open: 1, hidden_after: 0,
+      exists: false,
+      size: 10,
+      nlink: 0,
+      end: 10,
+      size2: 5,
+      data: 'still',
+      hidden_while_open: 1,
+      hidden_after: 0,
     });
     expect((await srv.stats()).fgetattrs).toBeGreaterThan(before); // lseek(SEEK_END) asks by handle
   });
@@ -406,9 +423,11 @@ print(json.dumps({'mode': os.stat(sys.argv[1]).st_mode & 0o7777}))`,
   });
 
   test('mkdir, rename, symlink, readlink, mknod, readdir, rmdir', async () => {
-    const out = await sh(`cd ${mnt} && mkdir -m 750 d && stat -c %a d && echo hi > d/f && mv d/f d/g && ` +
-      `ln -s d/g sl && readlink sl && cat sl && mkfifo d/fifo && stat -c %F d/fifo && echo $(ls d) && ` +
-      `(rmdir d 2>&1 || true) && rm d/g d/fifo && rmdir d && ls`);
+    const out = await sh(
+      `cd ${mnt} && mkdir -m 750 d && stat -c %a d && echo hi > d/f && mv d/f d/g && ` +
+        `ln -s d/g sl && readlink sl && cat sl && mkfifo d/fifo && stat -c %F d/fifo && echo $(ls d) && ` +
+        `(rmdir d 2>&1 || true) && rm d/g d/fifo && rmdir d && ls`,
+    );
     const lines = out.trim().split('\n');
     expect(lines.slice(0, 5)).toEqual(['750', 'd/g', 'hi', 'fifo', 'fifo g']);
     expect(lines[5]).toMatch(/not empty/i);

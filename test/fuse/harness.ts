@@ -50,7 +50,9 @@ export async function startServer(script: string, mnt: string, args: string[] = 
     request<T>(msg: object): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         replies.push((m) => resolve(m as T));
-        proc.send(msg, (e) => { if (e) reject(e); });
+        proc.send(msg, (e) => {
+          if (e) reject(e);
+        });
       });
     },
     async stats() {

@@ -14,9 +14,7 @@
  * benchmark's bench/noopfs.ts); this file keeps the bytes and the xattrs, and records what it saw.
  */
 import * as path from 'node:path';
-import {
-  EBADF, EEXIST, ENODATA, ENOENT, ENOTDIR, FUSE_DEFAULTS, FuseOps, mountFuse, XATTR_CREATE, XATTR_REPLACE,
-} from '../../mount/fuse';
+import { EBADF, EEXIST, ENODATA, ENOENT, ENOTDIR, FUSE_DEFAULTS, FuseOps, mountFuse, XATTR_CREATE, XATTR_REPLACE } from '../../mount/fuse';
 import { stopRequested, unmountOrDetach } from '../../mount/stop';
 import { MemInode, MemNamespace, nowNs } from './memns';
 
@@ -84,8 +82,15 @@ const dropPast = (i: Inode, size: number): void => {
 export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: number }): FuseOps {
   const ns = new MemNamespace<Inode>({
     statfs: {
-      bsize: 4096, frsize: 4096, blocks: 2 ** 33, bfree: 2 ** 33 - 7, bavail: 2 ** 33 - 7,
-      files: 2 ** 32 + 5, ffree: 2 ** 32 + 1, favail: 2 ** 32 + 1, namemax: 255,
+      bsize: 4096,
+      frsize: 4096,
+      blocks: 2 ** 33,
+      bfree: 2 ** 33 - 7,
+      bavail: 2 ** 33 - 7,
+      files: 2 ** 32 + 5,
+      ffree: 2 ** 32 + 1,
+      favail: 2 ** 32 + 1,
+      namemax: 255,
     },
     init: (i) => Object.assign(i, { pages: new Map<number, Buffer>(), xattrs: new Map<string, Buffer>() }),
     resize: dropPast,
@@ -124,7 +129,12 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       ops.chown!(p, u, g, cb);
     },
     utimens: (p, atimeNs, mtimeNs, cb) => {
-      if (ns.resolve(p)) stats.lastUtimens = { path: p, atimeNs: atimeNs === null ? null : String(atimeNs), mtimeNs: mtimeNs === null ? null : String(mtimeNs) };
+      if (ns.resolve(p))
+        stats.lastUtimens = {
+          path: p,
+          atimeNs: atimeNs === null ? null : String(atimeNs),
+          mtimeNs: mtimeNs === null ? null : String(mtimeNs),
+        };
       ops.utimens!(p, atimeNs, mtimeNs, cb);
     },
     truncate: (p, size, cb) => {
@@ -159,15 +169,16 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
       i.mtimeNs = i.ctimeNs = nowNs();
       cb(len);
     },
-    setxattr: (p, name, value, _pos, flags, cb) => withInode(p, cb, (i) => {
-      stats.lastSetxattr = { name, flags, size: value.length };
-      const exists = i.xattrs.has(name);
-      if (flags & XATTR_CREATE && exists) return cb(EEXIST);
-      if (flags & XATTR_REPLACE && !exists) return cb(ENODATA);
-      i.xattrs.set(name, value);
-      i.ctimeNs = nowNs();
-      cb(0);
-    }),
+    setxattr: (p, name, value, _pos, flags, cb) =>
+      withInode(p, cb, (i) => {
+        stats.lastSetxattr = { name, flags, size: value.length };
+        const exists = i.xattrs.has(name);
+        if (flags & XATTR_CREATE && exists) return cb(EEXIST);
+        if (flags & XATTR_REPLACE && !exists) return cb(ENODATA);
+        i.xattrs.set(name, value);
+        i.ctimeNs = nowNs();
+        cb(0);
+      }),
     getxattr: (p, name, _pos, cb) => {
       stats.xattrGets[name] = (stats.xattrGets[name] ?? 0) + 1;
       withInode(p, cb, (i) => {
@@ -182,8 +193,18 @@ export function memfs(stats: MemfsStats, control: { hang: Set<string>; slowMs: n
 
 export function emptyStats(): MemfsStats {
   return {
-    writes: 0, maxWrite: 0, writeOffsets: [], lastUtimens: null, lastCreate: null, lastSetxattr: null,
-    ftruncates: [], truncates: [], fgetattrs: 0, getattrs: 0, xattrGets: {}, lastChown: null,
+    writes: 0,
+    maxWrite: 0,
+    writeOffsets: [],
+    lastUtimens: null,
+    lastCreate: null,
+    lastSetxattr: null,
+    ftruncates: [],
+    truncates: [],
+    fgetattrs: 0,
+    getattrs: 0,
+    xattrGets: {},
+    lastChown: null,
   };
 }
 
@@ -196,8 +217,13 @@ async function main(): Promise<void> {
   const send = (m: unknown) => process.send?.(m);
   process.on('message', (m: { cmd: string; path?: string; ms?: number }) => {
     if (m.cmd === 'stats') send({ stats });
-    else if (m.cmd === 'hang') { control.hang.add(m.path!); send({ ok: true }); }
-    else if (m.cmd === 'slow') { control.slowMs = m.ms ?? 0; send({ ok: true }); }
+    else if (m.cmd === 'hang') {
+      control.hang.add(m.path!);
+      send({ ok: true });
+    } else if (m.cmd === 'slow') {
+      control.slowMs = m.ms ?? 0;
+      send({ ok: true });
+    }
   });
   void stopRequested(mnt).then(async () => {
     const failed = await unmountOrDetach(mounted, mnt);

@@ -9,7 +9,18 @@
 import { constants } from 'node:fs';
 import * as path from 'node:path';
 import {
-  EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY, EPERM, RENAME_NOREPLACE, FuseOps, FuseStat, FuseStatfs,
+  EBADF,
+  EEXIST,
+  EINVAL,
+  EISDIR,
+  ENOENT,
+  ENOTDIR,
+  ENOTEMPTY,
+  EPERM,
+  RENAME_NOREPLACE,
+  FuseOps,
+  FuseStat,
+  FuseStatfs,
 } from '../../mount/fuse';
 
 const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } = constants;
@@ -59,7 +70,20 @@ export class MemNamespace<I extends MemInode> {
 
   private make(mode: number, extra: Partial<MemInode> = {}): I {
     const t = nowNs();
-    const i = this.o.init({ ino: this.nextIno++, mode, uid: this.uid, gid: this.gid, nlink: 1, rdev: 0, size: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, open: 0, ...extra });
+    const i = this.o.init({
+      ino: this.nextIno++,
+      mode,
+      uid: this.uid,
+      gid: this.gid,
+      nlink: 1,
+      rdev: 0,
+      size: 0,
+      atimeNs: t,
+      mtimeNs: t,
+      ctimeNs: t,
+      open: 0,
+      ...extra,
+    });
     this.inodes.set(i.ino, i);
     return i;
   }
@@ -82,8 +106,18 @@ export class MemNamespace<I extends MemInode> {
 
   stat(i: MemInode): FuseStat {
     return {
-      ino: i.ino, mode: i.mode, nlink: i.nlink, uid: i.uid, gid: i.gid, size: i.size, rdev: i.rdev,
-      blksize: 4096, blocks: Math.ceil(i.size / 512), atimeNs: i.atimeNs, mtimeNs: i.mtimeNs, ctimeNs: i.ctimeNs,
+      ino: i.ino,
+      mode: i.mode,
+      nlink: i.nlink,
+      uid: i.uid,
+      gid: i.gid,
+      size: i.size,
+      rdev: i.rdev,
+      blksize: 4096,
+      blocks: Math.ceil(i.size / 512),
+      atimeNs: i.atimeNs,
+      mtimeNs: i.mtimeNs,
+      ctimeNs: i.ctimeNs,
     };
   }
 
@@ -156,9 +190,21 @@ export class MemNamespace<I extends MemInode> {
         if (!i.entries) return cb(ENOTDIR);
         cb(0, ['.', '..', ...i.entries.keys()]);
       },
-      mkdir: (p, mode, _caller, cb) => made(cb, this.add(p, () => this.make(S_IFDIR | (mode & 0o7777), { nlink: 2, entries: new Map() }))),
-      mknod: (p, mode, rdev, _caller, cb) => made(cb, this.add(p, () => this.make(mode, { rdev }))),
-      symlink: (target, p, _caller, cb) => made(cb, this.add(p, () => this.make(S_IFLNK | 0o777, { target, size: Buffer.byteLength(target) }))),
+      mkdir: (p, mode, _caller, cb) =>
+        made(
+          cb,
+          this.add(p, () => this.make(S_IFDIR | (mode & 0o7777), { nlink: 2, entries: new Map() })),
+        ),
+      mknod: (p, mode, rdev, _caller, cb) =>
+        made(
+          cb,
+          this.add(p, () => this.make(mode, { rdev })),
+        ),
+      symlink: (target, p, _caller, cb) =>
+        made(
+          cb,
+          this.add(p, () => this.make(S_IFLNK | 0o777, { target, size: Buffer.byteLength(target) })),
+        ),
       readlink: (p, cb) => {
         const i = this.resolve(p);
         if (!i) return cb(ENOENT);
@@ -210,12 +256,18 @@ export class MemNamespace<I extends MemInode> {
           if (!victim.entries && i.entries) return cb(ENOTDIR);
           if (victim.entries?.size) return cb(ENOTEMPTY);
           victim.nlink--;
-          if (victim.entries) { b.dir.nlink--; victim.nlink = 0; }
+          if (victim.entries) {
+            b.dir.nlink--;
+            victim.nlink = 0;
+          }
           this.maybeFree(victim);
         }
         a.dir!.entries!.delete(a.name);
         b.dir.entries.set(b.name, i.ino);
-        if (i.entries) { a.dir!.nlink--; b.dir.nlink++; }
+        if (i.entries) {
+          a.dir!.nlink--;
+          b.dir.nlink++;
+        }
         a.dir!.mtimeNs = b.dir.mtimeNs = i.ctimeNs = nowNs();
         cb(0);
       },

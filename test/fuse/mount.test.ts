@@ -90,11 +90,18 @@ describe('errors before mounting', () => {
       catch (e) { console.log(e.code + ': ' + e.message) }`;
     const out = await new Promise<string>((resolve) => {
       const p = spawn(process.execPath, ['-r', path.join(__dirname, 'ts-register.js'), '-e', script], {
-        uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'],
+        uid: 65534,
+        gid: 65534,
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
       let s = '';
-      p.stdout.on('data', (d: Buffer) => { s += d.toString(); });
-      p.stderr.on('data', (d: Buffer) => { s += d.toString(); });
+      p.stdout.on('data', (d: Buffer) => {
+        s += d.toString();
+      });
+      p.stderr.on('data', (d: Buffer) => {
+        s += d.toString();
+      });
       p.on('exit', () => resolve(s));
     });
     expect(out).toMatch(new RegExp(`^FUSE_UNAVAILABLE: FUSE is unavailable: no permission to open ${dev} \\(EACCES\\)`));

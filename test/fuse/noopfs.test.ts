@@ -39,16 +39,27 @@ test('writes keep only the size; reads return zeros', async () => {
   await sh(`rm ${mnt}/r ${mnt}/big`);
 });
 
-test('tar x of a tree and ls -lR work (the benchmark\'s workloads)', async () => {
+test("tar x of a tree and ls -lR work (the benchmark's workloads)", async () => {
   const mnt = srv.mnt;
   const src = path.join(work, 'src');
-  await sh(`mkdir -p ${src}/a/b ${src}/c && echo one > ${src}/a/one && echo two > ${src}/a/b/two && ln -s ../a/one ${src}/c/link && ` +
-    `ln ${src}/a/one ${src}/c/hard && chmod 600 ${src}/a/b/two && touch -d @1234567890 ${src}/a/one && tar -C ${src} -cf ${work}/t.tar .`);
+  await sh(
+    `mkdir -p ${src}/a/b ${src}/c && echo one > ${src}/a/one && echo two > ${src}/a/b/two && ln -s ../a/one ${src}/c/link && ` +
+      `ln ${src}/a/one ${src}/c/hard && chmod 600 ${src}/a/b/two && touch -d @1234567890 ${src}/a/one && tar -C ${src} -cf ${work}/t.tar .`,
+  );
   await sh(`mkdir ${mnt}/tree && tar -C ${mnt}/tree -xf ${work}/t.tar`);
   const ls = await sh(`cd ${mnt}/tree && find . | sort && stat -c '%n %a %s %h %Y' a/one a/b/two c/hard && readlink c/link`);
   expect(ls.trim().split('\n')).toEqual([
-    '.', './a', './a/b', './a/b/two', './a/one', './c', './c/hard', './c/link',
-    'a/one 644 4 2 1234567890', 'a/b/two 600 4 1 ' + (await sh(`stat -c %Y ${src}/a/b/two`)).trim(), 'c/hard 644 4 2 1234567890',
+    '.',
+    './a',
+    './a/b',
+    './a/b/two',
+    './a/one',
+    './c',
+    './c/hard',
+    './c/link',
+    'a/one 644 4 2 1234567890',
+    'a/b/two 600 4 1 ' + (await sh(`stat -c %Y ${src}/a/b/two`)).trim(),
+    'c/hard 644 4 2 1234567890',
     '../a/one',
   ]);
   await sh(`ls -lR ${mnt}/tree > /dev/null && rm -r ${mnt}/tree`);

@@ -59,7 +59,12 @@ test('a hung mount: forceUnmount detaches it and aborts the waiting requests, wi
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(findMount(srv.mnt)).toBeUndefined();
     let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([stuckExit, new Promise<'still stuck'>((r) => { timer = setTimeout(() => r('still stuck'), 10_000); })]);
+    const code = await Promise.race([
+      stuckExit,
+      new Promise<'still stuck'>((r) => {
+        timer = setTimeout(() => r('still stuck'), 10_000);
+      }),
+    ]);
     clearTimeout(timer);
     expect(code).not.toBe('still stuck');
     expect(code).not.toBe(0); // its request was aborted: ENOTCONN

@@ -16,7 +16,10 @@ import { deriveRepoKeys } from '../../src/repo/repository';
 async function main(): Promise<void> {
   const keys = deriveRepoKeys(Buffer.alloc(32, 7));
   const spec = { name: 'zstd', level: 3 } as const;
-  const pool = new CodecPool({ idKey: keys.block.idKey, encKey: keys.block.encKey, gear: keys.gear, chunker: DEFAULT_CHUNKER, compression: spec }, { workers: 1 });
+  const pool = new CodecPool(
+    { idKey: keys.block.idKey, encKey: keys.block.encKey, gear: keys.gear, chunker: DEFAULT_CHUNKER, compression: spec },
+    { workers: 1 },
+  );
   const plain = Buffer.from('a line of text\n'.repeat(10_000));
   const id = blockId(keys.block, plain);
   const bad = encodeBlock(keys.block, compressionFor(spec), id, plain);
@@ -33,7 +36,10 @@ async function main(): Promise<void> {
   });
   try {
     for (const run of [() => pool.decodeFile(id, [{ file }]), () => pool.decode(id, Buffer.from(bad))]) {
-      const e = await run().then(() => null, (x: unknown) => x);
+      const e = await run().then(
+        () => null,
+        (x: unknown) => x,
+      );
       process.stdout.write(JSON.stringify(describe(e)) + '\n');
     }
   } finally {

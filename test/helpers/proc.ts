@@ -17,10 +17,15 @@ export interface RunOptions {
 /** Runs a command; never rejects: code is its exit status, -1 when it did not exit on its own. */
 export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: opts.timeout ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: opts.env, cwd: opts.cwd }, (e, stdout, stderr) => {
-      const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      cmd,
+      args,
+      { timeout: opts.timeout ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: opts.env, cwd: opts.cwd },
+      (e, stdout, stderr) => {
+        const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : -1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
   });
 }
 
@@ -43,7 +48,9 @@ export interface Spawned {
 export function spawnKeepingStderr(cmd: string, args: string[], ipc = false): Spawned {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? ['ipc' as const] : [])] });
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   proc.stdout!.on('data', () => undefined);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return { proc, stderr: () => err, exited };

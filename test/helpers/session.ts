@@ -6,8 +6,10 @@ import { ChunkerParams } from '../../src/chunk';
 export const SMALL_CHUNKS: ChunkerParams = { minSize: 1024, avgSize: 4096, maxSize: 16384 };
 
 /** A repository with small chunks, so tests cross many chunk boundaries with little data. */
-export async function smallRepo(dir: string,
-  o: SessionOptions & { chunker?: ChunkerParams; packSize?: number; configure?: (c: RepoConfig) => void } = {}): Promise<Session> {
+export async function smallRepo(
+  dir: string,
+  o: SessionOptions & { chunker?: ChunkerParams; packSize?: number; configure?: (c: RepoConfig) => void } = {},
+): Promise<Session> {
   await initRepository(dir, {
     password: o.password,
     configure: (c) => {

@@ -12,9 +12,11 @@ export function tmpDir(prefix = 'isgfs-'): { dir: string; cleanup: () => void } 
 export function prng(seed: number): { bytes(n: number): Buffer; int(n: number): number } {
   let x = seed >>> 0 || 1;
   const next = () => {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     return x;
   };
   return {

@@ -39,7 +39,9 @@ describe('six local backends (the embedded default)', () => {
     expect(st.pendingUploadBytes).toBe(0);
     expect(st.localBytes).toBe(0);
     expect(st.backends.map((b: { name: string }) => b.name)).toEqual(['local0', 'local1', 'local2', 'local3', 'local4', 'local5']);
-    expect(st.backends.every((b: { shards: number; healthy: boolean; path: string }) => b.shards > 0 && b.healthy && b.path.startsWith(data))).toBe(true);
+    expect(
+      st.backends.every((b: { shards: number; healthy: boolean; path: string }) => b.shards > 0 && b.healthy && b.path.startsWith(data)),
+    ).toBe(true);
     expect(await umount(m)).toBe(0);
     m = await mount(data, mnt);
     await sh(`diff -r ${src} ${mnt}`);

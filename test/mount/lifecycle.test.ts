@@ -33,7 +33,11 @@ describe('mount lifecycle', () => {
     fs.fsyncSync(fd);
     // kill while the file is still open: only fsync stands between the data and the crash
     await kill9(m);
-    try { fs.closeSync(fd); } catch { /* the mount is gone */ }
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* the mount is gone */
+    }
     expect((await isg(['check', data])).code).toBe(0);
     const m2 = await mount(data, mnt);
     expect(fs.readFileSync(`${mnt}/durable`).equals(blob)).toBe(true);

@@ -46,14 +46,17 @@ describe('POSIX semantics in the mount', () => {
   test('renameat2: RENAME_NOREPLACE refuses an existing target and moves otherwise; RENAME_EXCHANGE is EINVAL', async () => {
     fs.writeFileSync(`${mnt}/nr-a`, 'a');
     fs.writeFileSync(`${mnt}/nr-b`, 'b');
-    fs.writeFileSync(`${shadowDir}/renameat2.py`, `import ctypes, json, sys
+    fs.writeFileSync(
+      `${shadowDir}/renameat2.py`,
+      `import ctypes, json, sys
 libc = ctypes.CDLL(None, use_errno=True)
 def r2(a, b, flags):
     rc = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
     return 0 if rc == 0 else ctypes.get_errno()
 d = sys.argv[1]
 print(json.dumps([r2(d + '/nr-a', d + '/nr-b', 1), r2(d + '/nr-a', d + '/nr-c', 1), r2(d + '/nr-c', d + '/nr-b', 2)]))
-`);
+`,
+    );
     const out = await sh(`python3 ${shadowDir}/renameat2.py ${mnt}`);
     expect(JSON.parse(out)).toEqual([17, 0, 22]); // EEXIST, moved, EINVAL
     expect(fs.readFileSync(`${mnt}/nr-b`, 'utf8')).toBe('b');
@@ -169,8 +172,13 @@ print('ok')`;
     const as = (cmd: string) => sh(`setpriv --reuid=65534 --regid=65533 --clear-groups sh -c ${JSON.stringify(cmd)}`);
     await sh(`mkdir -m 1777 ${ownMnt}/pub && echo root > ${ownMnt}/pub/roots`);
     await as(`cd ${ownMnt}/pub && echo one > f && mkdir d && ln -s f l && mknod p p && echo two >> f`);
-    expect((await sh(`cd ${ownMnt}/pub && stat -c '%n %u:%g' f d l p roots`)).trim().split('\n'))
-      .toEqual(['f 65534:65533', 'd 65534:65533', 'l 65534:65533', 'p 65534:65533', 'roots 0:0']);
+    expect((await sh(`cd ${ownMnt}/pub && stat -c '%n %u:%g' f d l p roots`)).trim().split('\n')).toEqual([
+      'f 65534:65533',
+      'd 65534:65533',
+      'l 65534:65533',
+      'p 65534:65533',
+      'roots 0:0',
+    ]);
     expect(fs.readFileSync(`${ownMnt}/pub/f`, 'utf8')).toBe('one\ntwo\n');
     await expect(as(`echo no >> ${ownMnt}/pub/roots`)).rejects.toThrow(/Permission denied/);
     expect(await umount(m)).toBe(0);
@@ -180,7 +188,11 @@ print('ok')`;
     const f = `${mnt}/sparse`;
     const fd = fs.openSync(f, 'w');
     const G = 1024 ** 3;
-    const pieces: [number, Buffer][] = [[0, Buffer.from('start')], [3 * G + 17, prng(1).bytes(300_000)], [10 * G - 4, Buffer.from('end!')]];
+    const pieces: [number, Buffer][] = [
+      [0, Buffer.from('start')],
+      [3 * G + 17, prng(1).bytes(300_000)],
+      [10 * G - 4, Buffer.from('end!')],
+    ];
     for (const [off, d] of pieces) fs.writeSync(fd, d, 0, d.length, off);
     fs.closeSync(fd);
     expect(fs.statSync(f).size).toBe(10 * G);
@@ -238,7 +250,11 @@ print('ok')`;
   });
 
   test('two writers to different files at once', async () => {
-    await Promise.all([1, 2].map((i) => sh(`head -c 150000000 /dev/urandom > ${shadowDir}/w${i} && dd if=${shadowDir}/w${i} of=${mnt}/w${i} bs=1M status=none`)));
+    await Promise.all(
+      [1, 2].map((i) =>
+        sh(`head -c 150000000 /dev/urandom > ${shadowDir}/w${i} && dd if=${shadowDir}/w${i} of=${mnt}/w${i} bs=1M status=none`),
+      ),
+    );
     await sh(`cmp ${shadowDir}/w1 ${mnt}/w1 && cmp ${shadowDir}/w2 ${mnt}/w2`);
   });
 });

@@ -8,7 +8,9 @@ describe('tools in the mount', () => {
   const { data, mnt } = mountDirs();
   let m: Mounted;
 
-  beforeAll(async () => { m = await mount(data, mnt); });
+  beforeAll(async () => {
+    m = await mount(data, mnt);
+  });
 
   test('cp -a of the project node_modules (thousands of files), then diff -r', async () => {
     await sh(`cp -a ${ROOT}/node_modules ${mnt}/nm`);
@@ -17,7 +19,8 @@ describe('tools in the mount', () => {
     expect(count).toBeGreaterThan(5000);
     // metadata kept by cp -a: modes and nanosecond mtimes
     // (directory sizes are the filesystem's own business: ext4 says 4096, isgfs 0)
-    const meta = (dir: string) => `cd ${dir} && find . -path ./.cache -prune -o -print0 | sort -z | xargs -0 stat -c '%n %F %a %Y.%y' | head -3000 && ` +
+    const meta = (dir: string) =>
+      `cd ${dir} && find . -path ./.cache -prune -o -print0 | sort -z | xargs -0 stat -c '%n %F %a %Y.%y' | head -3000 && ` +
       `find . -path ./.cache -prune -o -type f -print0 | sort -z | xargs -0 stat -c '%n %s' | head -3000`;
     const want = await sh(meta(`${ROOT}/node_modules`));
     const got = await sh(meta(`${mnt}/nm`));
@@ -51,9 +54,11 @@ describe('tools in the mount', () => {
 
   test('git init / add / commit / log inside the mount', async () => {
     const repo = `${mnt}/gitrepo`;
-    await sh(`mkdir ${repo} && cp -a ${ROOT}/src ${repo}/ && cd ${repo} && git init -q && git add -A && ` +
-      `git -c user.name=t -c user.email=t@t commit -qm first && echo more >> src/log.ts && ` +
-      `git -c user.name=t -c user.email=t@t commit -qam second && git gc -q && git fsck --strict`);
+    await sh(
+      `mkdir ${repo} && cp -a ${ROOT}/src ${repo}/ && cd ${repo} && git init -q && git add -A && ` +
+        `git -c user.name=t -c user.email=t@t commit -qm first && echo more >> src/log.ts && ` +
+        `git -c user.name=t -c user.email=t@t commit -qam second && git gc -q && git fsck --strict`,
+    );
     const log = await sh(`cd ${repo} && git log --oneline`);
     expect(log.trim().split('\n')).toHaveLength(2);
     expect(await sh(`cd ${repo} && git status --porcelain`)).toBe('');
@@ -61,9 +66,11 @@ describe('tools in the mount', () => {
 
   test('sqlite3 database created, written and queried inside the mount', async () => {
     const db = `${mnt}/test.sqlite`;
-    await sh(`sqlite3 ${db} "create table t(id integer primary key, v text); ` +
-      `with recursive c(x) as (select 1 union all select x+1 from c where x < 20000) insert into t(v) select hex(randomblob(50)) from c; ` +
-      `create index iv on t(v); delete from t where id % 3 = 0; vacuum;"`);
+    await sh(
+      `sqlite3 ${db} "create table t(id integer primary key, v text); ` +
+        `with recursive c(x) as (select 1 union all select x+1 from c where x < 20000) insert into t(v) select hex(randomblob(50)) from c; ` +
+        `create index iv on t(v); delete from t where id % 3 = 0; vacuum;"`,
+    );
     expect((await sh(`sqlite3 ${db} "select count(*) from t; pragma integrity_check;"`)).trim()).toBe('13334\nok');
   });
 

@@ -49,12 +49,19 @@ const inputs: [string, () => Buffer][] = [
 describe.each(chunkImpls)('FastCDC scanner (%s) gives the reference cut points', (_name, impl: ChunkImpl) => {
   describe.each(inputs)('%s', (_what, make) => {
     const all = make();
-    test.each([['1K/4K/16K', SMALL], ['defaults', DEFAULT_CHUNKER], ['64/3000/3001', ODD], ['64/65/200', TINY]] as const)('%s: whole and streamed', (_p, p) => {
+    test.each([
+      ['1K/4K/16K', SMALL],
+      ['defaults', DEFAULT_CHUNKER],
+      ['64/3000/3001', ODD],
+      ['64/65/200', TINY],
+    ] as const)('%s: whole and streamed', (_p, p) => {
       const data = p === TINY ? all.subarray(0, 1 << 20) : all; // a cut every ~100 bytes: keep it short
       const want = referenceCuts(data, p, gear);
       expect(impl.cdcCutPoints(data, p, gear)).toEqual(want);
       expect(streamed(impl.newCdcStream(p, gear), data, 3, 100_000)).toEqual(want);
-      expect(streamed(impl.newCdcStream(p, gear), data.subarray(0, 1 << 20), 4, 3000)).toEqual(referenceCuts(data.subarray(0, 1 << 20), p, gear));
+      expect(streamed(impl.newCdcStream(p, gear), data.subarray(0, 1 << 20), 4, 3000)).toEqual(
+        referenceCuts(data.subarray(0, 1 << 20), p, gear),
+      );
     });
   });
 
@@ -81,7 +88,8 @@ describe.each(chunkImpls)('FastCDC scanner (%s) gives the reference cut points',
       const want = referenceCuts(data, p, g);
       expect(impl.cdcCutPoints(data, p, g)).toEqual(want);
       expect(streamed(impl.newCdcStream(p, g), data, i, 70_000)).toEqual(want);
-      if (i % 5 === 0) expect(streamed(impl.newCdcStream(p, g), data.subarray(0, 30_000), i, 1)).toEqual(referenceCuts(data.subarray(0, 30_000), p, g));
+      if (i % 5 === 0)
+        expect(streamed(impl.newCdcStream(p, g), data.subarray(0, 30_000), i, 1)).toEqual(referenceCuts(data.subarray(0, 30_000), p, g));
     }
   });
 

@@ -54,7 +54,16 @@ test('ISGFS_NO_NATIVE=1 forces the portable fallback and says so in one line', a
   const sealed = Buffer.alloc(data.length + 16);
   n.aesGcmSeal(Buffer.alloc(32, 7), Buffer.alloc(12, 8), Buffer.from('ad'), data, sealed);
   const opened = Buffer.alloc(data.length);
-  expect(n.aesGcmOpen(Buffer.alloc(32, 7), Buffer.alloc(12, 8), Buffer.from('ad'), sealed.subarray(0, data.length), sealed.subarray(data.length), opened)).toBe(true);
+  expect(
+    n.aesGcmOpen(
+      Buffer.alloc(32, 7),
+      Buffer.alloc(12, 8),
+      Buffer.from('ad'),
+      sealed.subarray(0, data.length),
+      sealed.subarray(data.length),
+      opened,
+    ),
+  ).toBe(true);
   expect(opened.equals(data)).toBe(true);
   expect((await n.segmentChecksums(data, 65536)).subarray(0, 8).equals(n.shardChecksum(data.subarray(0, 65536)))).toBe(true);
 });

@@ -24,7 +24,14 @@ test('the addon is there to be compared', () => {
 
 describe.each(impls)('%s', (_name, pread) => {
   test('ranges inside, across the end and past it', async () => {
-    for (const [offset, length] of [[0, 10], [12345, 2 * 1024 * 1024], [data.length - 5, 100], [data.length, 8], [data.length + 100, 8], [7, 0]]) {
+    for (const [offset, length] of [
+      [0, 10],
+      [12345, 2 * 1024 * 1024],
+      [data.length - 5, 100],
+      [data.length, 8],
+      [data.length + 100, 8],
+      [7, 0],
+    ]) {
       const out = Buffer.alloc(length);
       const got = await pread(file, offset, out);
       const want = data.subarray(Math.min(offset, data.length), Math.min(data.length, offset + length));

@@ -11,7 +11,12 @@ const kat = JSON.parse(readFileSync(path.join(__dirname, 'rs-4-2-vector.json'), 
   wide: { shardSize: number; parity: string[] };
 };
 
-const CODES: [number, number][] = [[4, 2], [10, 4], [1, 1], [3, 5]];
+const CODES: [number, number][] = [
+  [4, 2],
+  [10, 4],
+  [1, 1],
+  [3, 5],
+];
 
 function dataShards(k: number, len: number, seed: number): Buffer[] {
   return Array.from({ length: k }, (_, i) => prngBytes(seed * 1000 + i + 1, len));
@@ -53,8 +58,16 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     const data = dataShards(k, len, 7);
     const parity = await rs.rsEncode(k, m, data);
     const all = [...data, ...parity];
-    for (const missing of [[0, 1, 2, 3], [0, 5, 10, 13], [9, 11]]) {
-      const out = await rs.rsReconstruct(k, m, all.map((s, i) => (missing.includes(i) ? null : s)));
+    for (const missing of [
+      [0, 1, 2, 3],
+      [0, 5, 10, 13],
+      [9, 11],
+    ]) {
+      const out = await rs.rsReconstruct(
+        k,
+        m,
+        all.map((s, i) => (missing.includes(i) ? null : s)),
+      );
       missing.forEach((i) => expect(out[i].equals(all[i])).toBe(true));
     }
   });
@@ -68,7 +81,12 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     const r = rng(5);
     const input = all.map((s, i) => (i === 1 || i === 4 ? null : s));
     const whole = await rs.rsReconstruct(k, m, input);
-    const ranges = [{ offset: 0, length: 0 }, { offset: 0, length: len }, { offset: len - 1, length: 1 }, { offset: 65536, length: 65536 }];
+    const ranges = [
+      { offset: 0, length: 0 },
+      { offset: 0, length: len },
+      { offset: len - 1, length: 1 },
+      { offset: 65536, length: 65536 },
+    ];
     for (let i = 0; i < 20; i++) {
       const offset = r(len);
       ranges.push({ offset, length: r(len - offset + 1) });
@@ -77,12 +95,13 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
       const part = await rs.rsReconstruct(k, m, input, range);
       expect(part).toHaveLength(k + m);
       part.forEach((p, i) => {
-        if (!p.equals(whole[i].subarray(range.offset, range.offset + range.length))) throw new Error(`range ${JSON.stringify(range)} shard ${i} differs`);
+        if (!p.equals(whole[i].subarray(range.offset, range.offset + range.length)))
+          throw new Error(`range ${JSON.stringify(range)} shard ${i} differs`);
       });
     }
   });
 
-  test('opts.into: results are written into the caller\'s buffers', async () => {
+  test("opts.into: results are written into the caller's buffers", async () => {
     const data = dataShards(4, 777, 29);
     const want = await rs.rsEncode(4, 2, data);
     const into = [Buffer.alloc(1000, 0xaa), Buffer.alloc(800, 0x55)];
@@ -114,7 +133,11 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     const data = dataShards(k, 128, 11);
     const all = [...data, ...(await rs.rsEncode(k, m, data))];
     const missing = new Set(Array.from({ length: m }, (_, i) => i * 3)); // data and parity
-    const out = await rs.rsReconstruct(k, m, all.map((s, i) => (missing.has(i) ? null : s)));
+    const out = await rs.rsReconstruct(
+      k,
+      m,
+      all.map((s, i) => (missing.has(i) ? null : s)),
+    );
     out.forEach((s, i) => expect(s.equals(all[i])).toBe(true));
   });
 
@@ -125,7 +148,13 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
     data.forEach((d, i) => expect(d.equals(copy[i])).toBe(true));
     const out = await rs.rsReconstruct(4, 2, [...data, ...parity]);
     out.forEach((s, i) => expect(s.equals([...data, ...parity][i])).toBe(true));
-    expect(await rs.rsEncode(4, 2, [0, 1, 2, 3].map(() => Buffer.alloc(0)))).toEqual([Buffer.alloc(0), Buffer.alloc(0)]);
+    expect(
+      await rs.rsEncode(
+        4,
+        2,
+        [0, 1, 2, 3].map(() => Buffer.alloc(0)),
+      ),
+    ).toEqual([Buffer.alloc(0), Buffer.alloc(0)]);
   });
 
   test('errors: more than m missing, mismatched lengths, bad k/m, bad range', async () => {
@@ -157,7 +186,9 @@ describe.each(erasureImpls)('Reed-Solomon (%s)', (_name, rs) => {
       bad[at] ^= 1 << r(8);
       expect(rs.shardChecksum(bad).equals(sum)).toBe(false);
     }
-    expect(rs.shardChecksum(new Uint8Array(shard.buffer, shard.byteOffset + 7, 1000)).equals(rs.shardChecksum(shard.subarray(7, 1007)))).toBe(true);
+    expect(
+      rs.shardChecksum(new Uint8Array(shard.buffer, shard.byteOffset + 7, 1000)).equals(rs.shardChecksum(shard.subarray(7, 1007))),
+    ).toBe(true);
   });
 
   test('segmentChecksums is shardChecksum of each segment, small inputs and large (off-thread) alike', async () => {
@@ -191,7 +222,11 @@ describe('addon and fallback agree byte for byte', () => {
   maybe('parity and reconstructions, every length 0..200 and some large ones', async () => {
     const lens = [...Array(201).keys(), 1023, 4096, 65537, 262_143, 1 << 20];
     for (const len of lens) {
-      for (const [k, m] of [[4, 2], [10, 4], [3, 5]]) {
+      for (const [k, m] of [
+        [4, 2],
+        [10, 4],
+        [3, 5],
+      ]) {
         const data = dataShards(k, len, len + k);
         const a = await fb.rsEncode(k, m, data);
         const b = await impl().rsEncode(k, m, data);
@@ -208,19 +243,32 @@ describe('addon and fallback agree byte for byte', () => {
 
   maybe('checksums on every length 0..300 and a large buffer', () => {
     const big = prngBytes(99, 3 << 20);
-    for (let len = 0; len <= 300; len++) expect(impl().shardChecksum(big.subarray(len, 2 * len)).equals(fb.shardChecksum(big.subarray(len, 2 * len)))).toBe(true);
+    for (let len = 0; len <= 300; len++)
+      expect(
+        impl()
+          .shardChecksum(big.subarray(len, 2 * len))
+          .equals(fb.shardChecksum(big.subarray(len, 2 * len))),
+      ).toBe(true);
     expect(impl().shardChecksum(big).equals(fb.shardChecksum(big))).toBe(true);
   });
 
   maybe('the addon splits large jobs without changing a byte', async () => {
     const data = dataShards(4, (2 << 20) + 3, 31);
     const one = await impl().rsEncode(4, 2, data, { threads: 1 });
-    for (const threads of [2, 3, 4, 16]) (await impl().rsEncode(4, 2, data, { threads })).forEach((p, i) => expect(p.equals(one[i])).toBe(true));
+    for (const threads of [2, 3, 4, 16])
+      (await impl().rsEncode(4, 2, data, { threads })).forEach((p, i) => expect(p.equals(one[i])).toBe(true));
   });
 
   maybe('generator matrix: native, TypeScript and ISA-L gf_gen_cauchy1_matrix are the same', () => {
     const b = binding as NonNullable<typeof binding>;
-    for (const [k, m] of [[1, 1], [4, 2], [10, 4], [3, 5], [17, 3], [200, 55]]) {
+    for (const [k, m] of [
+      [1, 1],
+      [4, 2],
+      [10, 4],
+      [3, 5],
+      [17, 3],
+      [200, 55],
+    ]) {
       const ts = Buffer.from(generatorMatrix(k, m));
       expect(b.testing.rsMatrix(k, m).equals(ts)).toBe(true);
       expect(b.testing.isalCauchy1(k, m).equals(ts)).toBe(true);

@@ -57,7 +57,9 @@ const live = new Set<LazyFsHandle>();
 
 async function spawnDaemon(mnt: string, backing: string, log: { err: string }): Promise<Daemon> {
   const proc = spawn(process.execPath, ['-r', REGISTER, SCRIPT, mnt, backing], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-  proc.stderr!.on('data', (d: Buffer) => { log.err += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => {
+    log.err += d.toString();
+  });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const replies: ((m: { ok: boolean; result?: unknown; error?: string }) => void)[] = [];
   let ready = false;
@@ -67,7 +69,8 @@ async function spawnDaemon(mnt: string, backing: string, log: { err: string }): 
   });
   const deadline = Date.now() + 30_000;
   while (!ready) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`lazyfs exited (${proc.exitCode ?? proc.signalCode}): ${log.err}`);
+    if (proc.exitCode !== null || proc.signalCode !== null)
+      throw new Error(`lazyfs exited (${proc.exitCode ?? proc.signalCode}): ${log.err}`);
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
       await forceUnmount(mnt);
@@ -81,7 +84,9 @@ async function spawnDaemon(mnt: string, backing: string, log: { err: string }): 
     request: (msg) =>
       new Promise((resolve, reject) => {
         replies.push((m) => (m.ok ? resolve(m.result) : reject(new Error(`lazyfs: ${m.error}`))));
-        proc.send(msg, (e) => { if (e) reject(e); });
+        proc.send(msg, (e) => {
+          if (e) reject(e);
+        });
       }),
   };
 }
@@ -91,7 +96,12 @@ async function stopDaemon(d: Daemon, mnt: string): Promise<void> {
   if (d.proc.exitCode === null && d.proc.signalCode === null) {
     d.proc.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([d.exited.then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), 15_000); })]);
+    const timedOut = await Promise.race([
+      d.exited.then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), 15_000);
+      }),
+    ]);
     clearTimeout(timer);
     if (timedOut) {
       d.proc.kill('SIGKILL');

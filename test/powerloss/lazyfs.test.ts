@@ -48,7 +48,9 @@ function put(file: string, data: Buffer, offset = 0, sync: 'fsync' | 'fdatasync'
 
 function python(code: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('python3', ['-c', code, ...args], { timeout: 60_000 }, (e, out, err) => (e ? reject(new Error(`${e.message}\n${err}`)) : resolve(out)));
+    execFile('python3', ['-c', code, ...args], { timeout: 60_000 }, (e, out, err) =>
+      e ? reject(new Error(`${e.message}\n${err}`)) : resolve(out),
+    );
   });
 }
 
@@ -261,7 +263,9 @@ async function lmdbWriteAndKill(dir: string, mode: 'sync' | 'nosync', from: numb
   const p = lmdbChild(['write', dir, mode, String(from), String(count)]);
   let out = '';
   let err = '';
-  p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   await new Promise<void>((resolve, reject) => {
     p.stdout!.on('data', (d: Buffer) => {
@@ -277,7 +281,9 @@ async function lmdbWriteAndKill(dir: string, mode: 'sync' | 'nosync', from: numb
 function lmdbRead(dir: string): Promise<ReadResult> {
   const p = lmdbChild(['read', dir]);
   let out = '';
-  p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  p.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   return new Promise((resolve) =>
     p.once('exit', (code, signal) => {
       if (code === 0 && out.trim()) resolve(JSON.parse(out.trim()) as ReadResult);
@@ -287,8 +293,7 @@ function lmdbRead(dir: string): Promise<ReadResult> {
 }
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
-const metaPages = (ops: HeldOp[], file: string) =>
-  ops.filter((o) => o.path === file && o.offset < 2 * 4096);
+const metaPages = (ops: HeldOp[], file: string) => ops.filter((o) => o.path === file && o.offset < 2 * 4096);
 
 describe('LMDB on top', () => {
   test('reads through mmap see the committed transactions before the crash', async () => {

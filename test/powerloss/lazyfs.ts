@@ -173,7 +173,16 @@ export class LazyFs {
           await close(fd);
           throw Object.assign(new Error(`${name} changed under us`), { code: 'ESTALE' });
         }
-        const state: FileState = { key, fd, path: name, size: Number(st.size), mtimeNs: st.mtimeNs, ops: [], flushing: Promise.resolve(), gen: 0 };
+        const state: FileState = {
+          key,
+          fd,
+          path: name,
+          size: Number(st.size),
+          mtimeNs: st.mtimeNs,
+          ops: [],
+          flushing: Promise.resolve(),
+          gen: 0,
+        };
         this.states.set(key, state);
         return state;
       })().finally(() => this.creating.delete(key));
@@ -225,10 +234,18 @@ export class LazyFs {
   private stat(st: fs.BigIntStats): FuseStat {
     const s = st.isFile() ? this.states.get(keyOf(st)) : undefined;
     return {
-      mode: Number(st.mode), nlink: Number(st.nlink), uid: Number(st.uid), gid: Number(st.gid), ino: Number(st.ino),
-      size: s ? s.size : Number(st.size), rdev: Number(st.rdev), blksize: Number(st.blksize),
-      blocks: s ? Math.ceil(s.size / 512) : Number(st.blocks), atimeNs: st.atimeNs,
-      mtimeNs: s && s.mtimeNs > st.mtimeNs ? s.mtimeNs : st.mtimeNs, ctimeNs: s && s.mtimeNs > st.ctimeNs ? s.mtimeNs : st.ctimeNs,
+      mode: Number(st.mode),
+      nlink: Number(st.nlink),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      ino: Number(st.ino),
+      size: s ? s.size : Number(st.size),
+      rdev: Number(st.rdev),
+      blksize: Number(st.blksize),
+      blocks: s ? Math.ceil(s.size / 512) : Number(st.blocks),
+      atimeNs: st.atimeNs,
+      mtimeNs: s && s.mtimeNs > st.mtimeNs ? s.mtimeNs : st.mtimeNs,
+      ctimeNs: s && s.mtimeNs > st.ctimeNs ? s.mtimeNs : st.ctimeNs,
     };
   }
 
@@ -262,7 +279,9 @@ export class LazyFs {
   // ---- commands --------------------------------------------------------------------------------
 
   stats(): LazyStats {
-    let files = 0, ops = 0, bytes = 0;
+    let files = 0,
+      ops = 0,
+      bytes = 0;
     for (const s of this.states.values()) {
       if (s.ops.length) files++;
       ops += s.ops.length;
@@ -295,7 +314,10 @@ export class LazyFs {
     for (const { s, op } of all) {
       for (const piece of unit === 'page' ? pages(op) : [op]) {
         const d = describe(s, piece);
-        if (!piece.durable && !keep(d)) { report.dropped.push(d); continue; }
+        if (!piece.durable && !keep(d)) {
+          report.dropped.push(d);
+          continue;
+        }
         await applyOp(s.fd, piece);
         report.applied.push(d);
       }
@@ -341,61 +363,151 @@ export class LazyFs {
 
     // Each handler: an async function answering 0 (or a value), errors mapped to negative errnos.
     const ops: FuseOps = {
-      getattr: (p, cb) => void lstat(p).then((st) => cb(0, this.stat(st)), (e) => cb(code(e))),
+      getattr: (p, cb) =>
+        void lstat(p).then(
+          (st) => cb(0, this.stat(st)),
+          (e) => cb(code(e)),
+        ),
       fgetattr: (p, fh, cb) => {
         const h = this.handles.get(fh);
         if (!h) return ops.getattr!(p, cb);
-        fstat(h.fd, { bigint: true }).then((st) => cb(0, this.stat(st)), (e) => cb(code(e)));
+        fstat(h.fd, { bigint: true }).then(
+          (st) => cb(0, this.stat(st)),
+          (e) => cb(code(e)),
+        );
       },
-      access: (p, mode, cb) => void fsp.access(full(p), mode).then(() => cb(0), (e) => cb(code(e))),
-      statfs: (_p, cb) => void fsp.statfs(this.backing).then(
-        (s) => cb(0, { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: 255 }),
-        (e) => cb(code(e))),
-      readdir: (p, cb) => void fsp.readdir(full(p)).then((names) => cb(0, ['.', '..', ...names]), (e) => cb(code(e))),
+      access: (p, mode, cb) =>
+        void fsp.access(full(p), mode).then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      statfs: (_p, cb) =>
+        void fsp.statfs(this.backing).then(
+          (s) =>
+            cb(0, {
+              bsize: s.bsize,
+              frsize: s.bsize,
+              blocks: s.blocks,
+              bfree: s.bfree,
+              bavail: s.bavail,
+              files: s.files,
+              ffree: s.ffree,
+              favail: s.ffree,
+              namemax: 255,
+            }),
+          (e) => cb(code(e)),
+        ),
+      readdir: (p, cb) =>
+        void fsp.readdir(full(p)).then(
+          (names) => cb(0, ['.', '..', ...names]),
+          (e) => cb(code(e)),
+        ),
       fsyncdir: (_p, _d, _fh, cb) => cb(0),
-      readlink: (p, cb) => void fsp.readlink(full(p)).then((t) => cb(0, t), (e) => cb(code(e))),
-      mkdir: (p, mode, caller, cb) => void fsp.mkdir(full(p), mode).then(() => owner(full(p), caller.uid, caller.gid)).then(() => cb(0), (e) => cb(code(e))),
-      rmdir: (p, cb) => void fsp.rmdir(full(p)).then(() => cb(0), (e) => cb(code(e))),
-      symlink: (target, p, caller, cb) => void fsp.symlink(target, full(p)).then(() => owner(full(p), caller.uid, caller.gid)).then(() => cb(0), (e) => cb(code(e))),
-      link: (existing, p, cb) => void fsp.link(full(existing), full(p)).then(() => cb(0), (e) => cb(code(e))),
-      unlink: (p, cb) => void (async () => {
-        const st = await lstatOrNull(p);
-        await fsp.unlink(full(p));
-        await forget(st);
-      })().then(() => cb(0), (e) => cb(code(e))),
-      rename: (from, to, flags, cb) => void (async () => {
-        const victim = await lstatOrNull(to);
-        if (victim && flags & RENAME_NOREPLACE) return EEXIST;
-        await fsp.rename(full(from), full(to));
-        await forget(victim);
-        for (const s of this.states.values()) if (s.path === from) s.path = to;
-        return 0;
-      })().then((r) => cb(r), (e) => cb(code(e))),
-      chmod: (p, mode, cb) => void fsp.chmod(full(p), mode).then(() => cb(0), (e) => cb(code(e))),
-      chown: (p, uid, gid, cb) => void fsp.lchown(full(p), uid, gid).then(() => cb(0), (e) => cb(code(e))),
-      utimens: (p, atimeNs, mtimeNs, cb) => void (async () => {
-        const st = await lstat(p);
-        const sec = (ns: bigint) => Number(ns) / 1e9;
-        await fsp.lutimes(full(p), sec(atimeNs ?? st.atimeNs), sec(mtimeNs ?? st.mtimeNs));
-        const s = this.states.get(keyOf(st));
-        if (s && mtimeNs !== null) s.mtimeNs = mtimeNs; // the held mtime must not hide the one set
-      })().then(() => cb(0), (e) => cb(code(e))),
-      truncate: (p, size, cb) => void (async () => {
-        const st = await lstat(p);
-        if (st.isDirectory()) return EISDIR;
-        this.hold(await this.stateFor(keyOf(st), full(p), p), { kind: 'truncate', offset: size }, p);
-        return 0;
-      })().then((r) => cb(r), (e) => cb(code(e))),
-      ftruncate: (p, fh, size, cb) => void (async () => {
-        const h = byFh(fh);
-        this.hold(await this.stateFor(h.key, `/proc/self/fd/${h.fd}`, h.path), { kind: 'truncate', offset: size }, p);
-      })().then(() => cb(0), (e) => cb(code(e))),
-      create: (p, mode, flags, caller, cb) => void (async () => {
-        const fd = await open(full(p), O_CREAT | (flags & O_EXCL) | O_RDWR, mode);
-        if (root) await fchown(fd, caller.uid, caller.gid);
-        return addHandle(fd, p, flags & ~O_TRUNC); // a new file: nothing to truncate
-      })().then((fh) => cb(0, fh), (e) => cb(code(e))),
-      open: (p, flags, cb) => void (async () => addHandle(await open(full(p), accmode(flags)), p, flags))().then((fh) => cb(0, fh), (e) => cb(code(e))),
+      readlink: (p, cb) =>
+        void fsp.readlink(full(p)).then(
+          (t) => cb(0, t),
+          (e) => cb(code(e)),
+        ),
+      mkdir: (p, mode, caller, cb) =>
+        void fsp
+          .mkdir(full(p), mode)
+          .then(() => owner(full(p), caller.uid, caller.gid))
+          .then(
+            () => cb(0),
+            (e) => cb(code(e)),
+          ),
+      rmdir: (p, cb) =>
+        void fsp.rmdir(full(p)).then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      symlink: (target, p, caller, cb) =>
+        void fsp
+          .symlink(target, full(p))
+          .then(() => owner(full(p), caller.uid, caller.gid))
+          .then(
+            () => cb(0),
+            (e) => cb(code(e)),
+          ),
+      link: (existing, p, cb) =>
+        void fsp.link(full(existing), full(p)).then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      unlink: (p, cb) =>
+        void (async () => {
+          const st = await lstatOrNull(p);
+          await fsp.unlink(full(p));
+          await forget(st);
+        })().then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      rename: (from, to, flags, cb) =>
+        void (async () => {
+          const victim = await lstatOrNull(to);
+          if (victim && flags & RENAME_NOREPLACE) return EEXIST;
+          await fsp.rename(full(from), full(to));
+          await forget(victim);
+          for (const s of this.states.values()) if (s.path === from) s.path = to;
+          return 0;
+        })().then(
+          (r) => cb(r),
+          (e) => cb(code(e)),
+        ),
+      chmod: (p, mode, cb) =>
+        void fsp.chmod(full(p), mode).then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      chown: (p, uid, gid, cb) =>
+        void fsp.lchown(full(p), uid, gid).then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      utimens: (p, atimeNs, mtimeNs, cb) =>
+        void (async () => {
+          const st = await lstat(p);
+          const sec = (ns: bigint) => Number(ns) / 1e9;
+          await fsp.lutimes(full(p), sec(atimeNs ?? st.atimeNs), sec(mtimeNs ?? st.mtimeNs));
+          const s = this.states.get(keyOf(st));
+          if (s && mtimeNs !== null) s.mtimeNs = mtimeNs; // the held mtime must not hide the one set
+        })().then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      truncate: (p, size, cb) =>
+        void (async () => {
+          const st = await lstat(p);
+          if (st.isDirectory()) return EISDIR;
+          this.hold(await this.stateFor(keyOf(st), full(p), p), { kind: 'truncate', offset: size }, p);
+          return 0;
+        })().then(
+          (r) => cb(r),
+          (e) => cb(code(e)),
+        ),
+      ftruncate: (p, fh, size, cb) =>
+        void (async () => {
+          const h = byFh(fh);
+          this.hold(await this.stateFor(h.key, `/proc/self/fd/${h.fd}`, h.path), { kind: 'truncate', offset: size }, p);
+        })().then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
+      create: (p, mode, flags, caller, cb) =>
+        void (async () => {
+          const fd = await open(full(p), O_CREAT | (flags & O_EXCL) | O_RDWR, mode);
+          if (root) await fchown(fd, caller.uid, caller.gid);
+          return addHandle(fd, p, flags & ~O_TRUNC); // a new file: nothing to truncate
+        })().then(
+          (fh) => cb(0, fh),
+          (e) => cb(code(e)),
+        ),
+      open: (p, flags, cb) =>
+        void (async () => addHandle(await open(full(p), accmode(flags)), p, flags))().then(
+          (fh) => cb(0, fh),
+          (e) => cb(code(e)),
+        ),
       read: (_p, fh, buf, len, offset, cb) => {
         const h = this.handles.get(fh);
         if (!h) return cb(EBADF);
@@ -414,13 +526,17 @@ export class LazyFs {
         s.then(held).then(cb, (e) => cb(code(e)));
       },
       flush: (_p, _fh, cb) => cb(0), // close(2) makes nothing durable
-      fsync: (p, _datasync, fh, cb) => void (async () => {
-        const h = this.handles.get(fh);
-        if (h?.sync) return; // the kernel's FSYNC after each O_DSYNC write: that write is durable already
-        const key = h ? h.key : keyOf(await lstat(p));
-        const s = this.states.get(key) ?? (await this.creating.get(key));
-        if (s) await this.flush(s);
-      })().then(() => cb(0), (e) => cb(code(e))),
+      fsync: (p, _datasync, fh, cb) =>
+        void (async () => {
+          const h = this.handles.get(fh);
+          if (h?.sync) return; // the kernel's FSYNC after each O_DSYNC write: that write is durable already
+          const key = h ? h.key : keyOf(await lstat(p));
+          const s = this.states.get(key) ?? (await this.creating.get(key));
+          if (s) await this.flush(s);
+        })().then(
+          () => cb(0),
+          (e) => cb(code(e)),
+        ),
       release: (_p, fh, cb) => {
         const h = this.handles.get(fh);
         if (!h) return cb(0);
@@ -428,7 +544,10 @@ export class LazyFs {
         const left = (this.opens.get(h.key) ?? 1) - 1;
         if (left > 0) this.opens.set(h.key, left);
         else this.opens.delete(h.key);
-        void close(h.fd).catch(() => undefined).then(() => this.tidy(h.key)).catch(() => undefined);
+        void close(h.fd)
+          .catch(() => undefined)
+          .then(() => this.tidy(h.key))
+          .catch(() => undefined);
         cb(0);
       },
     };
@@ -451,7 +570,7 @@ function describe(s: FileState, op: Op): HeldOp {
 function pages(op: Op): Op[] {
   if (op.kind !== 'write') return [op];
   const out: Op[] = [];
-  for (let at = op.offset, end = op.offset + op.data!.length; at < end; ) {
+  for (let at = op.offset, end = op.offset + op.data!.length; at < end;) {
     const next = Math.min(end, (Math.floor(at / PAGE) + 1) * PAGE);
     out.push({ ...op, offset: at, data: op.data!.subarray(at - op.offset, next - op.offset) });
     at = next;
@@ -462,11 +581,14 @@ function pages(op: Op): Op[] {
 async function applyOp(fd: number, op: Op): Promise<void> {
   if (op.kind === 'truncate') return ftruncate(fd, op.offset);
   const data = op.data!;
-  for (let done = 0; done < data.length; ) done += await pwrite(fd, data, done, data.length - done, op.offset + done);
+  for (let done = 0; done < data.length;) done += await pwrite(fd, data, done, data.length - done, op.offset + done);
 }
 
 /** Runs one control command: an object {cmd, ...} or a line of words. */
-export async function command(fs_: LazyFs, msg: { cmd: string; seed?: number; p?: number; unit?: 'write' | 'page'; seqs?: number[] }): Promise<unknown> {
+export async function command(
+  fs_: LazyFs,
+  msg: { cmd: string; seed?: number; p?: number; unit?: 'write' | 'page'; seqs?: number[] },
+): Promise<unknown> {
   switch (msg.cmd) {
     case 'stats':
       return fs_.stats();
@@ -496,7 +618,12 @@ function parseLine(line: string): Parameters<typeof command>[1] {
   if (t.startsWith('{')) return JSON.parse(t) as Parameters<typeof command>[1];
   const [cmd, a, b, c] = t.split(/\s+/);
   if (cmd === 'crash-apply') return { cmd, seqs: (a ?? '').split(',').filter(Boolean).map(Number) };
-  return { cmd, seed: a === undefined ? undefined : Number(a), p: b === undefined ? undefined : Number(b), unit: c as 'write' | 'page' | undefined };
+  return {
+    cmd,
+    seed: a === undefined ? undefined : Number(a),
+    p: b === undefined ? undefined : Number(b),
+    unit: c as 'write' | 'page' | undefined,
+  };
 }
 
 async function main(): Promise<void> {
@@ -506,31 +633,40 @@ async function main(): Promise<void> {
   const lazy = new LazyFs(backing);
   const mounted = await mountFuse(mnt, lazy.ops(), { ...FUSE_DEFAULTS, attrCache: false, fsname: 'isgfs-lazyfs', subtype: 'lazyfs' });
   const answer = (msg: Parameters<typeof command>[1]) =>
-    command(lazy, msg).then((r) => ({ ok: true, result: r }), (e: Error) => ({ ok: false, error: e.message }));
+    command(lazy, msg).then(
+      (r) => ({ ok: true, result: r }),
+      (e: Error) => ({ ok: false, error: e.message }),
+    );
   process.on('message', (m: Parameters<typeof command>[1]) => void answer(m).then((r) => process.send?.(r)));
   if (socket) {
     fs.rmSync(socket, { force: true });
-    net.createServer((c) => {
-      let buf = '';
-      c.on('data', (d) => {
-        buf += d.toString();
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (line.trim()) void answer(parseLine(line)).then((r) => c.write(JSON.stringify(r) + '\n'));
-        }
-      });
-      c.on('error', () => undefined);
-    }).listen(socket);
+    net
+      .createServer((c) => {
+        let buf = '';
+        c.on('data', (d) => {
+          buf += d.toString();
+          for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line.trim()) void answer(parseLine(line)).then((r) => c.write(JSON.stringify(r) + '\n'));
+          }
+        });
+        c.on('error', () => undefined);
+      })
+      .listen(socket);
   }
   process.once('SIGTERM', () => {
     const sync = lazy.dead ? Promise.resolve() : lazy.sync();
-    sync.catch((e: Error) => process.stderr.write(`lazyfs: sync failed: ${e.message}\n`))
+    sync
+      .catch((e: Error) => process.stderr.write(`lazyfs: sync failed: ${e.message}\n`))
       .then(() => mounted.unmount())
-      .then(() => process.exit(0), async () => {
-        await forceUnmount(mnt);
-        process.exit(3);
-      });
+      .then(
+        () => process.exit(0),
+        async () => {
+          await forceUnmount(mnt);
+          process.exit(3);
+        },
+      );
   });
   process.send?.({ ready: true });
   process.stdout.write(`lazyfs: ${backing} on ${mnt}\n`);

@@ -61,7 +61,11 @@ describe('isg check on a damaged metadata database reports it and exits non-zero
   });
 
   test.each<[string, (f: string) => void, RegExp]>([
-    ['truncated in the middle', (f) => fs.truncateSync(f, Math.floor(fs.statSync(f).size / 3)), /data\.mdb is truncated: \d+ bytes, but its last page \d+ ends at byte \d+/],
+    [
+      'truncated in the middle',
+      (f) => fs.truncateSync(f, Math.floor(fs.statSync(f).size / 3)),
+      /data\.mdb is truncated: \d+ bytes, but its last page \d+ ends at byte \d+/,
+    ],
     ['truncated to one page', (f) => fs.truncateSync(f, 4096), /data\.mdb is truncated: 4096 bytes, less than its two meta pages/],
     ['emptied', (f) => fs.truncateSync(f, 0), /data\.mdb is empty/],
     ['removed', (f) => fs.rmSync(f), /data\.mdb: cannot open \(ENOENT\)/],

@@ -2,7 +2,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { callControl, ControlUnreachableError, controlSocketCandidates, controlSocketDirs, controlSocketPath, serveControl } from '../../src/repo/control';
+import {
+  callControl,
+  ControlUnreachableError,
+  controlSocketCandidates,
+  controlSocketDirs,
+  controlSocketPath,
+  serveControl,
+} from '../../src/repo/control';
 import { log } from '../../src/log';
 import { tmpDir } from '../helpers/tmp';
 
@@ -65,14 +72,23 @@ test('an unusable $XDG_RUNTIME_DIR is passed over', () => {
 
 describe('a socket that cannot be made is a warning, never a crash', () => {
   test.each([
-    ['its directory cannot be created (a file is in the way)', () => { fs.writeFileSync(path.join(t.dir, 'f'), ''); return path.join(t.dir, 'f', 'sub', 'x.sock'); }],
+    [
+      'its directory cannot be created (a file is in the way)',
+      () => {
+        fs.writeFileSync(path.join(t.dir, 'f'), '');
+        return path.join(t.dir, 'f', 'sub', 'x.sock');
+      },
+    ],
     ['its directory does not hold sockets (/proc)', () => '/proc/isgfs-test.sock'],
-    ['its directory belongs to another user', () => {
-      const d = path.join(t.dir, 'theirs');
-      fs.mkdirSync(d, { mode: 0o700 });
-      fs.chownSync(d, 12345, 12345);
-      return path.join(d, 'x.sock');
-    }],
+    [
+      'its directory belongs to another user',
+      () => {
+        const d = path.join(t.dir, 'theirs');
+        fs.mkdirSync(d, { mode: 0o700 });
+        fs.chownSync(d, 12345, 12345);
+        return path.join(d, 'x.sock');
+      },
+    ],
   ])('%s', async (_what, where) => {
     const file = where();
     const stop = serveControl(t.dir, echo, file);
@@ -90,19 +106,28 @@ describe('a socket that cannot be made is a warning, never a crash', () => {
   });
 });
 
-const reaches = (file: string) => new Promise<boolean>((resolve) => {
-  const s = net.connect(file);
-  s.on('connect', () => { s.destroy(); resolve(true); });
-  s.on('error', () => resolve(false));
-});
+const reaches = (file: string) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(file);
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
 
 test('a stale socket (its daemon died) is replaced; a live one is left to its daemon', async () => {
   const file = path.join(t.dir, 'sock', 'x.sock');
   fs.mkdirSync(path.dirname(file), { mode: 0o700 });
   // stale: the socket of a daemon killed with -9 (a clean close would remove the file)
   try {
-    execFileSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, 'SIGKILL'))`]);
-  } catch { /* killed, as meant */ }
+    execFileSync(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ]);
+  } catch {
+    /* killed, as meant */
+  }
   expect(fs.statSync(file).isSocket()).toBe(true);
   const stop = serveControl(t.dir, echo, file);
   try {
@@ -119,7 +144,9 @@ test('a stale socket (its daemon died) is replaced; a live one is left to its da
     const reply = await new Promise<string>((resolve, reject) => {
       let buf = '';
       sock.on('connect', () => sock.write('{"cmd":"health"}\n'));
-      sock.on('data', (d) => { buf += d.toString(); });
+      sock.on('data', (d) => {
+        buf += d.toString();
+      });
       sock.on('end', () => resolve(buf));
       sock.on('error', reject);
     });

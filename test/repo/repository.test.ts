@@ -7,7 +7,9 @@ import { tmpDir } from '../helpers/tmp';
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
 
 let t: ReturnType<typeof tmpDir>;
-beforeEach(() => { t = tmpDir('isgfs-repo-'); });
+beforeEach(() => {
+  t = tmpDir('isgfs-repo-');
+});
 afterEach(() => t.cleanup());
 
 describe('a new repository is private', () => {
@@ -48,10 +50,18 @@ describe('openRepository and the key file', () => {
     const root = path.join(t.dir, 'repo');
     await initRepository(root);
     const p = repoPaths(root);
-    fs.writeFileSync(p.key, JSON.stringify({
-      version: 1, kdf: 'argon2id', params: { memoryKiB: 100 * 1024 * 1024, iterations: 3, parallelism: 4 },
-      salt: 'AAAAAAAAAAAAAAAAAAAAAA==', nonce: 'AAAAAAAAAAAAAAAA', wrapped: Buffer.alloc(32).toString('base64'), tag: 'AAAAAAAAAAAAAAAAAAAAAA==',
-    }));
+    fs.writeFileSync(
+      p.key,
+      JSON.stringify({
+        version: 1,
+        kdf: 'argon2id',
+        params: { memoryKiB: 100 * 1024 * 1024, iterations: 3, parallelism: 4 },
+        salt: 'AAAAAAAAAAAAAAAAAAAAAA==',
+        nonce: 'AAAAAAAAAAAAAAAA',
+        wrapped: Buffer.alloc(32).toString('base64'),
+        tag: 'AAAAAAAAAAAAAAAAAAAAAA==',
+      }),
+    );
     const t0 = Date.now();
     const err = await openRepository(root, 'pw').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KeyFileError);

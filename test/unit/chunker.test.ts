@@ -8,7 +8,11 @@ const gear = deriveGearTable(Buffer.alloc(32, 9));
 function chunks(data: Buffer): string[] {
   const cuts = cutPoints(data, P, gear);
   let prev = 0;
-  return cuts.map((c) => { const s = data.subarray(prev, c).toString('base64').slice(0, 40) + ':' + (c - prev); prev = c; return s; });
+  return cuts.map((c) => {
+    const s = data.subarray(prev, c).toString('base64').slice(0, 40) + ':' + (c - prev);
+    prev = c;
+    return s;
+  });
 }
 
 describe('FastCDC reference', () => {
@@ -17,7 +21,11 @@ describe('FastCDC reference', () => {
   test('respects min/avg/max', () => {
     const cuts = cutPoints(data, P, gear);
     let prev = 0;
-    const lens = cuts.map((c) => { const l = c - prev; prev = c; return l; });
+    const lens = cuts.map((c) => {
+      const l = c - prev;
+      prev = c;
+      return l;
+    });
     expect(cuts[cuts.length - 1]).toBe(data.length);
     for (const l of lens.slice(0, -1)) {
       expect(l).toBeGreaterThanOrEqual(P.minSize);

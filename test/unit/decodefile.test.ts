@@ -19,12 +19,21 @@ import { prng, tmpDir } from '../helpers/tmp';
 
 const keys = deriveRepoKeys(Buffer.alloc(32, 7));
 const setup = (compression: CompressionSpec) => ({
-  idKey: keys.block.idKey, encKey: keys.block.encKey, gear: keys.gear, chunker: DEFAULT_CHUNKER, compression,
+  idKey: keys.block.idKey,
+  encKey: keys.block.encKey,
+  gear: keys.gear,
+  chunker: DEFAULT_CHUNKER,
+  compression,
 });
 
 const text = Buffer.from('a compressible line of text\n'.repeat(40_000));
 const noise = prng(3).bytes(1024 * 1024 + 77);
-const blocks: [string, Buffer][] = [['compressible', text], ['incompressible', noise], ['one byte', Buffer.from('x')], ['empty', Buffer.alloc(0)]];
+const blocks: [string, Buffer][] = [
+  ['compressible', text],
+  ['incompressible', noise],
+  ['one byte', Buffer.from('x')],
+  ['empty', Buffer.alloc(0)],
+];
 
 let tmp: { dir: string; cleanup: () => void };
 let dir: string;
@@ -48,10 +57,15 @@ describe.each([
   ['addon', true],
   ['worker', false],
 ])('%s', (_name, nativeDecode) => {
-  describe.each<[string, CompressionSpec]>([['zstd', { name: 'zstd', level: 3 }], ['none', { name: 'none' }]])('compression %s', (_c, spec) => {
+  describe.each<[string, CompressionSpec]>([
+    ['zstd', { name: 'zstd', level: 3 }],
+    ['none', { name: 'none' }],
+  ])('compression %s', (_c, spec) => {
     let pool: CodecPool;
     const compression = compressionFor(spec);
-    beforeAll(() => { pool = new CodecPool(setup(spec), { workers: 1, nativeDecode }); });
+    beforeAll(() => {
+      pool = new CodecPool(setup(spec), { workers: 1, nativeDecode });
+    });
     afterAll(() => pool.close());
 
     const write = (name: string, bytes: Buffer) => {
@@ -71,7 +85,10 @@ describe.each([
       for (const cut of [1, 15, enc.length >> 1, enc.length - 1]) {
         const a = write(`${name}-a`, Buffer.concat([Buffer.alloc(3), enc.subarray(0, cut)]));
         const b = write(`${name}-b`, enc.subarray(cut));
-        const got = await pool.decodeFile(id, [{ file: a, offset: 3, length: cut }, { file: b, offset: 0, length: enc.length - cut }]);
+        const got = await pool.decodeFile(id, [
+          { file: a, offset: 3, length: cut },
+          { file: b, offset: 0, length: enc.length - cut },
+        ]);
         expect(got.equals(plain)).toBe(true);
       }
     });
@@ -93,7 +110,10 @@ describe.each([
       const id = blockId(keys.block, noise);
       const enc = encodeBlock(keys.block, compression, id, noise);
       // A 4 + 2 code over the block with 100 bytes in front of it, as shard headers are.
-      const k = 4, m = 2, at = 100, shardLen = Math.ceil((at + enc.length) / k);
+      const k = 4,
+        m = 2,
+        at = 100,
+        shardLen = Math.ceil((at + enc.length) / k);
       const data = Buffer.alloc(shardLen * k);
       enc.copy(data, at);
       const dataShards = Array.from({ length: k }, (_, i) => data.subarray(i * shardLen, (i + 1) * shardLen));
@@ -102,7 +122,9 @@ describe.each([
       // the block's pieces: [at, shardLen) of shard 0, all of 1 and 2, the start of 3
       const pieces: { shard: number; from: number; to: number }[] = [];
       for (let pos = at; pos < at + enc.length;) {
-        const shard = Math.floor(pos / shardLen), from = pos - shard * shardLen, to = Math.min(shardLen, at + enc.length - shard * shardLen);
+        const shard = Math.floor(pos / shardLen),
+          from = pos - shard * shardLen,
+          to = Math.min(shardLen, at + enc.length - shard * shardLen);
         pieces.push({ shard, from, to });
         pos += to - from;
       }
@@ -110,7 +132,10 @@ describe.each([
       for (const lost of [[0], [1, 2], [3, 5], [0, 4]]) {
         const parts = pieces.map(({ shard, from, to }) => {
           if (!lost.includes(shard)) return { file: files[shard], offset: 7 + from, length: to - from };
-          const sources = [0, 1, 2, 3, 4, 5].filter((i) => !lost.includes(i)).slice(0, k).map((i) => ({ shard: i, file: files[i], offset: 7 + from }));
+          const sources = [0, 1, 2, 3, 4, 5]
+            .filter((i) => !lost.includes(i))
+            .slice(0, k)
+            .map((i) => ({ shard: i, file: files[i], offset: 7 + from }));
           return { rebuild: { k, m, shard, sources }, length: to - from };
         });
         if (!nativeDecode) {
@@ -124,10 +149,14 @@ describe.each([
       const bad = Buffer.from(shards[4]);
       bad[pieces[1].from + 10] ^= 1;
       const badFile = write('shard4-bad', Buffer.concat([Buffer.alloc(7), bad]));
-      const sources = [0, 2, 3].map((i) => ({ shard: i, file: files[i], offset: 7 + pieces[1].from })).concat([{ shard: 4, file: badFile, offset: 7 + pieces[1].from }]);
-      const parts = pieces.map(({ shard, from, to }) => shard === 1
-        ? { rebuild: { k, m, shard, sources }, length: to - from }
-        : { file: files[shard], offset: 7 + from, length: to - from });
+      const sources = [0, 2, 3]
+        .map((i) => ({ shard: i, file: files[i], offset: 7 + pieces[1].from }))
+        .concat([{ shard: 4, file: badFile, offset: 7 + pieces[1].from }]);
+      const parts = pieces.map(({ shard, from, to }) =>
+        shard === 1
+          ? { rebuild: { k, m, shard, sources }, length: to - from }
+          : { file: files[shard], offset: 7 + from, length: to - from },
+      );
       await expect(pool.decodeFile(id, parts)).rejects.toBeInstanceOf(BlockCorruptError);
     });
 
@@ -153,7 +182,10 @@ describe.each([
       const bad = encodeBlock(keys.block, compression, id, text);
       bad[bad.length >> 1] ^= 1;
       for (const run of [() => pool.decodeFile(id, [{ file: write('bad', bad) }]), () => pool.decode(id, Buffer.from(bad))]) {
-        const e = await run().then(() => null, (x: unknown) => x);
+        const e = await run().then(
+          () => null,
+          (x: unknown) => x,
+        );
         expect(e).toBeInstanceOf(BlockCorruptError);
         expect(e).toMatchObject({ kind: 'corrupt', name: 'BlockCorruptError', blockId: id.toString('hex') });
         expect((e as Error).message).toMatch(/authentication failed/);
@@ -165,7 +197,9 @@ describe.each([
     test('a missing file or a directory is the fs error', async () => {
       const id = blockId(keys.block, text);
       await expect(pool.decodeFile(id, [{ file: path.join(dir, 'absent') }])).rejects.toMatchObject({ code: 'ENOENT' });
-      await expect(pool.decodeFile(id, [{ file: path.join(dir, 'absent'), offset: 0, length: 100 }])).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(pool.decodeFile(id, [{ file: path.join(dir, 'absent'), offset: 0, length: 100 }])).rejects.toMatchObject({
+        code: 'ENOENT',
+      });
       await expect(pool.decodeFile(id, [{ file: dir, offset: 0, length: 100 }])).rejects.toMatchObject({ code: 'EISDIR' });
     });
   });
@@ -177,9 +211,15 @@ test('under ISGFS_NO_NATIVE (a child process: the worker and its portable decode
     const env = { ...process.env };
     if (noNative) env.ISGFS_NO_NATIVE = '1';
     else delete env.ISGFS_NO_NATIVE;
-    const { stdout } = await promisify(execFile)(process.execPath,
-      ['-r', path.join(root, 'test/fuse/ts-register.js'), path.join(root, 'test/helpers/corrupt-decode.ts')], { env, cwd: root });
-    return stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['-r', path.join(root, 'test/fuse/ts-register.js'), path.join(root, 'test/helpers/corrupt-decode.ts')],
+      { env, cwd: root },
+    );
+    return stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   };
   const [fallback, native] = await Promise.all([run(true), run(false)]);
   expect(fallback.map((r) => r.nativeDecode)).toEqual([false, false]);

@@ -22,7 +22,12 @@ test('each kind maps to its errno', () => {
 
 test('the error classes, also after a worker boundary', () => {
   const hex = 'cd'.repeat(32);
-  for (const e of [new BlockCorruptError(hex, 'bad'), new ShardCorruptError('bad'), new BlockMissingError(hex), new PackUnavailableError('down')]) {
+  for (const e of [
+    new BlockCorruptError(hex, 'bad'),
+    new ShardCorruptError('bad'),
+    new BlockMissingError(hex),
+    new PackUnavailableError('down'),
+  ]) {
     expect(errno(errnoName(e))).toBe(-E.EIO);
     expect(errno(errnoName(fromWire(toWire(e))))).toBe(-E.EIO);
   }
@@ -31,7 +36,7 @@ test('the error classes, also after a worker boundary', () => {
   expect(errno(errnoName(fromWire(toWire(full))))).toBe(ENOSPC);
 });
 
-test("FsError keeps its POSIX name; system errors their code; anything else is EIO", () => {
+test('FsError keeps its POSIX name; system errors their code; anything else is EIO', () => {
   expect(errnoName(fsError('ENOENT'))).toBe('ENOENT');
   expect(errno(errnoName(fsError('ENOTEMPTY')))).toBe(-E.ENOTEMPTY);
   expect(errno(errnoName(fsError('EROFS')))).toBe(-E.EROFS);

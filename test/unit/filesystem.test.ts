@@ -53,7 +53,12 @@ describe('filesystem core (no FUSE)', () => {
       expect(fs.fgetattr(fh).size).toBe(model.length);
     }
     await fs.release(fh);
-    const whole = await (async () => { const h = await fs.open('/f', C.O_RDONLY); const b = await fs.read(h, 0, model.length + 10); await fs.release(h); return b; })();
+    const whole = await (async () => {
+      const h = await fs.open('/f', C.O_RDONLY);
+      const b = await fs.read(h, 0, model.length + 10);
+      await fs.release(h);
+      return b;
+    })();
     expect(whole.equals(model)).toBe(true);
     await fs.flushAll(); // close is write-behind: wait for it before looking at the metadata
     const report = await checkRepository(s.meta, s.store);
@@ -90,7 +95,10 @@ describe('filesystem core (no FUSE)', () => {
     await s.close();
     t.cleanup();
     t = tmpDir();
-    s = await smallRepo(t.dir + '/repo', { chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 }, dirtyCap: 256 * 1024 * 1024 });
+    s = await smallRepo(t.dir + '/repo', {
+      chunker: { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 },
+      dirtyCap: 256 * 1024 * 1024,
+    });
     const data = prng(9).bytes(40 * 1024 * 1024);
     const whole = await s.fs.create('/whole', 0o644, C.O_RDWR, me);
     await s.fs.write(whole, 0, data);
@@ -117,13 +125,13 @@ describe('filesystem core (no FUSE)', () => {
       await fs.release(fh);
     }
     await fs.flushAll();
-    const st = (await repoStatus(t.dir + "/repo", s.meta));
+    const st = await repoStatus(t.dir + '/repo', s.meta);
     expect(st.files).toBe(3);
     expect(st.referencedBytes).toBe(3 * data.length);
     expect(st.uniqueBytes).toBe(data.length);
     for (const name of ['/a', '/b', '/c']) fs.unlink(name);
     expect(await s.store.sweep()).toBeGreaterThan(0);
-    const st2 = (await repoStatus(t.dir + "/repo", s.meta));
+    const st2 = await repoStatus(t.dir + '/repo', s.meta);
     expect(st2.uniqueBlocks).toBe(0);
     expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
   });
@@ -185,7 +193,7 @@ describe('filesystem core (no FUSE)', () => {
     expect(s.meta.orphanList().length).toBe(0);
     expect(fs.readdir('/')).toEqual(['.', '..']);
     await s.store.sweep();
-    expect((await repoStatus(t.dir + "/repo", s.meta)).uniqueBlocks).toBe(0);
+    expect((await repoStatus(t.dir + '/repo', s.meta)).uniqueBlocks).toBe(0);
   });
 
   test('xattrs: create/replace flags, ENODATA, list, remove', async () => {
@@ -225,7 +233,9 @@ describe('filesystem core (no FUSE)', () => {
     const want = Math.ceil(((3 << 20) + (100 << 10)) / 512);
     const sampledDuring = async (flush: Promise<void>) => {
       let done = false;
-      void flush.finally(() => { done = true; });
+      void flush.finally(() => {
+        done = true;
+      });
       const seen = new Set<number>();
       while (!done) {
         seen.add(fs.fgetattr(fh).blocks);
@@ -258,6 +268,6 @@ describe('filesystem core (no FUSE)', () => {
     expect((await fs.read(rd, 3 * G, 4)).equals(Buffer.alloc(4))).toBe(true);
     await fs.release(rd);
     await fs.flushAll();
-    expect((await repoStatus(t.dir + "/repo", s.meta)).referencedBytes).toBe(9);
+    expect((await repoStatus(t.dir + '/repo', s.meta)).referencedBytes).toBe(9);
   });
 });

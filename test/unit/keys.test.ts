@@ -1,11 +1,20 @@
 import {
-  ARGON2_LIMITS, DEFAULT_ARGON2, KeyFile, KeyFileError, newMasterKey, parseKeyFile, unwrapMasterKey, WrongPasswordError, wrapMasterKey,
+  ARGON2_LIMITS,
+  DEFAULT_ARGON2,
+  KeyFile,
+  KeyFileError,
+  newMasterKey,
+  parseKeyFile,
+  unwrapMasterKey,
+  WrongPasswordError,
+  wrapMasterKey,
 } from '../../src/crypto/keys';
 
 const CHEAP = { memoryKiB: 64, iterations: 1, parallelism: 1 };
 
 /** Written by isgfs before RFC 9106's setting (OWASP's 19 MiB, t = 2, p = 1); password 'correct horse'. */
-const OLD_KEY_FILE = '{"version":1,"kdf":"argon2id","params":{"memoryKiB":19456,"iterations":2,"parallelism":1},' +
+const OLD_KEY_FILE =
+  '{"version":1,"kdf":"argon2id","params":{"memoryKiB":19456,"iterations":2,"parallelism":1},' +
   '"salt":"udiapY8TSAnDT6YmZYumvQ==","nonce":"MkIkHbv00lA4kCom","wrapped":"lYhDD9RJZvDYhahWU1z0jh8dXTdZZ9ELQNCf/tEDzBo=",' +
   '"tag":"PQl/Lg/2AIZ7bpLpX20vkA=="}';
 const OLD_MASTER = Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7 + 1));
@@ -48,34 +57,171 @@ describe('a hostile or damaged key file is refused quickly, naming the bad field
   const params = (o: Record<string, unknown>) => o.params as Record<string, unknown>;
 
   const cases: [string, (o: Record<string, unknown>) => void, string][] = [
-    ['100 GiB of memory', (o) => { params(o).memoryKiB = 100 * 1024 * 1024; }, 'params.memoryKiB'],
-    ['a billion passes', (o) => { params(o).iterations = 1e9; }, 'params.iterations'],
-    ['memory × passes over the budget', (o) => { Object.assign(params(o), { memoryKiB: ARGON2_LIMITS.maxMemoryKiB, iterations: 3 }); }, 'params'],
-    ['no lanes', (o) => { params(o).parallelism = 0; }, 'params.parallelism'],
-    ['a thousand lanes', (o) => { params(o).parallelism = 1000; }, 'params.parallelism'],
-    ['less memory than the lanes need', (o) => { Object.assign(params(o), { memoryKiB: 16, parallelism: 4 }); }, 'params.memoryKiB'],
-    ['memory as a string', (o) => { params(o).memoryKiB = '65536'; }, 'params.memoryKiB'],
-    ['fractional passes', (o) => { params(o).iterations = 2.5; }, 'params.iterations'],
-    ['params missing', (o) => { delete o.params; }, 'params'],
-    ['params an array', (o) => { o.params = [1, 2, 3]; }, 'params'],
-    ['version 2', (o) => { o.version = 2; }, 'version'],
-    ['version as a string', (o) => { o.version = '1'; }, 'version'],
-    ['an unknown kdf', (o) => { o.kdf = 'scrypt'; }, 'kdf'],
-    ['a 4-byte salt', (o) => { o.salt = Buffer.alloc(4).toString('base64'); }, 'salt'],
-    ['a megabyte salt', (o) => { o.salt = Buffer.alloc(1 << 20).toString('base64'); }, 'salt'],
-    ['an 8-byte nonce', (o) => { o.nonce = Buffer.alloc(8).toString('base64'); }, 'nonce'],
-    ['a 12-byte tag', (o) => { o.tag = Buffer.alloc(12).toString('base64'); }, 'tag'],
-    ['a 48-byte wrapped key', (o) => { o.wrapped = Buffer.alloc(48).toString('base64'); }, 'wrapped'],
-    ['a nonce that is not base64', (o) => { o.nonce = '!!!!!!!!!!!!!!!!'; }, 'nonce'],
-    ['a tag as a number', (o) => { o.tag = 12345; }, 'tag'],
-    ['a salt of null', (o) => { o.salt = null; }, 'salt'],
-    ['a plain key of 16 bytes', (o) => { for (const k of Object.keys(o)) delete o[k]; Object.assign(o, { version: 1, kdf: 'none', key: Buffer.alloc(16).toString('base64') }); }, 'key'],
+    [
+      '100 GiB of memory',
+      (o) => {
+        params(o).memoryKiB = 100 * 1024 * 1024;
+      },
+      'params.memoryKiB',
+    ],
+    [
+      'a billion passes',
+      (o) => {
+        params(o).iterations = 1e9;
+      },
+      'params.iterations',
+    ],
+    [
+      'memory × passes over the budget',
+      (o) => {
+        Object.assign(params(o), { memoryKiB: ARGON2_LIMITS.maxMemoryKiB, iterations: 3 });
+      },
+      'params',
+    ],
+    [
+      'no lanes',
+      (o) => {
+        params(o).parallelism = 0;
+      },
+      'params.parallelism',
+    ],
+    [
+      'a thousand lanes',
+      (o) => {
+        params(o).parallelism = 1000;
+      },
+      'params.parallelism',
+    ],
+    [
+      'less memory than the lanes need',
+      (o) => {
+        Object.assign(params(o), { memoryKiB: 16, parallelism: 4 });
+      },
+      'params.memoryKiB',
+    ],
+    [
+      'memory as a string',
+      (o) => {
+        params(o).memoryKiB = '65536';
+      },
+      'params.memoryKiB',
+    ],
+    [
+      'fractional passes',
+      (o) => {
+        params(o).iterations = 2.5;
+      },
+      'params.iterations',
+    ],
+    [
+      'params missing',
+      (o) => {
+        delete o.params;
+      },
+      'params',
+    ],
+    [
+      'params an array',
+      (o) => {
+        o.params = [1, 2, 3];
+      },
+      'params',
+    ],
+    [
+      'version 2',
+      (o) => {
+        o.version = 2;
+      },
+      'version',
+    ],
+    [
+      'version as a string',
+      (o) => {
+        o.version = '1';
+      },
+      'version',
+    ],
+    [
+      'an unknown kdf',
+      (o) => {
+        o.kdf = 'scrypt';
+      },
+      'kdf',
+    ],
+    [
+      'a 4-byte salt',
+      (o) => {
+        o.salt = Buffer.alloc(4).toString('base64');
+      },
+      'salt',
+    ],
+    [
+      'a megabyte salt',
+      (o) => {
+        o.salt = Buffer.alloc(1 << 20).toString('base64');
+      },
+      'salt',
+    ],
+    [
+      'an 8-byte nonce',
+      (o) => {
+        o.nonce = Buffer.alloc(8).toString('base64');
+      },
+      'nonce',
+    ],
+    [
+      'a 12-byte tag',
+      (o) => {
+        o.tag = Buffer.alloc(12).toString('base64');
+      },
+      'tag',
+    ],
+    [
+      'a 48-byte wrapped key',
+      (o) => {
+        o.wrapped = Buffer.alloc(48).toString('base64');
+      },
+      'wrapped',
+    ],
+    [
+      'a nonce that is not base64',
+      (o) => {
+        o.nonce = '!!!!!!!!!!!!!!!!';
+      },
+      'nonce',
+    ],
+    [
+      'a tag as a number',
+      (o) => {
+        o.tag = 12345;
+      },
+      'tag',
+    ],
+    [
+      'a salt of null',
+      (o) => {
+        o.salt = null;
+      },
+      'salt',
+    ],
+    [
+      'a plain key of 16 bytes',
+      (o) => {
+        for (const k of Object.keys(o)) delete o[k];
+        Object.assign(o, { version: 1, kdf: 'none', key: Buffer.alloc(16).toString('base64') });
+      },
+      'key',
+    ],
   ];
   test.each(cases)('%s', async (_what, f, field) => {
     const text = edit(f);
     const t0 = Date.now();
     let err: unknown;
-    try { parseKeyFile(text, '/repo/key'); } catch (e) { err = e; }
+    try {
+      parseKeyFile(text, '/repo/key');
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(KeyFileError);
     expect((err as KeyFileError).field).toBe(field);
     expect((err as Error).message).toMatch(new RegExp(`^/repo/key: ${field.replace('.', '\\.')} `));
@@ -91,7 +237,11 @@ describe('a hostile or damaged key file is refused quickly, naming the bad field
     ['JSON null', () => 'null', 'the content'],
   ])('%s', (_what, text, field) => {
     let err: unknown;
-    try { parseKeyFile(text()); } catch (e) { err = e; }
+    try {
+      parseKeyFile(text());
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(KeyFileError);
     expect((err as KeyFileError).field).toBe(field);
   });

@@ -4,12 +4,32 @@ import { tmpDir } from '../helpers/tmp';
 describe('metadata layer (LMDB)', () => {
   let t: ReturnType<typeof tmpDir>;
   let m: Meta;
-  beforeEach(() => { t = tmpDir(); m = new Meta(t.dir); m.initialise(0, 0); });
-  afterEach(async () => { await m.close(); t.cleanup(); });
+  beforeEach(() => {
+    t = tmpDir();
+    m = new Meta(t.dir);
+    m.initialise(0, 0);
+  });
+  afterEach(async () => {
+    await m.close();
+    t.cleanup();
+  });
 
   test('inodes keep nanosecond times and survive reopen', async () => {
     const ns = 1_600_000_000_123_456_789n;
-    m.txn(() => m.putInode({ ino: 5, mode: 0o100644, uid: 1, gid: 2, nlink: 1, size: 10 * 1024 ** 3, rdev: 0, atimeNs: ns, mtimeNs: ns + 1n, ctimeNs: nowNs() }));
+    m.txn(() =>
+      m.putInode({
+        ino: 5,
+        mode: 0o100644,
+        uid: 1,
+        gid: 2,
+        nlink: 1,
+        size: 10 * 1024 ** 3,
+        rdev: 0,
+        atimeNs: ns,
+        mtimeNs: ns + 1n,
+        ctimeNs: nowNs(),
+      }),
+    );
     await m.sync();
     await m.close();
     m = new Meta(t.dir);
@@ -20,8 +40,15 @@ describe('metadata layer (LMDB)', () => {
   });
 
   test('directory entries list per parent, in name order', () => {
-    m.txn(() => { m.link(1, 'b', 3); m.link(1, 'a', 2); m.link(2, 'c', 4); });
-    expect([...m.entries(1)]).toEqual([{ name: 'a', ino: 2 }, { name: 'b', ino: 3 }]);
+    m.txn(() => {
+      m.link(1, 'b', 3);
+      m.link(1, 'a', 2);
+      m.link(2, 'c', 4);
+    });
+    expect([...m.entries(1)]).toEqual([
+      { name: 'a', ino: 2 },
+      { name: 'b', ino: 3 },
+    ]);
     expect(m.hasEntries(2)).toBe(true);
     expect(m.hasEntries(3)).toBe(false);
   });
@@ -42,7 +69,12 @@ describe('metadata layer (LMDB)', () => {
   test('a transaction that throws changes nothing', () => {
     const id = Buffer.alloc(32, 1);
     m.txn(() => m.addBlock(id, 1, 1));
-    expect(() => m.txn(() => { m.ref(id); throw new Error('abort'); })).toThrow('abort');
+    expect(() =>
+      m.txn(() => {
+        m.ref(id);
+        throw new Error('abort');
+      }),
+    ).toThrow('abort');
     expect(m.getBlock(id)!.refs).toBe(1);
   });
 

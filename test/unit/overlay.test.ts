@@ -43,7 +43,11 @@ describe('Overlay (write buffer)', () => {
       } else {
         const d = r.bytes(len);
         o.writeUnder(a, d);
-        for (let i = 0; i < len; i++) if (!mask[a + i]) { model[a + i] = d[i]; mask[a + i] = 1; }
+        for (let i = 0; i < len; i++)
+          if (!mask[a + i]) {
+            model[a + i] = d[i];
+            mask[a + i] = 1;
+          }
       }
       const buffered = mask.reduce((s, v) => s + v, 0);
       expect(o.bytes).toBe(buffered);
@@ -61,7 +65,10 @@ describe('Overlay (write buffer)', () => {
     o.write(0, Buffer.alloc(100, 1));
     o.write(200, Buffer.alloc(100, 2));
     o.truncate(250);
-    expect(o.ranges()).toEqual([{ start: 0, end: 100 }, { start: 200, end: 250 }]);
+    expect(o.ranges()).toEqual([
+      { start: 0, end: 100 },
+      { start: 200, end: 250 },
+    ]);
     expect(o.bytes).toBe(150);
   });
 });

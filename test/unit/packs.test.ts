@@ -5,7 +5,17 @@ import { constants as C } from 'node:fs';
 import { BlockCorruptError } from '../../src/block/codec';
 import { CodecPool } from '../../src/block/pool';
 import { Session } from '../../src/repo/session';
-import { buildPack, decodeShardHeader, encodeShard, layoutFor, newPackId, piecesOf, readPackTrailer, SEGMENT, splitPack } from '../../src/pack/format';
+import {
+  buildPack,
+  decodeShardHeader,
+  encodeShard,
+  layoutFor,
+  newPackId,
+  piecesOf,
+  readPackTrailer,
+  SEGMENT,
+  splitPack,
+} from '../../src/pack/format';
 import { repoStatus } from '../../src/repo/status';
 import { checkRepository } from '../../src/repair/check';
 import { prng, tmpDir } from '../helpers/tmp';
@@ -43,7 +53,10 @@ describe('pack and shard formats', () => {
   });
 
   test('piecesOf maps a pack range onto data shards', () => {
-    expect(piecesOf(90, 30, 100)).toEqual([{ shard: 0, from: 90, to: 100, at: 0 }, { shard: 1, from: 0, to: 20, at: 10 }]);
+    expect(piecesOf(90, 30, 100)).toEqual([
+      { shard: 0, from: 90, to: 100, at: 0 },
+      { shard: 1, from: 0, to: 20, at: 10 },
+    ]);
     expect(piecesOf(250, 10, 100)).toEqual([{ shard: 2, from: 50, to: 60, at: 0 }]);
   });
 });
@@ -76,7 +89,10 @@ describe('erasure-coded packs over six local backends', () => {
     for (let i = 0; i < 12; i++) await writeFile(`/f${i}`, r.bytes(20_000 + r.int(200_000)));
     await writeFile('/text', Buffer.from('some compressible text '.repeat(20_000)));
   });
-  afterAll(async () => { await s.close(); t.cleanup(); });
+  afterAll(async () => {
+    await s.close();
+    t.cleanup();
+  });
 
   test('flush stores everything as k + m shards; cache drop empties the local tier; reads come back from shards', async () => {
     expect(s.packer.pending().pendingBlocks).toBeGreaterThan(0);
@@ -100,7 +116,9 @@ describe('erasure-coded packs over six local backends', () => {
     const decodes = jest.spyOn(CodecPool.prototype, 'decodeFile');
     try {
       await readAll();
-      const fromShards = decodes.mock.calls.filter(([, parts]) => parts.every((p) => 'file' in p && p.file.startsWith(path.join(repo, 'backends'))));
+      const fromShards = decodes.mock.calls.filter(([, parts]) =>
+        parts.every((p) => 'file' in p && p.file.startsWith(path.join(repo, 'backends'))),
+      );
       const decoded = new Set(fromShards.map(([id]) => id.toString('hex')));
       for (const name of files.keys()) {
         for (const e of s.meta.extentsOf((await s.fs.getattr(name)).ino)) expect(decoded.has(e.id.toString('hex'))).toBe(true);
@@ -115,7 +133,11 @@ describe('erasure-coded packs over six local backends', () => {
 
   test('a block fetched from a warm backend is kept in the local tier; one from hot backends only is not', async () => {
     const dir = path.join(t.dir, 'tiers');
-    const w = await smallRepo(dir, { configure: (c) => { c.storage.backends[1].tier = 'warm'; } }); // local1
+    const w = await smallRepo(dir, {
+      configure: (c) => {
+        c.storage.backends[1].tier = 'warm';
+      },
+    }); // local1
     try {
       const r = prng(78);
       const data = r.bytes(600_000);
@@ -134,7 +156,8 @@ describe('erasure-coded packs over six local backends', () => {
         const loc = w.meta.getLoc(e.id)!;
         const pack = w.meta.getPack(loc.pack)!;
         const onWarm = piecesOf(loc.offset, loc.length, pack.shardSize).some((p) => pack.placement[p.shard] === 'local1');
-        if (onWarm) warm++; else hot++;
+        if (onWarm) warm++;
+        else hot++;
         expect(fs.existsSync(w.store.blockPath(e.id.toString('hex')))).toBe(onWarm);
       }
       expect(warm).toBeGreaterThan(0);
@@ -146,7 +169,11 @@ describe('erasure-coded packs over six local backends', () => {
 
   test('the local tier survives crashes and damage: half-written and damaged block files are replaced or bypassed', async () => {
     const dir = path.join(t.dir, 'crashes');
-    let w = await smallRepo(dir, { configure: (c) => { for (const b of c.storage.backends) b.tier = 'warm'; } });
+    let w = await smallRepo(dir, {
+      configure: (c) => {
+        for (const b of c.storage.backends) b.tier = 'warm';
+      },
+    });
     const data = prng(79).bytes(200_000);
     const fileIds = async () => w.meta.extentsOf((await w.fs.getattr('/f')).ino).map((e) => e.id);
     const readBack = async () => {
@@ -221,7 +248,8 @@ describe('erasure-coded packs over six local backends', () => {
         }
       }
     }
-    const rebuilt = decodes.mock.calls.map(([, parts], i) => ({ parts, result: decodes.mock.results[i].value as Promise<Buffer> }))
+    const rebuilt = decodes.mock.calls
+      .map(([, parts], i) => ({ parts, result: decodes.mock.results[i].value as Promise<Buffer> }))
       .filter(({ parts }) => parts.some((p) => 'rebuild' in p));
     decodes.mockRestore();
     if (!s.pool.nativeDecode) {
@@ -270,7 +298,9 @@ describe('erasure-coded packs over six local backends', () => {
     let flipped = 0;
     for (let i = 0; i < 6; i++) {
       const shardFiles = (function walk(d: string): string[] {
-        return fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+        return fs
+          .readdirSync(d, { withFileTypes: true })
+          .flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
       })(backendDir(i));
       // two backends at most, so every position keeps k good shards
       if (i > 1) continue;
@@ -288,7 +318,9 @@ describe('erasure-coded packs over six local backends', () => {
       await readAll();
       // The damage was found by decoding straight from the shards, then read around.
       const results = await Promise.allSettled(decodes.mock.results.map((r) => r.value as Promise<Buffer>));
-      expect(results.some((r) => r.status === 'rejected' && r.reason instanceof BlockCorruptError && r.reason.kind === 'corrupt')).toBe(true);
+      expect(results.some((r) => r.status === 'rejected' && r.reason instanceof BlockCorruptError && r.reason.kind === 'corrupt')).toBe(
+        true,
+      );
     } finally {
       decodes.mockRestore();
     }
@@ -300,7 +332,10 @@ describe('a backend down while packing', () => {
   const t = tmpDir();
   const repo = path.join(t.dir, 'repo');
   let s: Session;
-  afterAll(async () => { await s.close(); t.cleanup(); });
+  afterAll(async () => {
+    await s.close();
+    t.cleanup();
+  });
 
   test('with k shards stored the pack commits; the missing ones are repaired; fewer than k: flush fails clearly, then succeeds', async () => {
     s = await smallRepo(repo);
@@ -327,9 +362,15 @@ describe('a backend down while packing', () => {
     const fh2 = await s.fs.create('/y', 0o644, C.O_WRONLY, me);
     await s.fs.write(fh2, 0, more);
     await s.fs.release(fh2);
-    for (const i of [0, 1, 2]) { fs.renameSync(dir(i), dir(i) + '.away'); fs.writeFileSync(dir(i), ''); }
+    for (const i of [0, 1, 2]) {
+      fs.renameSync(dir(i), dir(i) + '.away');
+      fs.writeFileSync(dir(i), '');
+    }
     await expect(s.flush(undefined, 2000)).rejects.toThrow(/shards stored \(need 4\)/);
-    for (const i of [0, 1, 2]) { fs.rmSync(dir(i)); fs.renameSync(dir(i) + '.away', dir(i)); }
+    for (const i of [0, 1, 2]) {
+      fs.rmSync(dir(i));
+      fs.renameSync(dir(i) + '.away', dir(i));
+    }
     await s.flush();
     await s.cacheDrop();
     const rd = await s.fs.open('/y', C.O_RDONLY);
