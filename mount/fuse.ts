@@ -25,7 +25,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Attr } from '../src/fs/filesystem';
+import type { Attr, StatFs } from '../src/fs/filesystem';
 import { findMount } from './teardown';
 
 export type FuseCallback = (err: number) => void;
@@ -47,19 +47,8 @@ export type FuseIoCallback = (result: number) => void;
  */
 export type FuseStat = Attr;
 
-export interface FuseStatfs {
-  bsize: number;
-  frsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  favail: number;
-  namemax: number;
-  fsid?: number;
-  flag?: number;
-}
+/** statvfs(2) as the binding reads it: src/fs's StatFs (fsid and flag are left 0). */
+export type FuseStatfs = StatFs;
 
 export interface FuseOps {
   init?: (cb: FuseCallback) => void;

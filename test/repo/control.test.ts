@@ -61,11 +61,6 @@ test('an unusable $XDG_RUNTIME_DIR is passed over', () => {
   fs.writeFileSync(path.join(t.dir, 'file'), '');
   process.env.XDG_RUNTIME_DIR = path.join(t.dir, 'file');
   expect(controlSocketDirs().some((d) => d.startsWith(t.dir))).toBe(false);
-  if (process.getuid?.() !== 0) {
-    fs.mkdirSync(path.join(t.dir, 'ro'), { mode: 0o500 });
-    process.env.XDG_RUNTIME_DIR = path.join(t.dir, 'ro');
-    expect(controlSocketDirs().some((d) => d.startsWith(t.dir))).toBe(false);
-  }
   process.env.XDG_RUNTIME_DIR = 'relative/dir';
   expect(controlSocketDirs().some((d) => d.startsWith('relative'))).toBe(false);
 });
@@ -94,15 +89,6 @@ describe('a socket that cannot be made is a warning, never a crash', () => {
     const stop = serveControl(t.dir, echo, file);
     await stop(); // waits for the attempt
     expect(warnings()).toMatch(/no control socket .*isg flush and isg cache drop cannot reach this daemon/);
-  });
-
-  test('the directory exists but is read-only to this user', async () => {
-    if (process.getuid?.() === 0) return; // root writes anywhere: the other cases cover the path
-    const d = path.join(t.dir, 'ro');
-    fs.mkdirSync(d, { mode: 0o500 });
-    const stop = serveControl(t.dir, echo, path.join(d, 'x.sock'));
-    await stop();
-    expect(warnings()).toMatch(/EACCES/);
   });
 });
 
