@@ -87,6 +87,7 @@ void registerCdc(Napi::Env env, Napi::Object exports);  // cdc_glue.cc
 void registerPread(Napi::Env env, Napi::Object exports);  // pread_glue.cc
 void registerAead(Napi::Env env, Napi::Object exports);  // aead_glue.cc
 void registerBlockfile(Napi::Env env, Napi::Object exports);  // blockfile_glue.cc
+void registerLock(Napi::Env env, Napi::Object exports);  // lock_glue.cc
 
 }  // namespace glue
 }  // namespace isg

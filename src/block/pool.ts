@@ -1,5 +1,11 @@
 /**
  * A small pool of codec workers (one per core). Each request goes to the least busy worker.
+ *
+ * A worker that dies (out of memory, a bug, terminated) is replaced at once. The requests it held
+ * are sent once more to a worker when their input was not handed over (chunk scans and encodes read
+ * shared memory); the others, and a request that a worker dies on twice, fail with an IsgError of
+ * kind 'unavailable' (EIO at the FUSE edge). A request unanswered for `requestTimeoutMs` ends its
+ * worker the same way: no caller waits forever on a worker.
  */
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +14,7 @@ import { ChunkerParams } from '../chunk';
 import { binding, forcedFallback } from '../native';
 import { BlockCorruptError } from './codec';
 import { CompressionSpec } from './compression';
-import { fromWire, WireError } from '../errors';
+import { fromWire, IsgError, WireError } from '../errors';
 
 export interface CodecSetup {
   idKey: Uint8Array;
@@ -47,7 +53,13 @@ interface Pending {
   reject: (e: Error) => void;
   /** A decode whose block the worker keeps after answering: its hex id. */
   keeps?: string;
+  req: CodecRequest;
+  /** Sent again after its worker died (or not to be: memory handed over, or it timed out). */
+  retried: boolean;
+  sent: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 
 interface Slot {
   worker: Worker;
@@ -81,9 +93,15 @@ interface NativeBlockDecoder {
 export class CodecPool {
   /** Told of every block file written after the answer (see `decode`'s keepIn), or not written. */
   onKept?: (k: KeptBlock) => void;
+  /** Workers that died and were replaced. */
+  workerDeaths = 0;
   private readonly slots: Slot[] = [];
   private seq = 0;
   private closed = false;
+  private readonly requestTimeoutMs: number;
+  private readonly watchdog: NodeJS.Timeout;
+  /** Workers the watchdog has ended (terminate() once each). */
+  private readonly ending = new WeakSet<Worker>();
   /** Decodes blocks on the libuv pool, when the addon has AES-GCM; else the workers do. */
   private readonly decoder: NativeBlockDecoder | null;
 
@@ -94,39 +112,79 @@ export class CodecPool {
 
   /**
    * `workers`: how many (one per core by default). `nativeDecode: false` has decode and decodeFile
-   * use the workers even when the addon could (tests compare the two).
+   * use the workers even when the addon could (tests compare the two). `requestTimeoutMs`: how long
+   * a request may go unanswered before its worker is ended (2 minutes by default).
    */
-  constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean } = {}) {
+  constructor(setup: CodecSetup, o: { workers?: number; nativeDecode?: boolean; requestTimeoutMs?: number } = {}) {
     const Decoder = forcedFallback || o.nativeDecode === false ? undefined : binding?.BlockDecoder;
     this.decoder = Decoder ? new Decoder(setup.idKey, setup.encKey, setup.compression.name) : null;
+    this.requestTimeoutMs = o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     for (let i = 0; i < Math.max(1, o.workers ?? availableParallelism()); i++) {
-      const worker = new Worker(workerScript(), { workerData: setup });
-      const slot: Slot = { worker, busy: 0, pending: new Map(), keeping: new Set() };
-      worker.on('message', (msg: { seq: number; result?: unknown; error?: WireError; kept?: KeptBlock }) => {
-        if (msg.kept) {
-          const id = Buffer.from(msg.kept.id);
-          slot.keeping.delete(id.toString('hex'));
-          this.onKept?.({ ...msg.kept, id });
-          return;
-        }
-        const p = slot.pending.get(msg.seq);
-        if (!p) return;
-        slot.pending.delete(msg.seq);
-        if (--slot.busy === 0) worker.unref();
-        if (msg.error) {
-          p.reject(fromWire(msg.error)); // a BlockCorruptError stays one
-        } else {
-          if (p.keeps) slot.keeping.add(p.keeps);
-          p.resolve(msg.result);
-        }
-      });
-      worker.on('error', (e: Error) => this.failAll(slot, e));
-      worker.on('exit', (code) => {
-        if (!this.closed) this.failAll(slot, new Error(`codec worker exited with ${code}`));
-      });
-      worker.unref();
-      this.slots.push(slot);
+      this.slots.push(this.start(setup));
     }
+    this.watchdog = setInterval(() => this.endStuckWorkers(), Math.min(10_000, this.requestTimeoutMs)).unref();
+  }
+
+  /** A new worker (in `into`, else a new slot); when it dies, what it held is retried or failed and it is replaced. */
+  private start(setup: CodecSetup, into?: Slot): Slot {
+    const worker = new Worker(workerScript(), { workerData: setup });
+    const slot: Slot = into ?? { worker, busy: 0, pending: new Map(), keeping: new Set() };
+    slot.worker = worker;
+    worker.on('message', (msg: { seq: number; result?: unknown; error?: WireError; kept?: KeptBlock }) => {
+      if (msg.kept) {
+        const id = Buffer.from(msg.kept.id);
+        slot.keeping.delete(id.toString('hex'));
+        this.onKept?.({ ...msg.kept, id });
+        return;
+      }
+      const p = slot.pending.get(msg.seq);
+      if (!p) return;
+      slot.pending.delete(msg.seq);
+      if (--slot.busy === 0) worker.unref();
+      if (msg.error) {
+        p.reject(fromWire(msg.error)); // a BlockCorruptError stays one
+      } else {
+        if (p.keeps) slot.keeping.add(p.keeps);
+        p.resolve(msg.result);
+      }
+    });
+    let ended = false;
+    const died = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      if (this.closed) return this.failAll(slot, new Error('codec pool is closed'));
+      this.workerDeaths++;
+      const held = [...slot.pending.values()];
+      slot.pending.clear();
+      this.failAll(slot, new IsgError('unavailable', `codec worker died: ${why}`)); // its keeps
+      this.start(setup, slot);
+      for (const p of held) {
+        if (p.retried) p.reject(new IsgError('unavailable', `codec worker died: ${why}`));
+        else this.send({ ...p, retried: true });
+      }
+    };
+    worker.on('error', (e: Error) => died(e.message));
+    worker.on('exit', (code) => died(`exited with ${code}`));
+    worker.unref();
+    return slot;
+  }
+
+  /** Ends a worker that has held a request for longer than requestTimeoutMs (its requests then fail). */
+  private endStuckWorkers(): void {
+    const now = Date.now();
+    for (const slot of this.slots) {
+      const stuck = [...slot.pending.values()].filter((p) => now - p.sent > this.requestTimeoutMs);
+      if (!stuck.length) continue;
+      for (const p of stuck) p.retried = true; // what hung once would hang again
+      if (this.ending.has(slot.worker)) continue;
+      this.ending.add(slot.worker);
+      void slot.worker.terminate();
+    }
+  }
+
+  /** Tests: ends worker i, as a crash would (its requests are retried or fail, a new one replaces it). */
+  terminateWorker(i: number): Promise<number> {
+    return this.slots[i].worker.terminate();
   }
 
   private failAll(slot: Slot, e: Error): void {
@@ -140,16 +198,21 @@ export class CodecPool {
 
   private run<T>(req: CodecRequest, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.closed) return Promise.reject(new Error('codec pool is closed'));
+    const keeps = req.op === 'decode' && req.keepIn ? Buffer.from(req.id).toString('hex') : undefined;
+    return new Promise<T>((resolve, reject) => {
+      // Memory handed over is gone with a worker that dies: such a request is not sent again.
+      this.send({ resolve: resolve as (v: unknown) => void, reject, keeps, req, retried: transfer.length > 0, sent: 0 }, transfer);
+    });
+  }
+
+  private send(p: Pending, transfer: ArrayBuffer[] = []): void {
     let slot = this.slots[0];
     for (const s of this.slots) if (s.busy < slot.busy) slot = s;
     const seq = ++this.seq;
     // An idle worker must not keep the process alive; a busy one must (a CLI awaiting it).
     if (slot.busy++ === 0) slot.worker.ref();
-    const keeps = req.op === 'decode' && req.keepIn ? Buffer.from(req.id).toString('hex') : undefined;
-    return new Promise<T>((resolve, reject) => {
-      slot.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject, keeps });
-      slot.worker.postMessage({ seq, req }, transfer);
-    });
+    slot.pending.set(seq, { ...p, sent: Date.now() });
+    slot.worker.postMessage({ seq, req: p.req }, transfer);
   }
 
   /** Cut points of the concatenated segments (decided cuts only unless final). */
@@ -227,6 +290,7 @@ export class CodecPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watchdog);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

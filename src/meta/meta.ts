@@ -3,13 +3,15 @@
  * per filesystem operation (about 20 µs here with noSync); durability is asked for explicitly
  * with sync() on fsync, on unmount and every few seconds, as ext4 does with its commit interval.
  *
- * Tables:
- *   inodes   ino -> InodeRow
+ * Tables (inode numbers are 64-bit keys, ordered-binary numbers: exact up to 2^53, the limit of
+ * allocIno; schema 1 had them as 32-bit integer keys in `inodes` and `orphans`, and is migrated
+ * to schema 2 when first opened for writing, read as it is when opened read-only):
+ *   inodes   ino -> InodeRow                        (`inodes64`; `inodes` in schema 1)
  *   dirents  [parent, name] -> ino
  *   extents  [ino, offset] -> [length, block id]   the file's chunk map; gaps are holes
  *   blocks   id -> BlockRow                         refcounts of the local block store
  *   gc       id -> true                             blocks whose refcount fell to 0
- *   orphans  ino -> true                            unlinked inodes still open
+ *   orphans  ino -> true                            unlinked inodes still open (`orphans64`)
  *   xattrs   [ino, name] -> value
  *   kv       name -> value                          counters and the schema version
  *   upload   seq -> block id                        durable upload queue: blocks not yet in a pack
@@ -17,9 +19,13 @@
  *   locs     block id -> [pack id, offset, length]  where a block lies in its pack
  */
 import { open, RootDatabase, Database } from 'lmdb';
+import { IsgError } from '../errors';
 
 export const ROOT_INO = 1;
-export const META_SCHEMA = 1;
+/** 2: 64-bit inode numbers (tables inodes64, orphans64). 1: 32-bit integer keys (inodes, orphans). */
+export const META_SCHEMA = 2;
+/** The largest inode number: FUSE's ino is 64-bit, but it crosses fuse-native as a double (exact to 2^53). */
+export const MAX_INO = Number.MAX_SAFE_INTEGER;
 
 export interface Inode {
   ino: number;
@@ -142,17 +148,42 @@ export class Meta {
 
   constructor(dir: string, readOnly = false) {
     this.root = open({ path: dir, maxDbs: 16, noSync: true, readOnly });
-    this.inodes = this.root.openDB({ name: 'inodes', keyEncoding: 'uint32' });
+    this.kv = this.root.openDB({ name: 'kv' });
+    let legacy = this.kv.get('schema') === 1;
+    if (legacy && !readOnly) legacy = !this.migrateInodeKeys();
+    this.inodes = legacy ? this.root.openDB({ name: 'inodes', keyEncoding: 'uint32' }) : this.openInoTable('inodes64');
     this.dirents = this.root.openDB({ name: 'dirents', keyEncoding: 'ordered-binary' });
     this.extents = this.root.openDB({ name: 'extents', keyEncoding: 'ordered-binary' });
     this.blocks = this.root.openDB({ name: 'blocks', keyEncoding: 'binary' });
     this.gc = this.root.openDB({ name: 'gc', keyEncoding: 'binary' });
-    this.orphans = this.root.openDB({ name: 'orphans', keyEncoding: 'uint32' });
+    this.orphans = legacy ? this.root.openDB({ name: 'orphans', keyEncoding: 'uint32' }) : this.openInoTable('orphans64');
     this.xattrs = this.root.openDB({ name: 'xattrs', keyEncoding: 'ordered-binary', encoding: 'binary' });
-    this.kv = this.root.openDB({ name: 'kv' });
     this.upload = this.root.openDB({ name: 'upload', keyEncoding: 'uint32' });
     this.packs = this.root.openDB({ name: 'packs' });
     this.locs = this.root.openDB({ name: 'locs', keyEncoding: 'binary' });
+  }
+
+  private openInoTable<V>(name: string): Database<V, number> {
+    return this.root.openDB({ name, keyEncoding: 'ordered-binary' });
+  }
+
+  /**
+   * Schema 1 -> 2: copies the 32-bit keyed inodes and orphans into their 64-bit keyed tables and
+   * drops the old ones, in one transaction (a crash leaves schema 1 as it was). True when done.
+   */
+  private migrateInodeKeys(): boolean {
+    const oldInodes = this.root.openDB<InodeRow, number>({ name: 'inodes', keyEncoding: 'uint32' });
+    const oldOrphans = this.root.openDB<boolean, number>({ name: 'orphans', keyEncoding: 'uint32' });
+    const inodes = this.openInoTable<InodeRow>('inodes64');
+    const orphans = this.openInoTable<boolean>('orphans64');
+    this.txn(() => {
+      for (const { key, value } of oldInodes.getRange()) inodes.putSync(key, value);
+      for (const { key, value } of oldOrphans.getRange()) orphans.putSync(key, value);
+      oldInodes.dropSync();
+      oldOrphans.dropSync();
+      this.kv.putSync('schema', META_SCHEMA);
+    });
+    return true;
   }
 
   /** Creates the root directory on a new database. */
@@ -201,8 +232,14 @@ export class Meta {
   }
   allocIno(): number {
     const ino = this.kv.get('nextIno') as number;
+    if (ino > MAX_INO) throw new IsgError('no-space', `inode numbers are exhausted (the largest is ${MAX_INO})`);
     this.kv.putSync('nextIno', ino + 1);
     return ino;
+  }
+  /** The next inode number to give (tests; numbers are never reused, so only upward makes sense). */
+  setNextIno(ino: number): void {
+    if (!Number.isSafeInteger(ino) || ino <= ROOT_INO) throw new RangeError(`bad inode number ${ino}`);
+    this.txn(() => this.kv.putSync('nextIno', ino));
   }
   inodeCount(): number {
     return (this.inodes.getStats() as { entryCount: number }).entryCount;

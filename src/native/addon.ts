@@ -65,6 +65,10 @@ export interface Binding {
   aesGcmOpen?: AeadImpl['aesGcmOpen'];
   /** Present with aesGcmSeal and aesGcmOpen: blocks are sealed with AES-256-GCM. */
   BlockDecoder?: new (idKey: Uint8Array, encKey: Uint8Array, compression: 'zstd' | 'none') => BlockDecoder;
+  /** flock(fd, LOCK_EX or LOCK_SH | LOCK_NB): true when locked, false when held elsewhere (native/lock_glue.cc). */
+  tryFlock(fd: number, exclusive: boolean): boolean;
+  /** flock(fd, LOCK_UN). */
+  funlock(fd: number): void;
   testing: BindingTesting;
 }
 

@@ -116,3 +116,18 @@ export async function preadFile(file: string, offset: number, length: number): P
   const got = await (binding ? binding.preadFile(file, offset, out) : fallbackPread(file, offset, out));
   return got === length ? out : out.subarray(0, got);
 }
+
+/** flock(2) on a descriptor, without waiting (native/lock_glue.cc). */
+export interface FileLock {
+  /** true when this open file description now holds the lock; false when another holds a conflicting one. */
+  tryLock(fd: number, exclusive: boolean): boolean;
+  unlock(fd: number): void;
+}
+
+/**
+ * flock(2) from the addon; null without it (Node has none, and no portable stand-in gives the
+ * same guarantee: callers fall back to something weaker and say so).
+ */
+export const fileLock: FileLock | null = binding
+  ? { tryLock: (fd, exclusive) => binding.tryFlock(fd, exclusive), unlock: (fd) => binding.funlock(fd) }
+  : null;

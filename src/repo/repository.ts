@@ -13,6 +13,7 @@ import { BlockKeys } from '../block/codec';
 import type { BackendSpec } from '../backend/spec';
 import { initBackend } from '../backend/registry';
 import { Meta } from '../meta/meta';
+import { fileLock, FileLock } from '../native';
 
 export class RepoError extends Error {}
 
@@ -167,11 +168,26 @@ export function deriveRepoKeys(master: Buffer): RepoKeys {
   };
 }
 
-/** The write lock: one process at a time may open a repository for writing. */
+/**
+ * The write lock: one process at a time may open a repository for writing.
+ *
+ * With the addon, the lock is flock(2) on `lock` (exclusive, never waited for): the kernel holds it
+ * for exactly as long as the holder's descriptor is open, so a holder killed with SIGKILL, or a
+ * reboot, leaves nothing that blocks, and two processes can never both hold it. The file's content
+ * (pid, mountpoint) only names the holder in messages; a pid in it is never trusted.
+ *
+ * Without the addon (ISGFS_NO_NATIVE, or not built) Node has no flock: the fallback is a pid file
+ * created with O_EXCL whose pid is checked for life, as before. It is weaker: a stale file whose
+ * pid was reused by another process after a reboot blocks until removed by hand, and two processes
+ * clearing the same stale file at once may both get in. Its content says `"lock": "pid"`, so that
+ * a process with flock respects a live pid-file holder.
+ */
 export interface LockInfo {
   pid: number;
   mountpoint?: string;
   started: string;
+  /** How the holder locked: flock (absent in files written before flock) or a pid file only. */
+  lock?: 'flock' | 'pid';
 }
 
 function alive(pid: number): boolean {
@@ -183,18 +199,113 @@ function alive(pid: number): boolean {
   }
 }
 
-export function readLock(root: string): LockInfo | undefined {
+function parseLockInfo(text: string): LockInfo | undefined {
   try {
-    const info = JSON.parse(fs.readFileSync(repoPaths(root).lock, 'utf8')) as LockInfo;
-    return alive(info.pid) ? info : undefined;
+    const info = JSON.parse(text) as LockInfo;
+    return typeof info?.pid === 'number' ? info : undefined;
   } catch {
     return undefined;
   }
 }
 
-export function acquireLock(root: string, mountpoint?: string): () => void {
+/** A live pid-file holder (a process without flock), else undefined. */
+function livePidHolder(info: LockInfo | undefined): LockInfo | undefined {
+  return info?.lock === 'pid' && info.pid !== process.pid && alive(info.pid) ? info : undefined;
+}
+
+function inUse(root: string, holder: LockInfo | undefined): RepoError {
+  const by = holder ? `pid ${holder.pid}` + (holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : '') : 'another process';
+  return new RepoError(`repository ${repoPaths(root).root} is already in use by ${by}`);
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Who holds the write lock, or undefined when nobody does. */
+export function readLock(root: string): LockInfo | undefined {
   const file = repoPaths(root).lock;
-  const info: LockInfo = { pid: process.pid, mountpoint, started: new Date().toISOString() };
+  if (!fileLock) {
+    try {
+      const info = parseLockInfo(fs.readFileSync(file, 'utf8'));
+      return info && alive(info.pid) ? info : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return undefined; // no file: nobody holds it
+  }
+  try {
+    const info = parseLockInfo(fs.readFileSync(fd, 'utf8'));
+    // A shared lock, taken for an instant, tells whether a writer holds the exclusive one.
+    if (!fileLock.tryLock(fd, false)) return info ?? { pid: 0, started: '' };
+    fileLock.unlock(fd);
+    return livePidHolder(info);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Takes the write lock or throws `already in use`; the function returned releases it. */
+export function acquireLock(root: string, mountpoint?: string): () => void {
+  return fileLock ? acquireFlock(root, fileLock, mountpoint) : acquirePidLock(root, mountpoint);
+}
+
+/** readLock's shared lock lasts an instant: a busy lock is tried again for this long before giving up. */
+const LOCK_RETRY_MS = 200;
+
+function acquireFlock(root: string, lock: FileLock, mountpoint: string | undefined): () => void {
+  const file = repoPaths(root).lock;
+  const info: LockInfo = { pid: process.pid, mountpoint, started: new Date().toISOString(), lock: 'flock' };
+  const until = Date.now() + LOCK_RETRY_MS;
+  for (;;) {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644); // libuv adds O_CLOEXEC
+    } catch (e) {
+      throw new RepoError(`cannot open ${file}: ${(e as NodeJS.ErrnoException).code}`);
+    }
+    let keep = false;
+    try {
+      if (lock.tryLock(fd, true)) {
+        // The previous holder unlinks the file as it lets go: a lock on an unlinked file locks nothing.
+        const mine = fs.fstatSync(fd);
+        const now = fs.statSync(file, { throwIfNoEntry: false });
+        if (!now || now.ino !== mine.ino || now.dev !== mine.dev) continue;
+        const pidHolder = livePidHolder(parseLockInfo(fs.readFileSync(fd, 'utf8')));
+        if (pidHolder) throw inUse(root, pidHolder);
+        fs.ftruncateSync(fd, 0);
+        fs.writeSync(fd, JSON.stringify(info), 0);
+        keep = true;
+        return () => {
+          const now = fs.statSync(file, { throwIfNoEntry: false });
+          if (now && now.ino === mine.ino && now.dev === mine.dev) fs.rmSync(file, { force: true });
+          fs.closeSync(fd); // releases the lock
+        };
+      }
+      if (Date.now() >= until) {
+        let holder: LockInfo | undefined;
+        try {
+          holder = parseLockInfo(fs.readFileSync(fd, 'utf8'));
+        } catch {
+          /* unreadable: named as another process */
+        }
+        throw inUse(root, holder);
+      }
+    } finally {
+      if (!keep) fs.closeSync(fd);
+    }
+    sleepSync(5);
+  }
+}
+
+function acquirePidLock(root: string, mountpoint: string | undefined): () => void {
+  const file = repoPaths(root).lock;
+  const info: LockInfo = { pid: process.pid, mountpoint, started: new Date().toISOString(), lock: 'pid' };
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(file, JSON.stringify(info), { flag: 'wx', mode: 0o644 });
@@ -210,12 +321,7 @@ export function acquireLock(root: string, mountpoint?: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
         throw new RepoError(`cannot create ${file}: ${(e as NodeJS.ErrnoException).code}`);
       const holder = readLock(root);
-      if (holder) {
-        throw new RepoError(
-          `repository ${repoPaths(root).root} is already in use by pid ${holder.pid}` +
-            (holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''),
-        );
-      }
+      if (holder) throw inUse(root, holder);
       fs.rmSync(file, { force: true }); // stale: its process is gone
     }
   }
