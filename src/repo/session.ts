@@ -75,6 +75,7 @@ export class Session {
         meta,
         pool,
         remote: new PackRemote(reader, pool, meta),
+        readOnly: o.readOnly,
         onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
         diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
