@@ -76,6 +76,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     : serveControl(dataDir, async (cmd, progress) => {
         if (cmd === 'flush') return session.flush(progress);
         if (cmd === 'cache-drop') return session.cacheDrop();
+        if (cmd === 'status') return session.backgroundStatus();
         return session.backends.map((b) => ({ name: b.name, ...b.health() }));
       });
   let mounted;
