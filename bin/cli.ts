@@ -177,6 +177,8 @@ program
           `local tier   ${mib(s.localBytes)}`,
           `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
           `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
+          ...(s.uploadStalledSince ? [`uploads      STALLED since ${s.uploadStalledSince}`] : []),
+          ...(s.lastError ? [`last error   ${s.lastError.time} ${s.lastError.stage}: ${s.lastError.message}`] : []),
           ...s.backends.map(
             (b) =>
               `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +

@@ -68,11 +68,17 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     mountpoint,
     background: !o.readOnly,
   });
-  const stopControl = serveControl(dataDir, async (cmd, progress) => {
-    if (cmd === 'flush') return session.flush(progress);
-    if (cmd === 'cache-drop') return session.cacheDrop();
-    return session.backends.map((b) => ({ name: b.name, ...b.health() }));
-  });
+  // A read-only mount has no control socket: it has nothing to flush, may drop nothing from the
+  // local tier, runs no background work to report, and must not take the socket of a read-write
+  // mount of the same repository.
+  const stopControl = o.readOnly
+    ? async () => undefined
+    : serveControl(dataDir, async (cmd, progress) => {
+        if (cmd === 'flush') return session.flush(progress);
+        if (cmd === 'cache-drop') return session.cacheDrop();
+        if (cmd === 'status') return session.backgroundStatus();
+        return session.backends.map((b) => ({ name: b.name, ...b.health() }));
+      });
   let mounted;
   try {
     mounted = await mountFuse(mountpoint, fuseOps(session.fs), {
@@ -122,9 +128,12 @@ export async function unmountByPath(mp: string): Promise<void> {
   const m = listFuseMounts().find((x) => x.mountpoint === mountpoint);
   if (!m) throw new RepoError(`${mountpoint} is not mounted`);
   const dataDir = m.source.startsWith(FSNAME_PREFIX) ? m.source.slice(FSNAME_PREFIX.length) : undefined;
-  const holder = dataDir ? readLock(dataDir) : undefined;
+  const lock = dataDir ? readLock(dataDir) : undefined;
+  // The lock names the read-write daemon, which may serve another mountpoint than this one.
+  const holder = lock?.mountpoint === mountpoint ? lock : undefined;
   if (!holder) {
-    // No daemon alive behind it: a dead mount. Detach it.
+    // No daemon alive behind it (a dead mount), or a read-only one, which holds no lock: detach
+    // it. A live read-only daemon sees its mount gone and exits.
     await forceUnmount(mountpoint);
     return;
   }

@@ -612,6 +612,7 @@ export class FileSystem {
   }
 
   async sync(): Promise<void> {
+    if (this.o.readOnly) return; // nothing is written: fsync and fsyncdir return 0 (and LMDB, open read-only, cannot be synced)
     await this.store.syncPending();
     await this.meta.sync();
   }
@@ -659,6 +660,7 @@ export class FileSystem {
 
   /** Flushes every open file and makes everything durable (unmount, SIGTERM). */
   async close(): Promise<void> {
+    if (this.o.readOnly) return this.files.releaseAll(); // nothing to flush, sweep or sync
     await this.flushAll();
     await this.files.releaseAll();
     await this.store.sweep();

@@ -1,6 +1,7 @@
 /**
  * The control socket of a running daemon: `isg flush` and `isg cache drop` talk to the process
- * that has the repository open instead of opening it a second time. Newline-delimited JSON over a
+ * that has the repository open instead of opening it a second time, and `isg status` asks it for
+ * the live state of its background work ('status'). Newline-delimited JSON over a
  * unix socket; a request is answered by zero or more progress lines and one final line.
  */
 import { createHash } from 'node:crypto';
@@ -10,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { log } from '../log';
 
-export type ControlCommand = 'flush' | 'cache-drop' | 'health';
+export type ControlCommand = 'flush' | 'cache-drop' | 'health' | 'status';
 
 export interface ControlReply {
   progress?: unknown;

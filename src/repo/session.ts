@@ -15,6 +15,7 @@ import { ShardReader } from '../pack/fetch';
 import { PackRemote } from '../pack/remote';
 import { log } from '../log';
 import { acquireLock, openRepository, OpenedRepo, resolveBackendSpec } from './repository';
+import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 
 export interface SessionOptions {
   password?: string;
@@ -34,6 +35,8 @@ export interface SessionOptions {
 export class Session {
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** Failures of the background work below, logged (rate-limited) and kept for `isg status`. */
+  readonly problems = new BackgroundProblems();
 
   private constructor(
     readonly repo: OpenedRepo,
@@ -75,6 +78,7 @@ export class Session {
         meta,
         pool,
         remote: new PackRemote(reader, pool, meta),
+        readOnly: o.readOnly,
         onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
         diskBytes: o.cacheDirBytes ?? repo.config.cache.diskBytes,
@@ -98,11 +102,11 @@ export class Session {
       if (!o.readOnly) {
         await fs.recover();
         fs.onError = (m) => log.error(m);
-        s.every(o.syncIntervalMs ?? 5000, () => fs.writeback());
-        s.every(30_000, () => store.sweep());
+        s.every(o.syncIntervalMs ?? 5000, () => fs.writeback(), 'sync');
+        s.every(30_000, () => store.sweep(), 'sweep');
         if (o.background) {
-          packer.start();
-          s.every(60_000, () => s.repairMissingShards());
+          s.every(1000, () => s.packInBackground(), 'upload');
+          s.every(60_000, () => s.repairMissingShards((e) => s.problems.failed('repair', e)), 'repair');
         }
       }
       return s;
@@ -113,19 +117,30 @@ export class Session {
     }
   }
 
-  private every(ms: number, fn: () => Promise<unknown>): void {
+  /** Runs fn every `ms` (never two at once); its failures are reported as `stage`'s. */
+  private every(ms: number, fn: () => Promise<unknown>, stage: BackgroundStage): void {
     let running = false;
     const t = setInterval(() => {
       if (running || this.closed) return;
       running = true;
       fn()
-        .catch((e: Error) => log.debug(`background task: ${e.message}`))
+        .catch((e: unknown) => this.problems.failed(stage, e))
         .finally(() => {
           running = false;
         });
     }, ms);
     t.unref();
     this.timers.push(t);
+  }
+
+  /** The packer's background round: full packs at once, partial ones after the quiet period. */
+  private async packInBackground(): Promise<void> {
+    if ((await this.packer.packOnce(false)) || this.meta.queueLength() === 0) this.problems.uploadProgressed();
+  }
+
+  /** Live values of the background work, for `isg status` (over the control socket). */
+  backgroundStatus(): BackgroundStatus {
+    return this.problems.status();
   }
 
   /**
@@ -158,11 +173,22 @@ export class Session {
   }
 
   /** Stores shards that could not be stored when their pack was written. */
-  async repairMissingShards(): Promise<number> {
+  async repairMissingShards(onError?: (e: unknown) => void): Promise<number> {
     let repaired = 0;
     for (const { id, row } of [...this.meta.allPacks()]) {
       if (row.stored.length === row.k + row.m) continue;
-      const stored = await this.reader.repairPack(id, row).catch(() => row.stored);
+      const stored = await this.reader.repairPack(id, row).then(
+        (stored) => {
+          const still = row.placement.filter((_, i) => !stored.includes(i));
+          if (still.length)
+            onError?.(new Error(`pack ${id}: ${still.length} shard(s) still not stored, on ${[...new Set(still)].join(', ')}`));
+          return stored;
+        },
+        (e: unknown) => {
+          onError?.(e);
+          return row.stored;
+        },
+      );
       if (stored.length !== row.stored.length) {
         this.meta.txn(() => this.meta.putPack(id, { ...row, stored }));
         repaired += stored.length - row.stored.length;

@@ -5,6 +5,8 @@ import { readLock, repoPaths, resolveBackendSpec } from './repository';
 import { RepoConfig, validateConfig } from './format';
 import { createBackend } from '../backend/registry';
 import { parseShardKey } from '../pack/format';
+import { callControl } from './control';
+import type { BackgroundStatus, LastError } from './problems';
 
 const { S_IFDIR, S_IFMT, S_IFREG } = fs.constants;
 
@@ -50,6 +52,31 @@ export interface RepoStatus {
   packs: number;
   missingShards: number;
   backends: BackendStatus[];
+  /**
+   * The last failure of the mounted daemon's background work (upload, sync, repair, sweep); null
+   * when there was none, or when no read-write daemon runs (see src/repo/problems.ts).
+   */
+  lastError: LastError | null;
+  /** ISO time since when uploads fail and the upload queue does not shrink; null otherwise. */
+  uploadStalledSince: string | null;
+}
+
+const NO_BACKGROUND: BackgroundStatus = { lastError: null, uploadStalledSince: null };
+
+/** The background state of the daemon that has the repository open for writing, if one answers. */
+async function backgroundStatus(dataDir: string, mounted: boolean): Promise<BackgroundStatus> {
+  if (!mounted) return NO_BACKGROUND;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), 10_000);
+  });
+  try {
+    const live = (await Promise.race([callControl(dataDir, 'status').catch(() => undefined), timeout])) as
+      Partial<BackgroundStatus> | undefined;
+    return { lastError: live?.lastError ?? null, uploadStalledSince: live?.uploadStalledSince ?? null };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Lists every backend: what it holds against what the pack index says it should. */
@@ -136,6 +163,7 @@ export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<Repo
     for (const { id } of queue) pendingUploadBytes += meta.getBlock(id)?.stored ?? 0;
     const backends = await backendStatus(config, paths.root, meta);
     const lock = readLock(dataDir);
+    const background = await backgroundStatus(dataDir, !!lock);
     return {
       files,
       directories,
@@ -157,6 +185,7 @@ export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<Repo
       packs: [...meta.allPacks()].length,
       missingShards: backends.reduce((n, b) => n + b.missingShards, 0),
       backends,
+      ...background,
     };
   } finally {
     if (!openMeta) await meta.close();

@@ -57,6 +57,8 @@ export interface BlockStoreOptions {
   remote?: RemoteBlocks;
   /** Reports failures of background work (keeping fetched blocks). */
   onError?: (message: string) => void;
+  /** A read-only mount: blocks fetched from the backends stay in memory, nothing is written. */
+  readOnly?: boolean;
 }
 
 export class BlockStore {
@@ -131,7 +133,7 @@ export class BlockStore {
       this.tier.used(hex);
       return local;
     }
-    const plain = await this.fetchPlain(id, hex, true);
+    const plain = await this.fetchPlain(id, hex, !this.o.readOnly);
     this.lru.set(hex, plain);
     return plain;
   }
@@ -153,6 +155,7 @@ export class BlockStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       if (!this.o.meta.getLoc(id)) throw e;
       this.o.onError?.(`local copy of block ${hex.slice(0, 16)}… is unreadable (${(e as Error).message}); reading it from the backends`);
+      if (this.o.readOnly) return null; // left for a read-write mount to drop
       this.o.meta.txn(() => this.o.meta.setLocal(id, false));
       await this.tier.remove(hex);
       return null;
