@@ -142,7 +142,7 @@ describe('durability order (instrumented fsync)', () => {
     let stop = false;
     const timer = (async () => {
       while (!stop) {
-        await s.fs.writeback().catch(() => undefined);
+        await s.fs.writeback(0).catch(() => undefined);
         await sleep(rand.int(6));
       }
     })();
@@ -157,7 +157,7 @@ describe('durability order (instrumented fsync)', () => {
         } else if (i % 3 === 2) {
           // The data is committed, and a writeback round has just started when fsync comes.
           await s.fs.flushAll();
-          void s.fs.writeback().catch(() => undefined);
+          void s.fs.writeback(0).catch(() => undefined);
         }
         await s.fs.fsync(fh);
         const ino = s.fs.fgetattr(fh).ino;
