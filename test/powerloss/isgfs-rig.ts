@@ -269,15 +269,25 @@ export class Lane {
     }
     // ---- the power cut
     if (!crashAt) crashAt = now();
+    const phases: string[] = [];
+    let mark = Date.now();
+    const phase = (name: string) => {
+      phases.push(`${name} ${Date.now() - mark}`);
+      mark = Date.now();
+    };
+    phases.push(`workload ${mark - started}`);
     void w.halt();
     if (this.daemon) logs.push(await this.kill(this.daemon));
+    phase('kill');
     await w.halt();
     const sideProc = side as ChildProcess | null;
     if (sideProc && sideProc.exitCode === null && sideProc.signalCode === null) {
       sideProc.kill('SIGKILL'); // (the client of a dead daemon: it would get an error anyway)
     }
     if (w.errors.length) problems.push(...w.errors.map((e) => `before the crash: ${e}`));
+    phase('halt');
     what.push(await this.cut(kind, kindSeed));
+    phase('cut');
 
     // ---- after: mount, check, judge
     let observed: Observed[] | null = null;
@@ -287,19 +297,29 @@ export class Lane {
     } catch (e) {
       problems.push(`isg mount after the crash failed: ${(e as Error).message.slice(0, 3000)}`);
     }
+    phase('mount');
     if (this.daemon) {
-      const [obs, check] = await Promise.all([observe(this.mnt), isg(['check', this.data])]);
+      const [obs, check] = await Promise.all([
+        observe(this.mnt).catch((e: Error) => {
+          problems.push(`the root directory cannot be read after the crash: ${e.message}`);
+          return null;
+        }),
+        isg(['check', this.data]),
+      ]);
       observed = obs;
-      judged = this.model.judge(obs, crashAt, WRITEBACK_MS + WRITEBACK_GRACE_MS);
-      problems.push(...judged.problems);
+      if (obs) {
+        judged = this.model.judge(obs, crashAt, WRITEBACK_MS + WRITEBACK_GRACE_MS);
+        problems.push(...judged.problems);
+      }
       if (check.code !== 0 || !/no problems/.test(check.stdout))
         problems.push(`isg check -> ${check.code}: ${(check.stdout + check.stderr).trim().split('\n').slice(0, 12).join(' | ')}`);
+      phase('judge+check');
     }
     const result: PointResult = {
       lane: this.id,
       point: p,
       seed,
-      what: `${what.join(' ')}; ops ${JSON.stringify(w.counts)}`,
+      what: `${what.join(' ')}; ops ${JSON.stringify(w.counts)}; ms: ${phases.join(', ')}`,
       problems,
       ms: Date.now() - started,
       names: judged.names,

@@ -63,7 +63,14 @@ test(`isgfs keeps what it acknowledged across ${POINTS} power cuts`, async () =>
     lanes.push(lane);
     await lane.setup();
     for (let p = 0; p < points; p++) {
-      const res = await lane.point(p);
+      let res: PointResult;
+      try {
+        res = await lane.point(p);
+      } catch (e) {
+        // The rig itself failed (a bug of the test, or a state it cannot handle): reported, and the lane starts again.
+        res = { lane: id, point: p, seed: -1, what: 'the rig failed', problems: [`rig: ${(e as Error).stack}`], ms: 0, names: 0, exact: 0 };
+        await lane.fresh();
+      }
       results.push(res);
       const verdict = res.problems.length ? `FAILED (${res.problems.length} problems)` : `ok (${res.names} names, ${res.exact} exact)`;
       process.stdout.write(`[lane ${id} point ${p} seed ${res.seed}, ${res.ms} ms] ${res.what}\n  -> ${verdict}\n`);
