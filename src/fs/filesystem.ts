@@ -11,6 +11,8 @@ import { BlockStore } from '../store/blockstore';
 import { DataDeps, FileData } from './filedata';
 import { FsError, fsError } from './errors';
 import { OpenFiles } from './handles';
+import { Rounds } from '../util/rounds';
+import { log } from '../log';
 
 const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } = C;
 const NAME_MAX = 255;
@@ -87,17 +89,23 @@ export class FileSystem {
    * and rmdir and rename (the only ways) empty the cache, so an entry is never stale.
    */
   private readonly dirCache = new Map<string, number>();
+  /** One sync in flight; each caller waits for a round that started after its call (see sync). */
+  private readonly syncs: Rounds;
 
   constructor(private readonly o: FileSystemOptions) {
     this.meta = o.deps.meta;
     this.store = o.deps.store;
+    this.syncs = new Rounds(async () => {
+      await this.store.syncPending();
+      await this.meta.sync();
+    });
     this.files = new OpenFiles(o.deps, { closed: (fd) => this.closed(fd), error: (m) => this.onError?.(m) });
   }
 
   /**
    * Deletes what files unlinked while open left when the last process died: orphan inodes, and
    * the `.fuse_hidden*` names libfuse gives such files (it removes them on release, not on kill);
-   * and block files a crash left half-written.
+   * and block files a crash left half-written or that no committed row counts.
    */
   async recover(): Promise<void> {
     const orphans = this.meta.orphanList();
@@ -116,7 +124,8 @@ export class FileSystem {
         }
       });
     }
-    await this.store.removeTemporaries();
+    const strays = await this.store.removeTemporaries();
+    if (strays) log.warn(`removed ${strays} block file(s) that a crash left without metadata`);
     await this.store.sweep();
   }
 
@@ -611,9 +620,15 @@ export class FileSystem {
     await this.sync();
   }
 
-  async sync(): Promise<void> {
-    await this.store.syncPending();
-    await this.meta.sync();
+  /**
+   * Everything committed before the call is durable when this resolves: kept block files and
+   * their directories, then LMDB (block files a flush wrote were made durable before its commit).
+   * One round runs at a time; a caller that comes while one runs waits for the next, which starts
+   * after its call and so covers its writes. A failed round fails every caller that waited for it;
+   * what it did not make durable stays queued for the next round.
+   */
+  sync(): Promise<void> {
+    return this.syncs.run();
   }
 
   /** The periodic writeback: closed files whose flush failed are tried again, then synced. */

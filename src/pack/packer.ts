@@ -7,6 +7,11 @@
  * leaves at worst shards nobody refers to, never a reference to a missing shard. A pack is
  * committed once at least k shards are stored; the shards that failed are listed as missing and
  * stored later by the repairer, which rebuilds them from the others.
+ *
+ * Every block is verified (decoded, id checked) before it goes into a pack. A queued block of a
+ * live file whose local copy is missing or damaged has no other copy: it is logged at warn level,
+ * counted (`damagedBlocks`, also kept in the metadata for `isg status`), left in the queue and
+ * skipped by later packs; `drain` then fails naming how many.
  */
 import { rsEncode } from '../native';
 import { Meta, PackRow } from '../meta/meta';
@@ -14,6 +19,9 @@ import { BlockStore } from '../store/blockstore';
 import { Backend } from '../backend/backend';
 import { buildPack, encodeShard, layoutFor, newPackId, segmentsOf, shardKey, splitPack } from './format';
 import { log } from '../log';
+
+/** A queued block found missing or damaged is looked at again after this long (or on drain). */
+const DAMAGED_RETRY_MS = 60_000;
 
 export interface PackerOptions {
   meta: Meta;
@@ -37,10 +45,17 @@ export class Packer {
   private running: Promise<boolean> | null = null;
   private firstSeen = new Map<number, number>(); // queue seq -> when the packer first saw it
   private timer: NodeJS.Timeout | null = null;
+  /** Queued blocks found missing or damaged (hex id -> when last seen so), skipped for a minute or until a drain. */
+  private readonly damaged = new Map<string, number>();
 
   constructor(private readonly o: PackerOptions) {
     if (o.backends.length < o.k + o.m)
       throw new Error(`${o.k}+${o.m} erasure coding needs at least ${o.k + o.m} backends, ${o.backends.length} configured`);
+  }
+
+  /** How many queued blocks of live files were found missing or damaged in the local tier. */
+  get damagedBlocks(): number {
+    return this.damaged.size;
   }
 
   /** Bytes and blocks still waiting for a pack. */
@@ -68,10 +83,13 @@ export class Packer {
 
   /** Packs and stores until the queue is empty (isg flush). Throws when shards cannot be stored. */
   async drain(onProgress?: (p: UploadProgress) => void): Promise<void> {
+    this.damaged.clear(); // look at them again: a flush may have written them anew
     for (;;) {
       onProgress?.(this.pending());
       if (this.o.meta.queueLength() === 0) return;
-      await this.packOnce(true);
+      if (!(await this.packOnce(true)) && this.damaged.size) {
+        throw new Error(`${this.damaged.size} queued block(s) are missing or damaged in the local tier and cannot be uploaded`);
+      }
     }
   }
 
@@ -85,6 +103,14 @@ export class Packer {
     return mine;
   }
 
+  /** Keeps the list of damaged queued blocks in the metadata, for `isg status`. */
+  private recordDamaged(): void {
+    const listed = this.o.meta.damagedBlocks();
+    const now = [...this.damaged.keys()];
+    if (now.length === listed.length && now.every((h) => listed.includes(h))) return;
+    this.o.meta.txn(() => this.o.meta.setDamagedBlocks(now));
+  }
+
   private choosePlacement(): Backend[] {
     const n = this.o.backends.length;
     const start = this.rotation++ % n;
@@ -93,9 +119,9 @@ export class Packer {
 
   private async buildAndStore(force: boolean): Promise<boolean> {
     const { meta, store } = this.o;
-    const queue = meta.queued(50_000);
-    if (!queue.length) return false;
     const now = Date.now();
+    const queue = meta.queued(50_000).filter((q) => now - (this.damaged.get(q.id.toString('hex')) ?? 0) > DAMAGED_RETRY_MS);
+    if (!queue.length) return false;
     const taken: { seq: number; id: Buffer }[] = [];
     let bytes = 0;
     for (const q of queue) {
@@ -108,26 +134,43 @@ export class Packer {
     const oldest = this.firstSeen.get(taken[0].seq) ?? now;
     if (!force && bytes < this.o.targetSize && now - oldest < this.o.quietMs) return false;
 
-    // Read the blocks under the store's guard: a sweep must not delete them meanwhile.
+    // Read and verify the blocks under the store's guard: a sweep must not delete them meanwhile.
+    const bad = new Set<number>(); // queue entries that stay: a live block with no sound local copy
     const blocks = await store.guard(async () => {
       const out: { id: Buffer; encoded: Buffer }[] = [];
       const seen = new Set<string>();
       for (const q of taken) {
         const hex = q.id.toString('hex');
-        if (seen.has(hex) || !meta.getBlock(q.id) || meta.getLoc(q.id)) continue;
-        const encoded = await store.readLocalEncoded(q.id);
-        if (!encoded) continue; // freed and swept before it was packed
+        const row = meta.getBlock(q.id);
+        if (seen.has(hex) || !row || meta.getLoc(q.id)) continue; // freed, or packed already
+        let encoded: Buffer | null = null;
+        let why = 'its file is missing';
+        try {
+          encoded = await store.readLocalVerified(q.id);
+        } catch (e) {
+          why = (e as Error).message;
+        }
+        if (!encoded) {
+          if (row.refs === 0) continue; // dead: the sweep drops it
+          bad.add(q.seq);
+          if (!this.damaged.has(hex)) log.warn(`block ${hex.slice(0, 16)}… of a live file cannot be uploaded: ${why}; it stays queued`);
+          this.damaged.set(hex, Date.now());
+          continue;
+        }
+        this.damaged.delete(hex);
         seen.add(hex);
         out.push({ id: q.id, encoded });
       }
       return out;
     });
+    this.recordDamaged();
+    const done = taken.filter((q) => !bad.has(q.seq));
     if (!blocks.length) {
       meta.txn(() => {
-        for (const q of taken) meta.dequeue(q.seq);
+        for (const q of done) meta.dequeue(q.seq);
       });
-      for (const q of taken) this.firstSeen.delete(q.seq);
-      return true;
+      for (const q of done) this.firstSeen.delete(q.seq);
+      return done.length > 0;
     }
 
     const packId = newPackId();
@@ -162,9 +205,9 @@ export class Packer {
     meta.txn(() => {
       meta.putPack(packId, row);
       for (const e of entries) if (meta.getBlock(e.id)) meta.putLoc(e.id, { pack: packId, offset: e.offset, length: e.length });
-      for (const q of taken) meta.dequeue(q.seq);
+      for (const q of done) meta.dequeue(q.seq);
     });
-    for (const q of taken) this.firstSeen.delete(q.seq);
+    for (const q of done) this.firstSeen.delete(q.seq);
     void store.maybeEvict(); // its blocks are safe now: the local tier may shrink to its limit
     return true;
   }

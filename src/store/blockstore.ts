@@ -169,6 +169,18 @@ export class BlockStore {
     return this.tier.readLocalEncoded(id);
   }
 
+  /**
+   * The encoded bytes of a block in the local tier, verified (decoded, id checked: in the addon
+   * it costs a read and a decode on the libuv pool) before they go into a pack. null when there is
+   * no file; rejects with a BlockCorruptError when it does not decode.
+   */
+  async readLocalVerified(id: Buffer): Promise<Buffer | null> {
+    const encoded = await this.tier.readLocalEncoded(id);
+    if (!encoded) return null;
+    await this.o.pool.decode(id, encoded, { shared: true });
+    return encoded;
+  }
+
   /** Starts evicting safe blocks when the local tier is over its limit; resolves when done. */
   maybeEvict(): Promise<void> {
     return this.tier.maybeEvict();
@@ -219,12 +231,14 @@ export class BlockStore {
         ),
       );
       const written = new Set<string>();
+      const madeDirs: string[] = [];
       for (const r of results) {
         if (!r.wrote) continue;
-        const hex = r.id.toString('hex');
-        written.add(hex);
-        this.tier.wrote(hex, r.madeDir);
+        written.add(r.id.toString('hex'));
+        if (r.madeDir) madeDirs.push(r.madeDir);
       }
+      // The new block files (and their directories) are durable before the commit that names them.
+      await this.tier.makeDurable(written, madeDirs);
       const ids = results.map((r) => r.id);
       for (;;) {
         const missing: number[] = [];
@@ -252,26 +266,36 @@ export class BlockStore {
           return;
         } catch (e) {
           if (!(e instanceof RetryCommit)) throw e;
-          // A block file that existed without a row (left by a crash): store it for real.
+          // A block file that existed without a row (left by a crash, or being written by a flush
+          // that has not committed yet): store it for real, durably, before the commit names it.
+          const rewritten: string[] = [];
+          const made: string[] = [];
           for (const i of missing) {
             const hex = results[i].id.toString('hex');
-            await this.tier.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
-            written.add(hex);
+            const dir = await this.tier.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
+            if (dir) made.push(dir);
+            rewritten.push(hex);
           }
+          await this.tier.makeDurable(rewritten, made);
+          for (const hex of rewritten) written.add(hex);
         }
       }
     });
     void this.maybeEvict();
   }
 
-  /** fsyncs every block file (and new directory) written since the last call. */
+  /** fsyncs every kept block file (and new directory) written since the last call. */
   syncPending(): Promise<void> {
     return this.tier.syncPending();
   }
 
-  /** After a crash: block files that were never renamed into place are deleted. */
-  removeTemporaries(): Promise<void> {
-    return this.tier.removeTemporaries();
+  /**
+   * After a crash: block files that were never renamed into place, and block files no committed
+   * row counts as local (see LocalTier.removeStrays), are deleted. Returns how many of the latter.
+   */
+  async removeTemporaries(): Promise<number> {
+    await this.tier.removeTemporaries();
+    return this.tier.removeStrays();
   }
 
   /** Deletes blocks whose refcount is 0. Returns how many were freed. */
@@ -288,6 +312,11 @@ export class BlockStore {
           dropped.push(id);
         }
       });
+      // The files go only once that commit is durable, and with it every earlier one (the unlink,
+      // truncate or rename that dropped the last reference): after a power loss the metadata
+      // could otherwise come back still naming blocks whose files are gone. Under the lock, so no
+      // flush can meanwhile take up a block whose file is about to go.
+      if (dropped.length) await this.o.meta.sync();
       await Promise.all(
         dropped.map(async (id) => {
           const hex = id.toString('hex');

@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { Meta } from '../meta/meta';
 import type { KeptBlock } from '../block/pool';
 import { blockFile, blockTmpDir } from '../block/layout';
@@ -28,11 +29,25 @@ export interface LocalTierOptions {
   onEvictAll?: () => void;
   /** Reports failures of background work (keeping fetched blocks). */
   onError?: (message: string) => void;
+  /** How a file (fdatasync) or a directory (fsync) is made durable; tests inject delays and failures. */
+  fsync?: (file: string, kind: 'file' | 'dir') => Promise<void>;
+}
+
+/** fdatasync of a file (its data and the size that reaches it), fsync of a directory (its names). */
+export async function fsyncPath(file: string, kind: 'file' | 'dir'): Promise<void> {
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    await (kind === 'file' ? fh.datasync() : fh.sync());
+  } finally {
+    await fh.close();
+  }
 }
 
 export class LocalTier implements KeepTarget {
   readonly dir: string;
+  /** Kept block files not fsynced yet, and directories made for them. */
   private unsynced = new Set<string>();
+  private unsyncedMade = new Set<string>();
   private readonly madeDirs = new Set<string>();
   /** Local-tier blocks by last use (Map order), with their encoded sizes. */
   private readonly diskLru = new Map<string, number>();
@@ -80,10 +95,10 @@ export class LocalTier implements KeepTarget {
     return blockFile(this.dir, hex);
   }
 
-  /** A block file a worker wrote (and the directory it made): fsynced by the next syncPending. */
-  wrote(hex: string, madeDir?: string): void {
+  /** A fetched block's file a worker wrote (and the directory it made): fsynced by the next syncPending. */
+  private wrote(hex: string, madeDir?: string): void {
     this.unsynced.add(this.blockPath(hex));
-    if (madeDir) this.unsynced.add(madeDir);
+    if (madeDir) this.unsyncedMade.add(madeDir);
   }
 
   /** A fetched block's file is written (or failed to be); CodecPool.onKept. */
@@ -153,17 +168,36 @@ export class LocalTier implements KeepTarget {
   }
 
   /**
+   * Whether the block's local copy may go: it lies in a pack whose k + m shards are ALL stored (a
+   * pack with only k has no redundancy left, so its blocks stay pinned until the repairer is done).
+   */
+  private evictable(id: Buffer, packs: Map<string, boolean>): boolean {
+    const loc = this.o.meta.getLoc(id);
+    if (!loc) return false; // not on the backends yet
+    let whole = packs.get(loc.pack);
+    if (whole === undefined) {
+      const p = this.o.meta.getPack(loc.pack);
+      whole = p !== undefined && new Set(p.stored).size >= p.k + p.m;
+      packs.set(loc.pack, whole);
+    }
+    return whole;
+  }
+
+  /**
    * Deletes local copies of blocks that are safe in a pack, least recently used first, until the
    * tier holds at most `limit` bytes (0: everything safe, and onEvictAll). Returns the bytes freed.
+   * The files go only once the metadata that makes that safe (the pack's commit, and local=false)
+   * is durable: a power loss must not leave a block whose only copy was deleted.
    */
   async evict(limit: number): Promise<number> {
     return this.o.lock.exclusive(async () => {
       let freed = 0;
       const victims: Buffer[] = [];
+      const packs = new Map<string, boolean>();
       for (const [hex, bytes] of this.diskLru) {
         if (this.diskUsed - freed <= limit) break;
         const id = Buffer.from(hex, 'hex');
-        if (!this.o.meta.getLoc(id)) continue; // pinned: not on the backends yet
+        if (!this.evictable(id, packs)) continue; // pinned
         victims.push(id);
         freed += bytes;
       }
@@ -172,6 +206,7 @@ export class LocalTier implements KeepTarget {
       this.o.meta.txn(() => {
         for (const id of victims) this.o.meta.setLocal(id, false);
       });
+      await this.o.meta.sync();
       await Promise.all(
         victims.map(async (id) => {
           const hex = id.toString('hex');
@@ -183,51 +218,131 @@ export class LocalTier implements KeepTarget {
     });
   }
 
-  /** Writes a block file itself (one a worker found but did not write). */
-  async writeFile(hex: string, data: Buffer): Promise<void> {
+  /**
+   * Writes a block file itself (one a worker found but did not write); returns the directory it
+   * had to make, if any. The caller makes it durable (makeDurable) before committing its row.
+   */
+  async writeFile(hex: string, data: Buffer): Promise<string | undefined> {
     const file = this.blockPath(hex);
     const dir = path.dirname(file);
+    let made: string | undefined;
     if (!this.madeDirs.has(dir)) {
-      await fs.promises.mkdir(dir, { recursive: true });
+      made = (await fs.promises.mkdir(dir, { recursive: true })) !== undefined ? dir : undefined;
       this.madeDirs.add(dir);
-      this.unsynced.add(dir);
     }
-    await fs.promises.writeFile(file, data);
-    this.unsynced.add(file);
+    // Under a temporary name, renamed into place: a flush that wrote this block and is making it
+    // durable must never see it cut short.
+    const tmpDir = blockTmpDir(this.dir);
+    await fs.promises.mkdir(tmpDir, { recursive: true });
+    const tmp = path.join(tmpDir, `${hex}.${randomBytes(6).toString('hex')}`);
+    await fs.promises.writeFile(tmp, data, { flag: 'wx' });
+    await fs.promises.rename(tmp, file);
+    return made;
   }
 
-  /** fsyncs every block file (and new directory) written since the last call. */
-  async syncPending(): Promise<void> {
-    const queue = [...this.unsynced];
-    this.unsynced = new Set();
-    const worker = async () => {
-      for (let f = queue.pop(); f !== undefined; f = queue.pop()) {
-        try {
-          let fh: fs.promises.FileHandle;
+  /**
+   * Makes block files durable, then the directories they were renamed into (and the parents of
+   * directories made for them), 8 at a time. Files that are gone (swept meanwhile) are skipped.
+   * Throws the first failure after every path was tried.
+   */
+  private async fsyncAll(files: Iterable<string>, dirs: Iterable<string>): Promise<void> {
+    const fsync = this.o.fsync ?? fsyncPath;
+    let first: unknown = null;
+    const pass = async (paths: string[], kind: 'file' | 'dir') => {
+      const worker = async () => {
+        for (let f = paths.pop(); f !== undefined; f = paths.pop()) {
           try {
-            fh = await fs.promises.open(f, 'r');
+            await fsync(f, kind);
           } catch (e) {
-            if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // swept meanwhile
-            throw e;
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            first ??= e;
           }
-          try {
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-        } catch (e) {
-          // Not durable: the file and everything not tried yet wait for the next sync.
-          this.unsynced.add(f);
-          for (const q of queue.splice(0)) this.unsynced.add(q);
-          throw e;
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(8, paths.length) }, worker));
     };
-    await Promise.all(Array.from({ length: 8 }, worker));
+    await pass([...new Set(files)], 'file');
+    await pass([...new Set(dirs)], 'dir');
+    if (first) throw first as Error;
+  }
+
+  /** The directories a batch of block files (and the directories made for them) changed. */
+  private dirsOf(files: Iterable<string>, madeDirs: Iterable<string>): string[] {
+    const dirs = new Set<string>();
+    for (const f of files) dirs.add(path.dirname(f));
+    for (const d of madeDirs) dirs.add(path.dirname(d));
+    return [...dirs];
+  }
+
+  /**
+   * Makes block files that a flush wrote durable, with the directories they were renamed into,
+   * BEFORE the transaction that references them commits: LMDB may make a commit durable at any
+   * moment after it (overlappingSync flushes in the background), and a block row must never
+   * reach the disk before its file does.
+   */
+  async makeDurable(hexes: Iterable<string>, madeDirs: Iterable<string> = []): Promise<void> {
+    const files = [...hexes].map((h) => this.blockPath(h));
+    await this.fsyncAll(files, this.dirsOf(files, madeDirs));
+  }
+
+  /**
+   * fsyncs every block file written since the last call (blocks kept from slower tiers) and the
+   * directories they were renamed into. What fails waits for the next call.
+   */
+  async syncPending(): Promise<void> {
+    const files = [...this.unsynced];
+    const made = [...this.unsyncedMade];
+    this.unsynced = new Set();
+    this.unsyncedMade = new Set();
+    try {
+      await this.fsyncAll(files, this.dirsOf(files, made));
+    } catch (e) {
+      // Not durable: the whole batch waits for the next sync (fsyncing the rest again is cheap).
+      for (const f of files) this.unsynced.add(f);
+      for (const d of made) this.unsyncedMade.add(d);
+      throw e;
+    }
   }
 
   /** After a crash: block files that were never renamed into place are deleted. */
   async removeTemporaries(): Promise<void> {
     await fs.promises.rm(blockTmpDir(this.dir), { recursive: true, force: true });
+  }
+
+  /**
+   * At a writable open, before anything writes: block files the metadata does not count as local
+   * are deleted. A crash leaves them when it comes between a block file's write and the commit
+   * that adds its row (the flush never committed), or between the durable commit that dropped or
+   * evicted a block and the deletion of its file. Costs a readdir of each of the 256 directories
+   * and one LMDB lookup per file. Returns how many were deleted.
+   */
+  async removeStrays(): Promise<number> {
+    let removed = 0;
+    const tmp = path.basename(blockTmpDir(this.dir));
+    let subdirs: string[];
+    try {
+      subdirs = await fs.promises.readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw e;
+    }
+    for (const sub of subdirs) {
+      if (sub === tmp || sub.length !== 2) continue;
+      let names: string[];
+      try {
+        names = await fs.promises.readdir(path.join(this.dir, sub));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
+        throw e;
+      }
+      for (const name of names) {
+        if (!/^[0-9a-f]+$/.test(name) || name.length % 2) continue;
+        const row = this.o.meta.getBlock(Buffer.from(name, 'hex'));
+        if (row && row.local !== false) continue;
+        await fs.promises.rm(path.join(this.dir, sub, name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 }
