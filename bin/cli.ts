@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { initRepository, isRepository, readPasswordFile, RepoError, repoPaths } from '../src/repo/repository';
 import { embeddedBackends, parseEc, parseSize } from '../src/repo/format';
 import { parseBackendSpec } from '../src/backend/registry';
+import { parseDuration } from '../src/util/duration';
 import type { BackendSpec } from '../src/backend/spec';
 import { callControl, ControlUnreachableError } from '../src/repo/control';
 import { readLock } from '../src/repo/repository';
@@ -88,6 +89,8 @@ program
   .option('--cache-size <size>', 'memory LRU of plaintext blocks (K/M/G suffixes)')
   .option('--cache-dir-size <size>', 'size limit of the local block tier on disk (blocks not yet uploaded may exceed it)')
   .option('--password-file <file>', 'password for a password-protected repository (or for a new one)')
+  .option('--writeback <duration>', 'data written and not fsynced is durable within this time, open files too (e.g. 5s, 500ms)', '5s')
+  .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
@@ -106,6 +109,8 @@ program
           cacheSize?: string;
           cacheDirSize?: string;
           passwordFile?: string;
+          writeback: string;
+          writeBuffer: string;
           readOnly?: boolean;
           allowOther?: boolean;
           logLevel: string;
@@ -117,6 +122,10 @@ program
         const password = await readPasswordFile(o.passwordFile);
         const cacheBytes = o.cacheSize !== undefined ? parseSize(o.cacheSize) : undefined;
         const cacheDirBytes = o.cacheDirSize !== undefined ? parseSize(o.cacheDirSize) : undefined;
+        const writebackMs = parseDuration(o.writeback, '--writeback');
+        const writeBufferBytes = parseSize(o.writeBuffer, '--write-buffer');
+        if (writebackMs < 10) throw new RepoError('--writeback: at least 10ms');
+        if (writeBufferBytes < 1024 * 1024) throw new RepoError('--write-buffer: at least 1M');
         if (!isRepository(dataDir)) {
           if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
           await initRepository(dataDir, { password });
@@ -129,6 +138,8 @@ program
           password,
           cacheBytes,
           cacheDirBytes,
+          writebackMs,
+          writeBufferBytes,
           readOnly: !!o.readOnly,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,

@@ -37,6 +37,10 @@ export interface MountOptions {
   password?: string;
   cacheBytes?: number;
   cacheDirBytes?: number;
+  /** Data written and not fsynced is durable within this time (`--writeback`), ms. */
+  writebackMs?: number;
+  /** Budget of written bytes not yet committed, over all files (`--write-buffer`). */
+  writeBufferBytes?: number;
   readOnly: boolean;
   allowOther: boolean;
   fuseOptions: string[];
@@ -65,6 +69,8 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     readOnly: o.readOnly,
     cacheBytes: o.cacheBytes,
     cacheDirBytes: o.cacheDirBytes,
+    syncIntervalMs: o.writebackMs,
+    writeBuffer: o.writeBufferBytes,
     mountpoint,
     background: !o.readOnly,
   });

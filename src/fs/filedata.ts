@@ -15,6 +15,7 @@ import { CodecPool } from '../block/pool';
 import { Extent, Meta, nowNs } from '../meta/meta';
 import { BlockStore, EarlyEncoding } from '../store/blockstore';
 import { Mutex } from '../store/rwlock';
+import { WriteBudget } from './budget';
 import { fsError } from './errors';
 import { Overlay, Range } from './overlay';
 
@@ -25,6 +26,8 @@ export interface DataDeps {
   chunker: ChunkerParams;
   /** Buffered bytes per file that start a background flush; writers wait at twice this. */
   dirtyCap: number;
+  /** Budget of buffered bytes over all files (default DEFAULT_WRITE_BUFFER). */
+  writeBuffer?: number;
   /** Bytes read ahead on sequential reads. */
   readahead: number;
 }
@@ -49,6 +52,17 @@ const CUT_STEP = 16 * 1024 * 1024;
 const SEQUENTIAL_SLACK = 1024 * 1024;
 /** The read-ahead window is extended once this much of it has been read. */
 const TOP_UP = 2 * 1024 * 1024;
+
+/** After a failed flush, background flushes of the file wait this long, doubling up to RETRY_MAX_MS. */
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 10_000;
+
+/** The write buffer shared by every file: its budget, and the wait for room when it is full (OpenFiles). */
+export interface WriteRoom {
+  readonly budget: WriteBudget;
+  /** Waits until `bytes` more fit, starting flushes; throws ENOSPC/EIO when they cannot make room. */
+  reserve(bytes: number): Promise<void>;
+}
 
 /** Bytes of a file in shared memory, handed to the codec workers as they lie. */
 export interface Segment {
@@ -102,7 +116,14 @@ export class FileData {
   private flushing: Overlay | null = null;
   private readonly lock = new Mutex();
   private background: Promise<void> | null = null;
-  private backgroundError: Error | null = null;
+  /** When the oldest byte (or time) not yet committed was written; null when nothing is buffered. */
+  dirtySince: number | null = null;
+  /** The last flush's failure, until a flush succeeds; its data stays buffered and is retried. */
+  failure: Error | null = null;
+  private failures = 0;
+  private retryAt = 0;
+  /** Bytes this file has charged to the budget (both layers). */
+  private charged = 0;
   private lastReadEnd = -1;
   /** The chunk map, read once and kept until this object changes it (nothing else does). */
   private extentCache: Extent[] | null = null;
@@ -112,48 +133,81 @@ export class FileData {
     private readonly d: DataDeps,
     readonly ino: number,
     size: number,
+    private readonly room: WriteRoom,
   ) {
     this.size = size;
   }
 
+  /** Buffered bytes past which a background flush starts; writers of this file wait at twice this. */
+  private get cap(): number {
+    return Math.min(this.d.dirtyCap, this.room.budget.limit / 4);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
-    this.throwBackgroundError();
+    // Room first: a write that fails (the buffer full and flushes failing) leaves nothing behind.
+    // Checked again after the wait, in the tick that takes the room: others woken with it may have taken it.
+    while (!this.room.budget.fits(data.length)) await this.room.reserve(data.length);
     this.dirty.write(offset, data);
+    this.account();
+    this.dirtySince ??= Date.now();
     if (offset + data.length > this.size) this.size = offset + data.length;
     const t = nowNs();
     this.pendingTimes = { mtimeNs: t, ctimeNs: t };
-    while (this.dirty.bytes >= 2 * this.d.dirtyCap) {
-      this.startBackgroundFlush();
-      await this.background;
-      this.throwBackgroundError();
-    }
-    if (this.dirty.bytes >= this.d.dirtyCap) this.startBackgroundFlush();
+    const cap = this.cap;
+    // A flush that fails ends the wait: the global budget bounds what such a file may hold.
+    while (this.dirty.bytes >= 2 * cap && this.startBackgroundFlush()) await this.background;
+    if (this.dirty.bytes >= cap) this.startBackgroundFlush();
   }
 
-  private startBackgroundFlush(): void {
-    if (this.background) return;
+  /** Keeps the budget's count of this file's buffered bytes (both layers) right. */
+  private account(): void {
+    const now = this.dirty.bytes + (this.flushing?.bytes ?? 0);
+    if (now !== this.charged) this.room.budget.charge(now - this.charged);
+    this.charged = now;
+  }
+
+  /** Bytes buffered and not being flushed. */
+  get dirtyBytes(): number {
+    return this.dirty.bytes;
+  }
+
+  /** A flush is under way (background, pressure or full). */
+  get flushRunning(): boolean {
+    return this.flushing !== null || this.background !== null;
+  }
+
+  /** The last flush failed and background flushes wait before trying again. */
+  get failedRecently(): boolean {
+    return this.failure !== null && Date.now() < this.retryAt;
+  }
+
+  /** The background flush under way, if any. */
+  get backgroundFlush(): Promise<void> | null {
+    return this.background;
+  }
+
+  /**
+   * Starts a background flush unless one runs or the last one failed recently; false when none runs.
+   * With keepTail (the default: the file is being written) the tail of the file is kept back, unless
+   * `whole` (the buffer is full, or the data is old enough to be written back).
+   */
+  startBackgroundFlush(whole = false): boolean {
+    if (this.background) return true;
+    if (this.failedRecently) return false;
+    // Keeping the tail back must leave something to commit (the tail is at most one chunk).
+    const keepTail = !whole && this.dirty.bytes > 2 * this.d.chunker.maxSize;
     this.background = this.lock
-      .run(() => this.flushLocked(true))
-      .catch((e: Error) => {
-        this.backgroundError = e;
-      })
+      .run(() => this.flushLocked(keepTail))
+      .catch(() => undefined) // recorded in `failure`; the data stays buffered
       .finally(() => {
         this.background = null;
       });
+    return true;
   }
 
-  private throwBackgroundError(): void {
-    const e = this.backgroundError;
-    if (e) {
-      this.backgroundError = null;
-      throw e;
-    }
-  }
-
-  /** Turns every buffered byte into blocks and commits. */
+  /** Turns every buffered byte into blocks and commits. Throws the error of a failed flush. */
   async flush(): Promise<void> {
     await this.lock.run(() => this.flushLocked(false));
-    this.throwBackgroundError();
   }
 
   /** Something to flush: buffered bytes or times. */
@@ -177,7 +231,6 @@ export class FileData {
       this.pendingTimes = { mtimeNs: t, ctimeNs: t };
       await this.flushLocked(false);
     });
-    this.throwBackgroundError();
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -301,7 +354,9 @@ export class FileData {
     if (this.dirty.empty && !this.pendingTimes && !beyond.length) return;
 
     const layer = this.dirty;
+    const since = this.dirtySince;
     this.dirty = new Overlay();
+    this.dirtySince = null;
     this.flushing = layer;
     const tailBack: { offset: number; data: Buffer }[] = [];
     try {
@@ -316,7 +371,7 @@ export class FileData {
         if (!dirtyRanges.length) continue;
         const r = await this.rechunkRun(run, dirtyRanges, live, layer);
         let commitEnd = r.end;
-        if (keepTail && r.end === size && r.chunks.length) {
+        if (keepTail && r.end === size && this.roomForTail(r.chunks[r.chunks.length - 1], layer)) {
           const tail = r.chunks.pop()!;
           commitEnd = tail.offset;
           tailBack.push({ offset: tail.offset, data: Buffer.from(Buffer.from(tail.sab, tail.rel, tail.length)) });
@@ -350,12 +405,38 @@ export class FileData {
       this.pendingTimes = null;
       this.flushing = null;
       for (const t of tailBack) this.dirty.writeUnder(t.offset, t.data);
+      // The tail kept back is as old as the layer it came from.
+      if (tailBack.length && since !== null) this.dirtySince = Math.min(since, this.dirtySince ?? since);
+      this.failure = null;
+      this.failures = 0;
+      this.account();
     } catch (e) {
       // Nothing was committed: the flushed layer goes back under the newer writes.
       this.flushing = null;
       for (const s of layer.slices(0, Number.MAX_SAFE_INTEGER)) this.dirty.writeUnder(s.offset, s.data);
+      if (since !== null) this.dirtySince = Math.min(since, this.dirtySince ?? since);
+      else if (!this.dirty.empty || this.pendingTimes) this.dirtySince ??= Date.now();
+      this.failure = e as Error;
+      this.retryAt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** this.failures++);
+      this.account();
+      this.room.budget.notify(); // writers waiting for room learn that this flush gave none
       throw e;
     }
+  }
+
+  /**
+   * Whether the tail chunk may be kept back: bytes of it that were committed go back into the
+   * buffer, so they take room in the budget now (or the tail is committed after all).
+   */
+  private roomForTail(tail: NewChunk | undefined, layer: Overlay): boolean {
+    if (!tail) return false;
+    let extra = tail.length;
+    for (const r of layer.ranges(tail.offset, tail.offset + tail.length)) extra -= r.end - r.start;
+    if (extra === 0) return true;
+    if (!this.room.budget.fits(extra)) return false;
+    this.room.budget.charge(extra);
+    this.charged += extra;
+    return true;
   }
 
   /** New chunks for the part of a run that the buffered ranges touch, and the span they replace. */
@@ -420,6 +501,9 @@ export class FileData {
     this.extentCache = null;
     this.dirty = new Overlay();
     this.pendingTimes = null;
+    this.dirtySince = null;
+    this.failure = null;
+    this.account();
   }
 }
 

@@ -631,10 +631,19 @@ export class FileSystem {
     return this.syncs.run();
   }
 
-  /** The periodic writeback: closed files whose flush failed are tried again, then synced. */
-  async writeback(): Promise<void> {
-    this.files.retryFailed();
+  /**
+   * The periodic writeback: every file (open or not) with data buffered for `ageMs` or more is
+   * flushed, then everything is synced. Called every ageMs, it makes a write durable within twice
+   * that (plus the time of the flush and the sync).
+   */
+  async writeback(ageMs: number): Promise<void> {
+    await this.files.writeback(ageMs);
     await this.sync();
+  }
+
+  /** Bytes written and not yet committed, over all files (bounded by the write buffer's budget). */
+  get bufferedBytes(): number {
+    return this.files.budget.bytes;
   }
 
   release(fh: number): Promise<void> {

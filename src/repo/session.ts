@@ -27,6 +27,8 @@ export interface SessionOptions {
   /** Interval of the background sync (durability of writes not fsynced), ms. */
   syncIntervalMs?: number;
   dirtyCap?: number;
+  /** Budget of written bytes not yet committed, over all files (`--write-buffer`). */
+  writeBuffer?: number;
   /** Pack and upload in the background (a mount does; `isg flush` drains explicitly). */
   background?: boolean;
 }
@@ -90,7 +92,15 @@ export class Session {
         quietMs: st.packQuietMs,
       });
       const fs = new FileSystem({
-        deps: { meta, store, pool, chunker: repo.config.chunker, dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024, readahead: 32 * 1024 * 1024 },
+        deps: {
+          meta,
+          store,
+          pool,
+          chunker: repo.config.chunker,
+          dirtyCap: o.dirtyCap ?? 64 * 1024 * 1024,
+          writeBuffer: o.writeBuffer,
+          readahead: 32 * 1024 * 1024,
+        },
         dataDir: repo.paths.root,
         readOnly: o.readOnly,
       });
@@ -98,7 +108,9 @@ export class Session {
       if (!o.readOnly) {
         await fs.recover();
         fs.onError = (m) => log.error(m);
-        s.every(o.syncIntervalMs ?? 5000, () => fs.writeback());
+        // Data buffered for half the interval is flushed at a tick: durable within the interval.
+        const half = (o.syncIntervalMs ?? 5000) / 2;
+        s.every(half, () => fs.writeback(half));
         s.every(30_000, () => store.sweep());
         if (o.background) {
           packer.start();
