@@ -8,8 +8,8 @@
  * (a 192 KiB local tier) and sweeps run (at every mount and unmount), and the power is cut at
  * crash points (isgfs-rig.ts), each chosen by the seed:
  *
- *   triggers: a random time; a long epoch (writes in the first 1.2 s, the cut 7 to 8.5 s in, so
- *   the writeback interval has passed); right after the n-th fsync returned; during `isg flush`;
+ *   triggers: a random time; a long epoch (writes in the first 1.2 s, the cut 0.3 to 1.8 s after
+ *   the writeback interval and its grace have passed); right after the n-th fsync returned; during `isg flush`;
  *   during `isg cache drop`; during `isg umount` (flush, sweep, sync); during the recovery of a
  *   mount after a kill -9; a few ms after the daemon wrote to LMDB (a commit), to a backend (a
  *   pack's shards) or to the local tier (a flush's block files), seen through inotify.
@@ -19,8 +19,8 @@
  * The daemon is killed with SIGKILL and its mount aborted before each cut. After it: `isg mount`
  * succeeds; `isg check` finds nothing wrong; what the mount shows is judged by the model
  * (isgfs-model.ts): every file and name fsynced (or flushed by `isg flush`, or unmounted cleanly)
- * before the cut, and every one last changed more than the writeback interval (5 s, plus 1.5 s
- * for its sync) before it, reads back bit for bit; no file shows a byte that none of its possible
+ * before the cut, and every one last changed more than the writeback interval (`--writeback 2s`
+ * when this isg takes it, else its fixed 5 s; plus 1.5 s for the sync) before it, reads back bit for bit; no file shows a byte that none of its possible
  * states held. lmdb-js is made to pick its meta page as after a reboot (LMDB_RESTORE=safe): the
  * simulated cut keeps the boot id, a real one does not.
  *
@@ -31,7 +31,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stopAllLazyFs } from './harness';
-import { Lane, PointResult } from './isgfs-rig';
+import { Lane, PointResult, probeWriteback, WRITEBACK_MS } from './isgfs-rig';
 
 process.env.LMDB_RESTORE = 'safe'; // inherited by every isg the lanes start
 
@@ -42,9 +42,12 @@ const LANES = 2;
 let work: string;
 const lanes: Lane[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-powerloss-isg-'));
-  process.stdout.write(`isgfs power loss: seed ${SEED} (ISG_POWERLOSS_SEED=${SEED} to repeat), ${POINTS} crash points\n`);
+  await probeWriteback();
+  process.stdout.write(
+    `isgfs power loss: seed ${SEED} (ISG_POWERLOSS_SEED=${SEED} to repeat), ${POINTS} crash points, writeback ${WRITEBACK_MS} ms\n`,
+  );
 });
 
 afterAll(async () => {
