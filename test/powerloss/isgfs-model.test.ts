@@ -114,3 +114,18 @@ test('syncAll (isg flush, a clean unmount) covers only the calls that had return
   expect(m.judge([obs('n', 1, 'two')], t, WB).problems).toEqual([]);
   expect(m.judge([obs('n', 1, '')], t, WB).problems).not.toEqual([]);
 });
+
+test('two inodes with the same content are two files: a name rebound to a copy of the file it was linked to', () => {
+  const { m, id } = one();
+  m.write(id, 0, b('same'))();
+  m.bind('x', id)(); // a hard link...
+  m.bind('x', null)(); // ...unlinked
+  const copy = m.newFile();
+  m.bind('x', copy)(); // and a copy made under its name
+  m.created(copy);
+  m.write(copy, 0, b('same'))();
+  m.fsyncDir()();
+  const t = now() + 10;
+  expect(m.judge([obs('n', 1, 'same'), obs('x', 2, 'same')], t, WB).problems).toEqual([]);
+  expect(m.judge([obs('n', 1, 'same', 2), obs('x', 1, 'same', 2)], t, WB).problems).not.toEqual([]); // fsyncdir: x is the copy
+});

@@ -225,8 +225,9 @@ export class DirModel {
     // Which file each observed inode can be: the candidates common to all its names.
     const byIno = new Map<number, Observed[]>();
     for (const o of observed) byIno.set(o.ino, [...(byIno.get(o.ino) ?? []), o]);
-    const fileOfIno = new Map<number, string>();
-
+    // Each inode's possible files (those whose model its content fits), then one file per inode:
+    // the same content may fit two files (a copy, a name rebound to a copy of its old file).
+    const fits: { ino: number; names: string; files: string[]; exact: Set<string> }[] = [];
     for (const [ino, group] of byIno) {
       const candidates = group.map((o) => {
         const m = this.names.get(o.name);
@@ -252,18 +253,20 @@ export class DirModel {
         continue;
       }
       const verdicts = common.map((f) => ({ f, v: this.judgeContent(f, group[0].data!, crashAt, horizon) }));
-      const ok = verdicts.find((x) => x.v.ok);
-      if (!ok) {
+      const ok = verdicts.filter((x) => x.v.ok);
+      if (!ok.length) {
         problems.push(`${names}: ${verdicts.map((x) => `as ${x.f}: ${x.v.why}`).join('; ')}`);
         continue;
       }
-      if (ok.v.exact) exact++;
-      fileOfIno.set(ino, ok.f);
+      fits.push({ ino, names, files: ok.map((x) => x.f), exact: new Set(ok.filter((x) => x.v.exact).map((x) => x.f)) });
     }
-    const inoOfFile = new Map<string, number>();
-    for (const [ino, f] of fileOfIno) {
-      if (inoOfFile.has(f)) problems.push(`file ${f} shows up as two inodes, ${inoOfFile.get(f)} and ${ino}`);
-      inoOfFile.set(f, ino);
+    const fileOfIno = assign(fits);
+    if (!fileOfIno) {
+      problems.push(
+        `two inodes can only be the same file: ${fits.map((x) => `${x.names} (inode ${x.ino}) as ${x.files.join('|')}`).join('; ')}`,
+      );
+    } else {
+      for (const x of fits) if (x.exact.has(fileOfIno.get(x.ino)!)) exact++;
     }
 
     for (const n of allNames) {
@@ -338,6 +341,25 @@ export class DirModel {
     this.files.clear();
     this.names.clear();
   }
+}
+
+/** One file per inode, each from its list (a small matching, by backtracking); null when there is none. */
+function assign(fits: { ino: number; files: string[] }[]): Map<number, string> | null {
+  const order = [...fits].sort((a, b) => a.files.length - b.files.length);
+  const used = new Set<string>();
+  const out = new Map<number, string>();
+  const go = (i: number): boolean => {
+    if (i === order.length) return true;
+    for (const f of order[i].files) {
+      if (used.has(f)) continue;
+      used.add(f);
+      out.set(order[i].ino, f);
+      if (go(i + 1)) return true;
+      used.delete(f);
+    }
+    return false;
+  };
+  return go(0) ? out : null;
 }
 
 function describeFloor(f: FileModel, fl: number, crashAt: number, horizon: number): string {

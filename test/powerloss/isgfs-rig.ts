@@ -21,10 +21,11 @@ const fsp = fs.promises;
 
 /**
  * The daemon's writeback interval: 2 s through `--writeback` when this isg has it (a shorter wait
- * for the long epochs), else its fixed 5 s; and the time its sync may take on top (a busy CI machine).
+ * for the long epochs), else its fixed 5 s; and the time its flush and sync may take on top: a round
+ * that fsyncs a hundred block files through lazyfs took more than 1.5 s on a loaded machine.
  */
 export let WRITEBACK_MS = 5000;
-export const WRITEBACK_GRACE_MS = 1500;
+export const WRITEBACK_GRACE_MS = 3000;
 let writebackArgs: string[] = [];
 
 /** Asks `isg mount --help` whether --writeback is there; sets WRITEBACK_MS. */
@@ -137,7 +138,7 @@ export class Lane {
     await fsp.writeFile(configFile, JSON.stringify(config, null, 2) + '\n');
     await this.lazy.sync();
     this.model.reset();
-    this.daemon = await mount(this.data, this.mnt, this.mountArgs);
+    this.daemon = await this.mountHere();
   }
 
   async stop(): Promise<void> {
@@ -262,7 +263,7 @@ export class Lane {
         logs.push(await this.kill(daemon));
         await w.halt();
         try {
-          daemon = this.daemon = await mount(this.data, this.mnt, this.mountArgs);
+          daemon = this.daemon = await this.mountHere();
         } catch (e) {
           problems.push(`isg mount after kill -9 failed: ${(e as Error).message.slice(0, 2000)}`);
         }
@@ -308,7 +309,7 @@ export class Lane {
     let observed: Observed[] | null = null;
     let judged = { problems: [] as string[], names: 0, exact: 0 };
     try {
-      this.daemon = await mount(this.data, this.mnt, this.mountArgs);
+      this.daemon = await this.mountHere();
     } catch (e) {
       problems.push(`isg mount after the crash failed: ${(e as Error).message.slice(0, 3000)}`);
     }
@@ -351,6 +352,18 @@ export class Lane {
     return result;
   }
 
+  /**
+   * `isg mount` on the lane's mountpoint. A call that a halted worker had already sent when the
+   * mount went away may have landed in the bare directory under it: such strays are removed first
+   * (they are not in the repository, and the mount would refuse a directory that is not empty).
+   */
+  private async mountHere(): Promise<Mounted> {
+    for (const name of await fsp.readdir(this.mnt).catch(() => [] as string[])) {
+      await fsp.rm(path.join(this.mnt, name), { recursive: true, force: true });
+    }
+    return mount(this.data, this.mnt, this.mountArgs);
+  }
+
   /** kill -9 the daemon and clear its mount; its log. */
   private async kill(d: Mounted): Promise<string> {
     await kill9(d);
@@ -391,7 +404,15 @@ export class Lane {
         break;
     }
     const n = (ops: HeldOp[]) => ops.length;
-    return `crash ${kind} (seed ${seed}): ${n(report.applied)} of ${n(report.applied) + n(report.dropped)} held writes landed (${n(meta)} on LMDB meta pages, ${n(lmdb)} on data.mdb)`;
+    const where: Record<string, number> = {};
+    for (const o of held) {
+      const top = o.path.split('/').slice(2, 4).join('/'); // e.g. meta/data.mdb, cache/blocks, backends/local3
+      where[top] = (where[top] ?? 0) + 1;
+    }
+    return (
+      `crash ${kind} (seed ${seed}): ${n(report.applied)} of ${n(report.applied) + n(report.dropped)} held writes landed ` +
+      `(${n(meta)} on LMDB meta pages; held: ${JSON.stringify(where)})`
+    );
   }
 }
 

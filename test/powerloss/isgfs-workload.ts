@@ -56,7 +56,12 @@ export class Workload {
     await Promise.all(this.runs);
   }
 
+  /**
+   * The path of a name on the mount; throws once halted, so that a worker between two calls of an
+   * operation never sends the second to the directory under a mount that is gone (or to the next).
+   */
   private P(name: string): string {
+    if (this.halted) throw new Error('halted');
     return path.join(this.mnt, name);
   }
 
@@ -255,7 +260,7 @@ export class Workload {
 
   private async fsyncDir(): Promise<void> {
     const done = this.model.fsyncDir();
-    const fh = await fsp.open(this.mnt, 'r');
+    const fh = await fsp.open(this.P('.'), 'r');
     try {
       await fh.sync();
     } finally {
