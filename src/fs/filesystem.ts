@@ -95,10 +95,7 @@ export class FileSystem {
   constructor(private readonly o: FileSystemOptions) {
     this.meta = o.deps.meta;
     this.store = o.deps.store;
-    this.syncs = new Rounds(async () => {
-      await this.store.syncPending();
-      await this.meta.sync();
-    });
+    this.syncs = new Rounds(() => this.meta.sync());
     this.files = new OpenFiles(o.deps, { closed: (fd) => this.closed(fd), error: (m) => this.onError?.(m) });
   }
 
@@ -621,8 +618,8 @@ export class FileSystem {
   }
 
   /**
-   * Everything committed before the call is durable when this resolves: kept block files and
-   * their directories, then LMDB (block files a flush wrote were made durable before its commit).
+   * Everything committed before the call is durable when this resolves: LMDB's open epoch commits
+   * (block files, flushed or kept, are made durable before the commit that names them).
    * One round runs at a time; a caller that comes while one runs waits for the next, which starts
    * after its call and so covers its writes. A failed round fails every caller that waited for it;
    * what it did not make durable stays queued for the next round.

@@ -18,7 +18,7 @@ import { Meta } from '../meta/meta';
 import { IsgError, registerErrorClass } from '../errors';
 import { CodecPool, EncodedBlock } from '../block/pool';
 import { RwLock } from './rwlock';
-import { LocalTier } from './localtier';
+import { LocalTier, LocalTierOptions } from './localtier';
 import type { RemoteBlocks } from './remote';
 
 /** A block neither in the local tier nor in any pack (kind 'missing'). */
@@ -57,6 +57,8 @@ export interface BlockStoreOptions {
   remote?: RemoteBlocks;
   /** Reports failures of background work (keeping fetched blocks). */
   onError?: (message: string) => void;
+  /** How the local tier makes a file or directory durable (tests inject delays and failures). */
+  fsync?: LocalTierOptions['fsync'];
 }
 
 export class BlockStore {
@@ -78,6 +80,7 @@ export class BlockStore {
       diskBytes: o.diskBytes,
       lock: this.lock,
       onError: o.onError,
+      fsync: o.fsync,
       // Emptied with the memory LRU and the kept shard rebuilds, so that reads afterwards are truly cold.
       onEvictAll: () => {
         this.lru.clear();
@@ -282,11 +285,6 @@ export class BlockStore {
       }
     });
     void this.maybeEvict();
-  }
-
-  /** fsyncs every kept block file (and new directory) written since the last call. */
-  syncPending(): Promise<void> {
-    return this.tier.syncPending();
   }
 
   /**

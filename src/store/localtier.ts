@@ -5,7 +5,7 @@
  * the only copy of blocks still waiting in the upload queue (pinned).
  *
  * This module keeps the tier's byte accounting in an LRU of its blocks, evicts, records the files
- * that fetched blocks were kept in, and fsyncs what was written. Which blocks exist and how many
+ * that fetched blocks were kept in, and makes written files durable before their rows commit. Which blocks exist and how many
  * references they have is the block store's business (src/store/blockstore.ts); eviction runs
  * under the store's lock, exclusively.
  */
@@ -45,9 +45,6 @@ export async function fsyncPath(file: string, kind: 'file' | 'dir'): Promise<voi
 
 export class LocalTier implements KeepTarget {
   readonly dir: string;
-  /** Kept block files not fsynced yet, and directories made for them. */
-  private unsynced = new Set<string>();
-  private unsyncedMade = new Set<string>();
   private readonly madeDirs = new Set<string>();
   /** Local-tier blocks by last use (Map order), with their encoded sizes. */
   private readonly diskLru = new Map<string, number>();
@@ -95,32 +92,38 @@ export class LocalTier implements KeepTarget {
     return blockFile(this.dir, hex);
   }
 
-  /** A fetched block's file a worker wrote (and the directory it made): fsynced by the next syncPending. */
-  private wrote(hex: string, madeDir?: string): void {
-    this.unsynced.add(this.blockPath(hex));
-    if (madeDir) this.unsyncedMade.add(madeDir);
-  }
-
   /** A fetched block's file is written (or failed to be); CodecPool.onKept. */
   kept(k: KeptBlock): void {
-    try {
-      const hex = k.id.toString('hex');
-      if (k.error) {
-        this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
-        return;
-      }
-      if (!this.o.meta.getBlock(k.id)) {
-        // Freed while it was being written: the file must not outlive its row.
-        if (k.wrote) void fs.promises.rm(this.blockPath(hex), { force: true });
-        return;
-      }
-      if (k.wrote) this.wrote(hex, k.madeDir);
-      this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
-      this.touch(hex, k.length);
-      void this.maybeEvict();
-    } finally {
-      this.keptOne();
+    void this.keep(k).finally(() => this.keptOne());
+  }
+
+  /**
+   * Records a kept block as local once its file (and the directory it was renamed into) is
+   * durable: after a power loss a row saying `local` must find the whole file (isg check reads it).
+   */
+  private async keep(k: KeptBlock): Promise<void> {
+    const hex = k.id.toString('hex');
+    if (k.error) {
+      this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
+      return;
     }
+    if (k.wrote && this.o.meta.getBlock(k.id)) {
+      try {
+        await this.makeDurable([hex], k.madeDir ? [k.madeDir] : []);
+      } catch (e) {
+        this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${(e as Error).message}`);
+        await fs.promises.rm(this.blockPath(hex), { force: true });
+        return;
+      }
+    }
+    if (!this.o.meta.getBlock(k.id)) {
+      // Freed while it was being written: the file must not outlive its row.
+      if (k.wrote) await fs.promises.rm(this.blockPath(hex), { force: true });
+      return;
+    }
+    this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
+    this.touch(hex, k.length);
+    void this.maybeEvict();
   }
 
   begin(): void {
@@ -283,25 +286,6 @@ export class LocalTier implements KeepTarget {
   async makeDurable(hexes: Iterable<string>, madeDirs: Iterable<string> = []): Promise<void> {
     const files = [...hexes].map((h) => this.blockPath(h));
     await this.fsyncAll(files, this.dirsOf(files, madeDirs));
-  }
-
-  /**
-   * fsyncs every block file written since the last call (blocks kept from slower tiers) and the
-   * directories they were renamed into. What fails waits for the next call.
-   */
-  async syncPending(): Promise<void> {
-    const files = [...this.unsynced];
-    const made = [...this.unsyncedMade];
-    this.unsynced = new Set();
-    this.unsyncedMade = new Set();
-    try {
-      await this.fsyncAll(files, this.dirsOf(files, made));
-    } catch (e) {
-      // Not durable: the whole batch waits for the next sync (fsyncing the rest again is cheap).
-      for (const f of files) this.unsynced.add(f);
-      for (const d of made) this.unsyncedMade.add(d);
-      throw e;
-    }
   }
 
   /** After a crash: block files that were never renamed into place are deleted. */
