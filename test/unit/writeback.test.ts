@@ -7,6 +7,7 @@ import { Session } from '../../src/repo/session';
 import { FsError } from '../../src/fs/errors';
 import { Caller } from '../../src/fs/filesystem';
 import { smallRepo } from '../helpers/session';
+import { parseDuration } from '../../src/util/duration';
 import { prng, tmpDir } from '../helpers/tmp';
 
 const me: Caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
@@ -149,5 +150,17 @@ describe('write buffer', () => {
       expect((await s.fs.read(fh, 0, want.length + 1)).equals(want)).toBe(true);
       await s.fs.release(fh);
     }
+  });
+});
+
+describe('--writeback durations', () => {
+  test('ms, s, m, h and plain milliseconds; anything else is refused', () => {
+    expect(parseDuration('5s')).toBe(5000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('1.5s')).toBe(1500);
+    expect(parseDuration('2m')).toBe(120_000);
+    expect(parseDuration('250')).toBe(250);
+    expect(() => parseDuration('5 seconds', '--writeback')).toThrow(/--writeback: not a duration/);
+    expect(() => parseDuration('-1s')).toThrow();
   });
 });
