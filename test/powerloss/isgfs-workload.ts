@@ -189,13 +189,7 @@ export class Workload {
           const done = m.truncate(id, 0);
           fh = await fsp.open(this.P(name), 'w'); // O_TRUNC
           done();
-        } else {
-          id = m.newFile();
-          const done = m.bind(name, id);
-          fh = await fsp.open(this.P(name), 'wx');
-          m.created(id);
-          done();
-        }
+        } else ({ id, fh } = await this.createNamed(name));
         try {
           for (let at = 0; at < data.length; at += 256 * 1024) await this.writeAt(fh, id, at, data.subarray(at, at + 256 * 1024));
           if (r.int(10) < 2) await this.fsync(fh, id);
@@ -222,13 +216,18 @@ export class Workload {
     return false;
   }
 
-  private async create(name: string, data: Buffer, sync: boolean): Promise<string> {
-    const m = this.model;
-    const id = m.newFile();
-    const done = m.bind(name, id);
+  /** open(O_CREAT | O_EXCL) of a new file under name, recorded in the model. */
+  private async createNamed(name: string): Promise<{ id: string; fh: fs.promises.FileHandle }> {
+    const id = this.model.newFile();
+    const done = this.model.bind(name, id);
     const fh = await fsp.open(this.P(name), 'wx');
-    m.created(id);
+    this.model.created(id);
     done();
+    return { id, fh };
+  }
+
+  private async create(name: string, data: Buffer, sync: boolean): Promise<string> {
+    const { id, fh } = await this.createNamed(name);
     try {
       if (data.length) await this.writeAt(fh, id, 0, data);
       if (sync) await this.fsync(fh, id);
@@ -278,13 +277,7 @@ export class Workload {
       let id = m.boundTo(name);
       let fh: fs.promises.FileHandle;
       if (id) fh = await fsp.open(this.P(name), 'r+');
-      else {
-        id = m.newFile();
-        const done = m.bind(name, id);
-        fh = await fsp.open(this.P(name), 'wx');
-        m.created(id);
-        done();
-      }
+      else ({ id, fh } = await this.createNamed(name));
       try {
         const until = Date.now() + this.o.logFor;
         while (!this.halted && Date.now() < until) {
