@@ -366,6 +366,10 @@ export class FileData {
       const runs = mergeRanges([...live.map((e) => ({ start: e.offset, end: e.offset + e.length })), ...layer.ranges(0, size)]);
       const chunks: NewChunk[] = [];
       const removed: Extent[] = [...beyond];
+      // The size this commit makes durable: the one the flushed layer covers. Writes that came in
+      // while it was encoding are only in memory, and a tail kept back is not committed: a size
+      // ahead of the chunk map would read back as zeros after a crash.
+      let commitSize = size;
       for (const run of runs) {
         const dirtyRanges = layer.ranges(run.start, run.end);
         if (!dirtyRanges.length) continue;
@@ -375,6 +379,7 @@ export class FileData {
           const tail = r.chunks.pop()!;
           commitEnd = tail.offset;
           tailBack.push({ offset: tail.offset, data: Buffer.from(Buffer.from(tail.sab, tail.rel, tail.length)) });
+          commitSize = tail.offset;
         }
         chunks.push(...r.chunks);
         removed.push(...live.filter((e) => e.offset >= r.start && e.offset < commitEnd));
@@ -394,7 +399,7 @@ export class FileData {
           });
           const inode = meta.getInode(this.ino);
           if (!inode) return; // deleted meanwhile: nothing refers to these extents (release cleans up)
-          inode.size = this.size;
+          inode.size = commitSize;
           if (this.pendingTimes) {
             inode.mtimeNs = this.pendingTimes.mtimeNs;
             inode.ctimeNs = this.pendingTimes.ctimeNs;
