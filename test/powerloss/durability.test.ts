@@ -4,31 +4,15 @@
  * before the metadata that names them.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { LazyFsHandle, startLazyFs, stopAllLazyFs } from './harness';
+import { lazyFsForFile } from './harness';
 
 const ROOT = path.resolve(__dirname, '../..');
 const REGISTER = path.join(ROOT, 'test/fuse/ts-register.js');
 const CHILD = path.join(__dirname, 'session-child.ts');
 
-let work: string;
-let lazy: LazyFsHandle;
-const M = (name: string) => path.join(lazy.mnt, name);
-
-beforeAll(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-durability-'));
-  lazy = await startLazyFs(path.join(work, 'disk'), path.join(work, 'mnt'));
-});
-
-afterAll(async () => {
-  try {
-    await stopAllLazyFs();
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
-  }
-});
+const { lazy } = lazyFsForFile('isgfs-durability-');
+const M = (name: string) => path.join(lazy().mnt, name);
 
 function child(args: string[]): ChildProcess {
   return spawn(process.execPath, ['-r', REGISTER, CHILD, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -81,10 +65,10 @@ describe('power loss', () => {
     for (let round = 0; round < 4; round++) {
       // 30 operations, the first 20 each synced, then 10 that nobody syncs.
       await runAndKill(['meta', repo, String(round * 30), '30', '20']);
-      const held = await lazy.pending();
-      if (round === 0) await lazy.crash();
-      else if (round % 2 === 1) await lazy.crashTorn(round, { unit: round === 1 ? 'page' : 'write' });
-      else await lazy.crashApply(held.filter((o) => o.path.endsWith('data.mdb') && o.offset < 3 * 4096).map((o) => o.seq));
+      const held = await lazy().pending();
+      if (round === 0) await lazy().crash();
+      else if (round % 2 === 1) await lazy().crashTorn(round, { unit: round === 1 ? 'page' : 'write' });
+      else await lazy().crashApply(held.filter((o) => o.path.endsWith('data.mdb') && o.offset < 3 * 4096).map((o) => o.seq));
       expected = [...expected, ...range(round * 30, 20)];
       const r = await runToEnd(['names', repo]);
       expect(r.error).toBeUndefined();
@@ -99,8 +83,8 @@ describe('power loss', () => {
     const bytes = 3 * 1024 * 1024;
     await runAndKill(['write', repo, 'big', '42', String(bytes)]);
     // The worst case a disk may choose: every write LMDB made reaches it, none of the block files' do.
-    const held = await lazy.pending();
-    await lazy.crashApply(held.filter((o) => o.path.endsWith('data.mdb')).map((o) => o.seq));
+    const held = await lazy().pending();
+    await lazy().crashApply(held.filter((o) => o.path.endsWith('data.mdb')).map((o) => o.seq));
     const r = await runToEnd(['read', repo, 'big', '42', String(bytes)]);
     // Either the file made it whole, or its commit did not (the write was never fsynced); never a
     // name whose blocks are gone.

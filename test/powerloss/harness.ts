@@ -15,6 +15,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import { findMount, forceUnmount } from '../../mount/teardown';
 import type { CrashReport, HeldOp, LazyStats } from './lazyfs';
 
@@ -163,4 +164,31 @@ export async function startLazyFs(backing: string, mountpoint: string): Promise<
 /** For afterAll: stops every lazyfs still mounted. */
 export async function stopAllLazyFs(): Promise<void> {
   for (const h of [...live]) await h.stop().catch(() => undefined);
+}
+
+/**
+ * The usual fixture of a test file: one lazyfs in a fresh temporary directory, started before the
+ * file's tests and stopped (and the directory removed) after them. `lazy()` is the handle.
+ */
+export function lazyFsForFile(prefix: string): { lazy: () => LazyFsHandle; work: () => string } {
+  let work = '';
+  let lazy: LazyFsHandle | undefined;
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    lazy = await startLazyFs(path.join(work, 'disk'), path.join(work, 'mnt'));
+  });
+  afterAll(async () => {
+    try {
+      await stopAllLazyFs();
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+  return {
+    lazy: () => {
+      if (!lazy) throw new Error('lazyfs not started (used outside the tests of this file?)');
+      return lazy;
+    },
+    work: () => work,
+  };
 }

@@ -6,33 +6,18 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { rng } from './lazyfs';
-import { HeldOp, LazyFsHandle, startLazyFs, stopAllLazyFs } from './harness';
+import { HeldOp, startLazyFs, lazyFsForFile } from './harness';
 
 const ROOT = path.resolve(__dirname, '../..');
 const REGISTER = path.join(ROOT, 'test/fuse/ts-register.js');
 const LMDB_CHILD = path.join(__dirname, 'lmdb-child.ts');
 
-let work: string;
-let lazy: LazyFsHandle;
-const M = (name: string) => path.join(lazy.mnt, name);
-const B = (name: string) => path.join(lazy.backing, name);
+const { lazy, work } = lazyFsForFile('isgfs-powerloss-');
+const M = (name: string) => path.join(lazy().mnt, name);
+const B = (name: string) => path.join(lazy().backing, name);
 const random = (n: number) => crypto.randomBytes(n);
-
-beforeAll(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-powerloss-'));
-  lazy = await startLazyFs(path.join(work, 'disk'), path.join(work, 'mnt'));
-});
-
-afterAll(async () => {
-  try {
-    await stopAllLazyFs();
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
-  }
-});
 
 /** Writes data at offset of the file (made if missing), then fsync, fdatasync or nothing. */
 function put(file: string, data: Buffer, offset = 0, sync: 'fsync' | 'fdatasync' | 'none' = 'none', flags = 'r+'): void {
@@ -72,17 +57,17 @@ describe('plain files', () => {
     expect(fs.statSync(B('a-new')).size).toBe(0); // the create itself is durable (metadata goes through)
     expect(fs.readFileSync(B('a-old')).equals(v1)).toBe(true);
     // (the kernel may cut an unaligned write in two at a page boundary: count bytes, not ops)
-    const stats = await lazy.stats();
+    const stats = await lazy().stats();
     expect([stats.files, stats.bytes]).toEqual([2, 110_000]);
 
-    const report = await lazy.crash();
+    const report = await lazy().crash();
     expect(report.applied).toEqual([]);
     const dropped: Record<string, number> = {};
     for (const o of report.dropped) dropped[o.path] = (dropped[o.path] ?? 0) + o.length;
     expect(dropped).toEqual({ '/a-new': 100_000, '/a-old': 10_000 });
     expect(fs.statSync(M('a-new')).size).toBe(0);
     expect(fs.readFileSync(M('a-old')).equals(v1)).toBe(true);
-    expect(await lazy.stats()).toEqual({ files: 0, ops: 0, bytes: 0 });
+    expect(await lazy().stats()).toEqual({ files: 0, ops: 0, bytes: 0 });
   });
 
   test('a file written and fsynced survives bit for bit; writes after the fsync do not', async () => {
@@ -93,7 +78,7 @@ describe('plain files', () => {
     fs.writeSync(fd, random(4096), 0, 4096, 4096); // after the fsync: lost
     fs.closeSync(fd);
     expect(fs.readFileSync(M('b')).equals(data)).toBe(false);
-    await lazy.crash();
+    await lazy().crash();
     expect(fs.readFileSync(M('b')).equals(data)).toBe(true);
   });
 
@@ -106,8 +91,8 @@ describe('plain files', () => {
     const fd = fs.openSync(M('c-dsync'), fs.constants.O_WRONLY | fs.constants.O_DSYNC);
     fs.writeSync(fd, dsync, 0, 4096, 4096); // durable on its own, like a FUA write
     fs.closeSync(fd);
-    expect((await lazy.pending()).filter((o) => o.path === '/c-dsync').map((o) => o.durable)).toEqual([false, true]);
-    const report = await lazy.crashApply([]);
+    expect((await lazy().pending()).filter((o) => o.path === '/c-dsync').map((o) => o.durable)).toEqual([false, true]);
+    const report = await lazy().crashApply([]);
     expect(report.applied.map((o) => [o.path, o.offset, o.length])).toEqual([['/c-dsync', 4096, 4096]]);
     expect(fs.readFileSync(M('c')).equals(data)).toBe(true);
     expect(fs.readFileSync(M('c-dsync')).equals(Buffer.concat([Buffer.alloc(4096), dsync]))).toBe(true);
@@ -128,7 +113,7 @@ describe('plain files', () => {
     fs.closeSync(fd);
     fs.writeFileSync(M('t3'), data); // open(O_TRUNC) + write, never fsynced
     fs.writeFileSync(M('t2'), 'x'); // O_TRUNC of a durable file, never fsynced
-    await lazy.crash();
+    await lazy().crash();
     expect(fs.readFileSync(M('t')).equals(data)).toBe(true);
     expect(fs.readFileSync(M('t2')).equals(data.subarray(0, 1000))).toBe(true);
     expect(fs.statSync(M('t3')).size).toBe(0);
@@ -141,9 +126,9 @@ describe('plain files', () => {
     fs.renameSync(M('r-tmp'), M('r-target'));
     put(M('u'), random(10_000)); // held writes of a file unlinked afterwards are dropped with it
     fs.unlinkSync(M('u'));
-    expect(await lazy.stats()).toEqual({ files: 1, ops: 1, bytes: 10_000 });
-    expect((await lazy.pending())[0].path).toBe('/r-target'); // the log follows the inode to its new name
-    await lazy.crash();
+    expect(await lazy().stats()).toEqual({ files: 1, ops: 1, bytes: 10_000 });
+    expect((await lazy().pending())[0].path).toBe('/r-target'); // the log follows the inode to its new name
+    await lazy().crash();
     expect(fs.existsSync(M('r-tmp'))).toBe(false);
     expect(fs.statSync(M('r-target')).size).toBe(0);
     expect(fs.existsSync(M('u'))).toBe(false);
@@ -152,12 +137,12 @@ describe('plain files', () => {
   test('sync writes everything held; a clean stop syncs too', async () => {
     const data = random(70_000);
     put(M('s'), data);
-    expect((await lazy.sync()).ops).toBe(0);
+    expect((await lazy().sync()).ops).toBe(0);
     expect(fs.readFileSync(B('s')).equals(data)).toBe(true);
-    await lazy.crash();
+    await lazy().crash();
     expect(fs.readFileSync(M('s')).equals(data)).toBe(true);
 
-    const other = await startLazyFs(path.join(work, 'disk2'), path.join(work, 'mnt2'));
+    const other = await startLazyFs(path.join(work(), 'disk2'), path.join(work(), 'mnt2'));
     put(path.join(other.mnt, 's'), data);
     expect(fs.statSync(path.join(other.backing, 's')).size).toBe(0);
     await other.stop();
@@ -174,14 +159,14 @@ describe('torn crashes', () => {
       chunks.push(Buffer.alloc(4096, String.fromCharCode(97 + (i % 26))));
       put(M('torn'), chunks[i], i * 2 * 4096); // every other page
     }
-    const held = await lazy.pending();
+    const held = await lazy().pending();
     expect(held.map((o) => o.offset)).toEqual(chunks.map((_, i) => i * 2 * 4096));
     const r = rng(42);
     const chosen = held.filter(() => r() < 0.5).map((o) => o.seq);
     expect(chosen.length).toBeGreaterThan(0);
     expect(chosen.length).toBeLessThan(32);
 
-    const report = await lazy.crashTorn(42);
+    const report = await lazy().crashTorn(42);
     expect(report.applied.map((o) => o.seq)).toEqual(chosen);
     expect(report.applied.length + report.dropped.length).toBe(32);
     const after = fs.readFileSync(M('torn'));
@@ -198,7 +183,7 @@ describe('torn crashes', () => {
     put(M('torn-pages'), base, 0, 'fsync');
     const big = random(64 * 1024 - 100);
     put(M('torn-pages'), big, 50);
-    const report = await lazy.crashTorn(7, { unit: 'page' });
+    const report = await lazy().crashTorn(7, { unit: 'page' });
     expect(report.applied.length + report.dropped.length).toBe(16); // bytes 50..65485: pages 0 to 15
     expect(report.applied.length).toBeGreaterThan(0);
     expect(report.dropped.length).toBeGreaterThan(0);
@@ -222,7 +207,7 @@ print(hashlib.sha256(m[:]).hexdigest(), len(m))`,
     );
     expect(out.trim()).toBe(`${crypto.createHash('sha256').update(data).digest('hex')} 200000`);
     expect(fs.statSync(B('mm')).size).toBe(0);
-    await lazy.crash();
+    await lazy().crash();
     expect(fs.statSync(M('mm')).size).toBe(0);
   });
 
@@ -238,7 +223,7 @@ m[4096:4101] = b'world'   # not msynced: lost at the crash
 m.close()`,
       M('mw'),
     );
-    await lazy.crash();
+    await lazy().crash();
     const after = fs.readFileSync(M('mw'));
     expect(after.subarray(0, 5).toString()).toBe('hello');
     expect(after.subarray(4096, 4101).toString()).toBe('zzzzz');
@@ -299,32 +284,32 @@ describe('LMDB on top', () => {
   test('reads through mmap see the committed transactions before the crash', async () => {
     const dir = M('lmdb-mmap');
     await lmdbWriteAndKill(dir, 'nosync', 0, 50);
-    expect((await lazy.stats()).bytes).toBeGreaterThan(0);
+    expect((await lazy().stats()).bytes).toBeGreaterThan(0);
     expect(fs.statSync(B('lmdb-mmap/data.mdb')).size).toBe(0); // nothing of it on the disk
     expect(await lmdbRead(dir)).toEqual({ keys: range(0, 50), bad: [] });
-    await lazy.crash();
+    await lazy().crash();
   });
 
   test('default (synced) mode: every committed and flushed transaction survives a crash and a torn crash', async () => {
     const dir = M('lmdb-sync');
     await lmdbWriteAndKill(dir, 'sync', 0, 200);
-    await lazy.crash();
+    await lazy().crash();
     expect(await lmdbRead(dir)).toEqual({ keys: range(0, 200), bad: [] });
     await lmdbWriteAndKill(dir, 'sync', 200, 100);
-    await lazy.crashTorn(11, { unit: 'page' });
+    await lazy().crashTorn(11, { unit: 'page' });
     expect(await lmdbRead(dir)).toEqual({ keys: range(0, 300), bad: [] });
     // Only the meta pages of what is still held land: still intact (the data was fsynced first).
     await lmdbWriteAndKill(dir, 'sync', 300, 100);
-    await lazy.crashApply(metaPages(await lazy.pending(), '/lmdb-sync/data.mdb').map((o) => o.seq));
+    await lazy().crashApply(metaPages(await lazy().pending(), '/lmdb-sync/data.mdb').map((o) => o.seq));
     expect(await lmdbRead(dir)).toEqual({ keys: range(0, 400), bad: [] });
   });
 
   test('noSync (the known defect): committed transactions are all lost at a crash', async () => {
     const dir = M('lmdb-nosync');
     await lmdbWriteAndKill(dir, 'nosync', 0, 200);
-    const held = await lazy.pending();
+    const held = await lazy().pending();
     expect(held.filter((o) => o.path === '/lmdb-nosync/data.mdb').length).toBeGreaterThan(0);
-    await lazy.crash();
+    await lazy().crash();
     expect(fs.statSync(M('lmdb-nosync/data.mdb')).size).toBe(0); // LMDB never fsynced anything
     expect(await lmdbRead(dir)).toEqual({ keys: [], bad: [] });
   });
@@ -332,11 +317,11 @@ describe('LMDB on top', () => {
   test('noSync, torn so that the meta pages land and the pages they point to do not: the database is not intact', async () => {
     const dir = M('lmdb-torn');
     await lmdbWriteAndKill(dir, 'nosync', 0, 100);
-    await lazy.sync(); // a checkpoint: everything so far is on the disk
+    await lazy().sync(); // a checkpoint: everything so far is on the disk
     await lmdbWriteAndKill(dir, 'nosync', 100, 100);
-    const meta = metaPages(await lazy.pending(), '/lmdb-torn/data.mdb');
+    const meta = metaPages(await lazy().pending(), '/lmdb-torn/data.mdb');
     expect(meta.length).toBeGreaterThan(0);
-    await lazy.crashApply(meta.map((o) => o.seq));
+    await lazy().crashApply(meta.map((o) => o.seq));
     const r = await lmdbRead(dir);
     // What exactly happens depends on which pages the newest meta page names (MDB_CORRUPTED, a
     // SIGBUS past the end of the file, a tree of stale pages): never all 200 keys intact.
