@@ -44,7 +44,6 @@ export class Packer {
   private rotation = 0;
   private running: Promise<boolean> | null = null;
   private firstSeen = new Map<number, number>(); // queue seq -> when the packer first saw it
-  private timer: NodeJS.Timeout | null = null;
   /** Queued blocks found missing or damaged (hex id -> when last seen so), skipped for a minute or until a drain. */
   private readonly damaged = new Map<string, number>();
 
@@ -66,18 +65,8 @@ export class Packer {
     return { pendingBlocks: q.length, pendingBytes };
   }
 
-  /** Background draining: full packs at once, partial ones after the quiet period. */
-  start(intervalMs = 1000): void {
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      void this.packOnce(false).catch(() => undefined);
-    }, intervalMs);
-    this.timer.unref();
-  }
-
+  /** Waits for the pack in flight (the session runs the background rounds, see packOnce). */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
     await this.running?.catch(() => undefined);
   }
 
