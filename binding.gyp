@@ -13,7 +13,7 @@
         "native/rs.cc", "native/aead.cc", "native/blockfile.cc", "native/blake3/impl.c"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(blake3_dir)"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags": ["-O3"],
