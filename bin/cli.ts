@@ -165,10 +165,11 @@ program
   .description('what the repository holds (also while mounted)')
   .argument('<data-dir>')
   .option('--json', 'one JSON object on one line')
+  .option('--password-file <file>', 'password for a password-protected repository (its metadata is sealed)')
   .action(
-    action(async (dataDir: string, o: { json?: boolean }) => {
+    action(async (dataDir: string, o: { json?: boolean; passwordFile?: string }) => {
       if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
-      const s = await repoStatus(dataDir);
+      const s = await repoStatus(dataDir, undefined, await readPasswordFile(o.passwordFile));
       if (o.json) {
         process.stdout.write(JSON.stringify(s) + '\n');
         return;

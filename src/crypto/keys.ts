@@ -8,7 +8,7 @@ import { argon2id } from 'hash-wasm';
 
 export const MASTER_KEY_BYTES = 32;
 
-export type SubkeyPurpose = 'block-id' | 'block-enc' | 'chunker' | 'pack' | 'snapshot';
+export type SubkeyPurpose = 'block-id' | 'block-enc' | 'chunker' | 'pack' | 'meta' | 'snapshot';
 
 export function deriveSubkey(master: Uint8Array, purpose: SubkeyPurpose, length = 32): Buffer {
   return Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `isgfs ${purpose} v1`, length));

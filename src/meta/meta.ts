@@ -13,27 +13,39 @@
  * or power) loses at most the epoch that was open: operations nobody fsynced, younger than
  * EPOCH_MS.
  *
- * Tables (inode numbers are 64-bit keys, ordered-binary numbers: exact up to 2^53, the limit of
- * allocIno; schema 1 had them as 32-bit integer keys in `inodes` and `orphans`, and is migrated
- * to schema 2 when first opened for writing, read as it is when opened read-only):
- *   inodes   ino -> InodeRow                        (`inodes64`; `inodes` in schema 1)
- *   dirents  [parent, name] -> ino
- *   extents  [ino, offset] -> [length, block id]   the file's chunk map; gaps are holes
+ * Tables. Rows that tell anything of the files (names, sizes, times, modes, owners, symlink
+ * targets, xattrs, chunk maps) are sealed (./seal.ts, docs/formats.md "Metadata at rest"): their
+ * keys are big-endian binary (u64 inode numbers and offsets, exact up to 2^53, the limit of
+ * allocIno; keyed 16-byte name tags), their values AES-256-GCM bound to the key:
+ *   inodes3  ino -> sealed inode                    (schema 3; `inodes64` in 2, `inodes` in 1)
+ *   dirents3 [parent, tag(name)] -> ino, sealed name
+ *   extents3 [ino, offset] -> sealed [length, block id, forced]   the file's chunk map; gaps are holes
  *   blocks   id -> BlockRow                         refcounts of the local block store
  *   gc       id -> true                             blocks whose refcount fell to 0
  *   orphans  ino -> true                            unlinked inodes still open (`orphans64`)
- *   xattrs   [ino, name] -> value
+ *   xattrs3  [ino, tag(name)] -> sealed [name, value]
  *   kv       name -> value                          counters and the schema version
  *   upload   seq -> block id                        durable upload queue: blocks not yet in a pack
  *   packs    pack id -> PackRow                     the pack index
  *   locs     block id -> [pack id, offset, length]  where a block lies in its pack
+ *
+ * Schemas 1 (32-bit inode keys) and 2 (64-bit, rows in plain) are migrated to 3 in one
+ * transaction when first opened for writing, and the file is then rewritten compacted, so that no
+ * free page keeps a plain row; opened read-only they are refused with a message that says so.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { open, RootDatabase, Database } from 'lmdb';
 import { IsgError } from '../errors';
+import { fsyncPath } from '../util/fsync';
+import { MetaSeal } from './seal';
 
 export const ROOT_INO = 1;
-/** 2: 64-bit inode numbers (tables inodes64, orphans64). 1: 32-bit integer keys (inodes, orphans). */
-export const META_SCHEMA = 2;
+/**
+ * 3: rows sealed (inodes3, dirents3, extents3, xattrs3). 2: 64-bit inode numbers, rows in plain
+ * (inodes64, orphans64). 1: 32-bit integer keys (inodes, orphans).
+ */
+export const META_SCHEMA = 3;
 /** The largest inode number: FUSE's ino is 64-bit, but it crosses fuse-native as a double (exact to 2^53). */
 export const MAX_INO = Number.MAX_SAFE_INTEGER;
 /** An epoch of operations commits durably at the latest this long after its first write. */
@@ -51,19 +63,6 @@ export interface Inode {
   mtimeNs: bigint;
   ctimeNs: bigint;
   target?: string; // symlink target
-}
-
-interface InodeRow {
-  m: number;
-  u: number;
-  g: number;
-  n: number;
-  s: number;
-  r: number;
-  a: string;
-  t: string;
-  c: string;
-  l?: string;
 }
 
 export interface Extent {
@@ -101,110 +100,233 @@ export interface BlockLoc {
   length: number;
 }
 
-type ExtentRow = [number, Buffer, number];
-
-function extentOf(offset: number, v: ExtentRow): Extent {
-  return { offset, length: v[0], id: v[1], forced: v[2] === 1 };
+/** Big-endian u64 keys sort as the numbers do. */
+function be(...ns: number[]): Buffer {
+  const b = Buffer.allocUnsafe(8 * ns.length);
+  ns.forEach((n, i) => b.writeBigUInt64BE(BigInt(n), 8 * i));
+  return b;
+}
+function beAt(key: Uint8Array, i: number): number {
+  return Number(Buffer.from(key.buffer, key.byteOffset, key.length).readBigUInt64BE(8 * i));
 }
 
-function toRow(i: Inode): InodeRow {
-  const row: InodeRow = {
-    m: i.mode,
-    u: i.uid,
-    g: i.gid,
-    n: i.nlink,
-    s: i.size,
-    r: i.rdev,
-    a: i.atimeNs.toString(),
-    t: i.mtimeNs.toString(),
-    c: i.ctimeNs.toString(),
-  };
-  if (i.target !== undefined) row.l = i.target;
-  return row;
+/** The format byte that starts every sealed row's plaintext. */
+const ROW_V1 = 1;
+const INODE_FIXED = 54;
+
+/** Inode plaintext: v, flags (1 = has target), mode, uid, gid, nlink, rdev (u32), size (u64), a/m/ctime ns (i64), target. */
+function encodeInode(i: Inode): Buffer {
+  const target = i.target === undefined ? undefined : Buffer.from(i.target);
+  const b = Buffer.allocUnsafe(INODE_FIXED + (target?.length ?? 0));
+  b[0] = ROW_V1;
+  b[1] = target ? 1 : 0;
+  b.writeUInt32LE(i.mode, 2);
+  b.writeUInt32LE(i.uid, 6);
+  b.writeUInt32LE(i.gid, 10);
+  b.writeUInt32LE(i.nlink, 14);
+  b.writeUInt32LE(i.rdev, 18);
+  b.writeBigUInt64LE(BigInt(i.size), 22);
+  b.writeBigInt64LE(i.atimeNs, 30);
+  b.writeBigInt64LE(i.mtimeNs, 38);
+  b.writeBigInt64LE(i.ctimeNs, 46);
+  target?.copy(b, INODE_FIXED);
+  return b;
 }
 
-function fromRow(ino: number, r: InodeRow): Inode {
+function decodeInode(ino: number, b: Buffer): Inode {
+  if (b.length < INODE_FIXED || b[0] !== ROW_V1) throw new IsgError('corrupt', `inode ${ino}: unknown row format ${b[0]}`);
   const i: Inode = {
     ino,
-    mode: r.m,
-    uid: r.u,
-    gid: r.g,
-    nlink: r.n,
-    size: r.s,
-    rdev: r.r,
-    atimeNs: BigInt(r.a),
-    mtimeNs: BigInt(r.t),
-    ctimeNs: BigInt(r.c),
+    mode: b.readUInt32LE(2),
+    uid: b.readUInt32LE(6),
+    gid: b.readUInt32LE(10),
+    nlink: b.readUInt32LE(14),
+    rdev: b.readUInt32LE(18),
+    size: Number(b.readBigUInt64LE(22)),
+    atimeNs: b.readBigInt64LE(30),
+    mtimeNs: b.readBigInt64LE(38),
+    ctimeNs: b.readBigInt64LE(46),
   };
-  if (r.l !== undefined) i.target = r.l;
+  if (b[1] & 1) i.target = b.toString('utf8', INODE_FIXED);
   return i;
+}
+
+/** Extent plaintext: v, forced (0/1), length (u48), block id. */
+function encodeExtent(e: Extent): Buffer {
+  const b = Buffer.allocUnsafe(8 + e.id.length);
+  b[0] = ROW_V1;
+  b[1] = e.forced ? 1 : 0;
+  b.writeUIntLE(e.length, 2, 6);
+  e.id.copy(b, 8);
+  return b;
+}
+
+function decodeExtent(offset: number, b: Buffer): Extent {
+  if (b.length < 8 || b[0] !== ROW_V1) throw new IsgError('corrupt', `extent at ${offset}: unknown row format ${b[0]}`);
+  return { offset, length: b.readUIntLE(2, 6), id: b.subarray(8), forced: b[1] === 1 };
+}
+
+/** Xattr plaintext: v, name length (u16), name, value. */
+function encodeXattr(name: string, value: Buffer): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.allocUnsafe(3 + n.length + value.length);
+  b[0] = ROW_V1;
+  b.writeUInt16LE(n.length, 1);
+  n.copy(b, 3);
+  value.copy(b, 3 + n.length);
+  return b;
+}
+
+function decodeXattr(b: Buffer): { name: string; value: Buffer } {
+  if (b.length < 3 || b[0] !== ROW_V1) throw new IsgError('corrupt', `xattr: unknown row format ${b[0]}`);
+  const n = b.readUInt16LE(1);
+  return { name: b.toString('utf8', 3, 3 + n), value: b.subarray(3 + n) };
+}
+
+/** The plain rows of schemas 1 and 2, read once by the migration. */
+interface PlainInodeRow {
+  m: number;
+  u: number;
+  g: number;
+  n: number;
+  s: number;
+  r: number;
+  a: string;
+  t: string;
+  c: string;
+  l?: string;
 }
 
 export function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
 }
 
+/** Name of the directory a compacted copy of the database is written to, inside the meta directory. */
+const COMPACT_DIR = 'compact.tmp';
+
 export class Meta {
   private readonly root: RootDatabase;
-  private readonly inodes: Database<InodeRow, number>;
-  private readonly dirents: Database<number, [number, string]>;
-  private readonly extents: Database<ExtentRow, [number, number]>;
+  private readonly inodes: Database<Buffer, Buffer>;
+  private readonly dirents: Database<Buffer, Buffer>;
+  private readonly extents: Database<Buffer, Buffer>;
   private readonly blocks: Database<BlockRow, Buffer>;
   private readonly gc: Database<boolean, Buffer>;
   private readonly orphans: Database<boolean, number>;
-  private readonly xattrs: Database<Buffer, [number, string]>;
+  private readonly xattrs: Database<Buffer, Buffer>;
   private readonly kv: Database<unknown, string>;
   private readonly upload: Database<Buffer, number>;
   private readonly packs: Database<PackRow, string>;
   private readonly locs: Database<[string, number, number], Buffer>;
+  /** The schema this open migrated from (the file then needs compacting), if any. */
+  private migratedFrom: number | undefined;
 
   /** The open epoch: the promise its transaction waits on, and its commit. */
   private epoch: { end: () => void; committed: Promise<unknown>; timer: NodeJS.Timeout } | null = null;
   /** An epoch told to end whose commit has not finished yet. */
   private ending: Promise<void> | null = null;
 
-  constructor(
-    dir: string,
-    private readonly readOnly = false,
+  /**
+   * Opens the database in `dir` with the repository's metadata seal. An older schema is migrated
+   * (read-write) or refused (read-only: a read-only user must not write).
+   */
+  static async open(dir: string, seal: MetaSeal, readOnly = false): Promise<Meta> {
+    if (!readOnly) await fs.promises.rm(path.join(dir, COMPACT_DIR), { recursive: true, force: true }); // a crash's leftover
+    const meta = new Meta(dir, seal, readOnly);
+    if (meta.migratedFrom === undefined) return meta;
+    await meta.compactAndClose();
+    return new Meta(dir, seal, readOnly);
+  }
+
+  private constructor(
+    private readonly dir: string,
+    private readonly seal: MetaSeal,
+    private readonly readOnly: boolean,
   ) {
     // safeRestore: after a crash, start from the last commit known flushed, whatever the boot id.
-    this.root = open({ path: dir, maxDbs: 16, readOnly, safeRestore: true } as Parameters<typeof open>[0]);
+    this.root = open({ path: dir, maxDbs: 24, readOnly, safeRestore: true } as Parameters<typeof open>[0]);
     this.kv = this.root.openDB({ name: 'kv' });
-    let legacy = this.kv.get('schema') === 1;
-    if (legacy && !readOnly) legacy = !this.migrateInodeKeys();
-    this.inodes = legacy ? this.root.openDB({ name: 'inodes', keyEncoding: 'uint32' }) : this.openInoTable('inodes64');
-    this.dirents = this.root.openDB({ name: 'dirents', keyEncoding: 'ordered-binary' });
-    this.extents = this.root.openDB({ name: 'extents', keyEncoding: 'ordered-binary' });
+    const schema = this.kv.get('schema') as number | undefined;
+    if (schema !== undefined && schema !== META_SCHEMA && (readOnly || schema > META_SCHEMA)) {
+      void this.root.close();
+      throw new IsgError(
+        'corrupt',
+        schema > META_SCHEMA
+          ? `metadata schema ${schema} is newer than this isgfs reads (${META_SCHEMA})`
+          : `the metadata is in schema ${schema}, older than this isgfs reads read-only (${META_SCHEMA}); mount it read-write once to upgrade it`,
+      );
+    }
+    this.inodes = this.sealedTable('inodes3');
+    this.dirents = this.sealedTable('dirents3');
+    this.extents = this.sealedTable('extents3');
+    this.xattrs = this.sealedTable('xattrs3');
     this.blocks = this.root.openDB({ name: 'blocks', keyEncoding: 'binary' });
     this.gc = this.root.openDB({ name: 'gc', keyEncoding: 'binary' });
-    this.orphans = legacy ? this.root.openDB({ name: 'orphans', keyEncoding: 'uint32' }) : this.openInoTable('orphans64');
-    this.xattrs = this.root.openDB({ name: 'xattrs', keyEncoding: 'ordered-binary', encoding: 'binary' });
+    this.orphans = this.root.openDB({ name: 'orphans64', keyEncoding: 'ordered-binary' });
     this.upload = this.root.openDB({ name: 'upload', keyEncoding: 'uint32' });
     this.packs = this.root.openDB({ name: 'packs' });
     this.locs = this.root.openDB({ name: 'locs', keyEncoding: 'binary' });
+    if (schema !== undefined && schema < META_SCHEMA) this.migrate(schema);
   }
 
-  private openInoTable<V>(name: string): Database<V, number> {
-    return this.root.openDB({ name, keyEncoding: 'ordered-binary' });
+  private sealedTable(name: string): Database<Buffer, Buffer> {
+    return this.root.openDB({ name, keyEncoding: 'binary', encoding: 'binary' });
   }
 
   /**
-   * Schema 1 -> 2: copies the 32-bit keyed inodes and orphans into their 64-bit keyed tables and
-   * drops the old ones, in one transaction (a crash leaves schema 1 as it was). True when done.
+   * Schemas 1 and 2 -> 3: every plain row is sealed into its schema 3 table and the old tables are
+   * dropped, in one transaction (a crash leaves the old schema as it was).
    */
-  private migrateInodeKeys(): boolean {
-    const oldInodes = this.root.openDB<InodeRow, number>({ name: 'inodes', keyEncoding: 'uint32' });
+  private migrate(from: number): void {
+    const oldInodes = this.root.openDB<PlainInodeRow, number>(
+      from === 1 ? { name: 'inodes', keyEncoding: 'uint32' } : { name: 'inodes64', keyEncoding: 'ordered-binary' },
+    );
     const oldOrphans = this.root.openDB<boolean, number>({ name: 'orphans', keyEncoding: 'uint32' });
-    const inodes = this.openInoTable<InodeRow>('inodes64');
-    const orphans = this.openInoTable<boolean>('orphans64');
+    const oldDirents = this.root.openDB<number, [number, string]>({ name: 'dirents', keyEncoding: 'ordered-binary' });
+    const oldExtents = this.root.openDB<[number, Buffer, number], [number, number]>({ name: 'extents', keyEncoding: 'ordered-binary' });
+    const oldXattrs = this.root.openDB<Buffer, [number, string]>({ name: 'xattrs', keyEncoding: 'ordered-binary', encoding: 'binary' });
     this.txn(() => {
-      for (const { key, value } of oldInodes.getRange()) inodes.putSync(key, value);
-      for (const { key, value } of oldOrphans.getRange()) orphans.putSync(key, value);
-      oldInodes.dropSync();
-      oldOrphans.dropSync();
+      for (const { key, value: r } of oldInodes.getRange()) {
+        const i: Inode = {
+          ino: key,
+          mode: r.m,
+          uid: r.u,
+          gid: r.g,
+          nlink: r.n,
+          size: r.s,
+          rdev: r.r,
+          atimeNs: BigInt(r.a),
+          mtimeNs: BigInt(r.t),
+          ctimeNs: BigInt(r.c),
+        };
+        if (r.l !== undefined) i.target = r.l;
+        this.putInode(i);
+      }
+      for (const { key, value } of oldDirents.getRange()) this.link(key[0], key[1], value);
+      for (const { key, value: v } of oldExtents.getRange())
+        this.putExtent(key[0], { offset: key[1], length: v[0], id: Buffer.from(v[1]), forced: v[2] === 1 });
+      for (const { key, value } of oldXattrs.getRange()) this.setXattr(key[0], key[1], Buffer.from(value));
+      if (from === 1) for (const ino of oldOrphans.getKeys()) this.orphans.putSync(ino, true);
+      for (const db of [oldInodes, oldOrphans, oldDirents, oldExtents, oldXattrs]) db.dropSync();
       this.kv.putSync('schema', META_SCHEMA);
     });
-    return true;
+    this.migratedFrom = from;
+  }
+
+  /**
+   * After a migration: the plain rows it replaced lie on free pages of the file until reused.
+   * The database is copied compacted (free pages are not copied), and the copy, made durable,
+   * replaces the file.
+   */
+  private async compactAndClose(): Promise<void> {
+    await this.sync();
+    const tmp = path.join(this.dir, COMPACT_DIR);
+    await fs.promises.mkdir(tmp);
+    await this.root.backup(tmp, true);
+    await this.root.close();
+    await fsyncPath(path.join(tmp, 'data.mdb'), 'file');
+    await fs.promises.rename(path.join(tmp, 'data.mdb'), path.join(this.dir, 'data.mdb'));
+    await fsyncPath(this.dir, 'dir');
+    await fs.promises.rm(tmp, { recursive: true, force: true });
   }
 
   /** Creates the root directory on a new database. */
@@ -273,14 +395,16 @@ export class Meta {
 
   // inodes
   getInode(ino: number): Inode | undefined {
-    const r = this.inodes.get(ino);
-    return r ? fromRow(ino, r) : undefined;
+    const key = be(ino);
+    const v = this.inodes.get(key);
+    return v ? decodeInode(ino, this.seal.open('inode', key, v)) : undefined;
   }
   putInode(i: Inode): void {
-    this.inodes.putSync(i.ino, toRow(i));
+    const key = be(i.ino);
+    this.inodes.putSync(key, this.seal.seal('inode', key, encodeInode(i)));
   }
   deleteInode(ino: number): void {
-    this.inodes.removeSync(ino);
+    this.inodes.removeSync(be(ino));
   }
   allocIno(): number {
     const ino = this.kv.get('nextIno') as number;
@@ -297,50 +421,64 @@ export class Meta {
     return (this.inodes.getStats() as { entryCount: number }).entryCount;
   }
   *allInodes(): Iterable<Inode> {
-    for (const { key, value } of this.inodes.getRange()) yield fromRow(key, value);
+    for (const { key, value } of this.inodes.getRange()) yield decodeInode(beAt(key, 0), this.seal.open('inode', key, value));
   }
 
-  // directory entries
+  // directory entries: [parent, tag(name)] -> ino (8 bytes), then the name sealed with key and ino
+  private direntKey(parent: number, name: string): Buffer {
+    return Buffer.concat([be(parent), this.seal.nameTag(parent, name)]);
+  }
   lookup(parent: number, name: string): number | undefined {
-    return this.dirents.get([parent, name]);
+    const v = this.dirents.get(this.direntKey(parent, name));
+    return v ? beAt(v, 0) : undefined;
   }
   link(parent: number, name: string, ino: number): void {
-    this.dirents.putSync([parent, name], ino);
+    const key = this.direntKey(parent, name);
+    const inoBytes = be(ino);
+    this.dirents.putSync(key, Buffer.concat([inoBytes, this.seal.seal('dirent', Buffer.concat([key, inoBytes]), Buffer.from(name))]));
   }
   unlinkEntry(parent: number, name: string): void {
-    this.dirents.removeSync([parent, name]);
+    this.dirents.removeSync(this.direntKey(parent, name));
   }
+  /** In the order of the name tags (no order a user should rely on, like most filesystems'). */
   *entries(parent: number): Iterable<{ name: string; ino: number }> {
-    for (const { key, value } of this.dirents.getRange({ start: [parent], end: [parent + 1] })) {
-      yield { name: key[1], ino: value };
+    for (const { key, value } of this.dirents.getRange({ start: be(parent), end: be(parent + 1) })) {
+      const inoBytes = value.subarray(0, 8);
+      const name = this.seal.open('dirent', Buffer.concat([key, inoBytes]), value.subarray(8)).toString();
+      yield { name, ino: beAt(inoBytes, 0) };
     }
   }
   hasEntries(parent: number): boolean {
-    for (const _ of this.dirents.getKeys({ start: [parent], end: [parent + 1], limit: 1 })) return true;
+    for (const _ of this.dirents.getKeys({ start: be(parent), end: be(parent + 1), limit: 1 })) return true;
     return false;
   }
 
-  // extents (chunk map)
+  // extents (chunk map): [ino, offset] -> sealed [length, id, forced]
+  private extentAt(key: Buffer, value: Buffer): Extent {
+    return decodeExtent(beAt(key, 1), this.seal.open('extent', key, value));
+  }
   extentsOf(ino: number, from = 0, to = Number.MAX_SAFE_INTEGER): Extent[] {
     // The extent containing `from` starts before it: step back one entry.
     const out: Extent[] = [];
-    for (const { key, value } of this.extents.getRange({ start: [ino, from], end: [ino], reverse: true, limit: 1 })) {
-      if (key[1] + value[0] > from) out.push(extentOf(key[1], value));
+    for (const { key, value } of this.extents.getRange({ start: be(ino, from), end: be(ino), reverse: true, limit: 1 })) {
+      const e = this.extentAt(key, value);
+      if (e.offset + e.length > from) out.push(e);
     }
-    for (const { key, value } of this.extents.getRange({ start: [ino, from], end: [ino, to] })) {
-      if (out.length && out[0].offset === key[1]) continue;
-      out.push(extentOf(key[1], value));
+    for (const { key, value } of this.extents.getRange({ start: be(ino, from), end: be(ino, to) })) {
+      if (out.length && out[0].offset === beAt(key, 1)) continue;
+      out.push(this.extentAt(key, value));
     }
     return out;
   }
   putExtent(ino: number, e: Extent): void {
-    this.extents.putSync([ino, e.offset], [e.length, e.id, e.forced ? 1 : 0]);
+    const key = be(ino, e.offset);
+    this.extents.putSync(key, this.seal.seal('extent', key, encodeExtent(e)));
   }
   deleteExtent(ino: number, offset: number): void {
-    this.extents.removeSync([ino, offset]);
+    this.extents.removeSync(be(ino, offset));
   }
   *allExtents(): Iterable<{ ino: number; extent: Extent }> {
-    for (const { key, value } of this.extents.getRange()) yield { ino: key[0], extent: extentOf(key[1], value) };
+    for (const { key, value } of this.extents.getRange()) yield { ino: beAt(key, 0), extent: this.extentAt(key, value) };
   }
 
   // blocks
@@ -450,25 +588,38 @@ export class Meta {
     return [...this.orphans.getKeys()];
   }
 
-  // xattrs
+  // xattrs: [ino, tag(name)] -> sealed [name, value]
+  private xattrKey(ino: number, name: string): Buffer {
+    return Buffer.concat([be(ino), this.seal.nameTag(ino, name)]);
+  }
+  private *xattrRows(start: Buffer | undefined, end: Buffer | undefined): Iterable<{ key: Buffer; name: string; value: Buffer }> {
+    for (const { key, value } of this.xattrs.getRange(start && end ? { start, end } : {})) {
+      yield { key: Buffer.from(key), ...decodeXattr(this.seal.open('xattr', key, value)) };
+    }
+  }
   getXattr(ino: number, name: string): Buffer | undefined {
-    return this.xattrs.get([ino, name]);
+    const key = this.xattrKey(ino, name);
+    const v = this.xattrs.get(key);
+    if (!v) return undefined;
+    const x = decodeXattr(this.seal.open('xattr', key, v));
+    return x.name === name ? x.value : undefined;
   }
   setXattr(ino: number, name: string, value: Buffer): void {
-    this.xattrs.putSync([ino, name], value);
+    const key = this.xattrKey(ino, name);
+    this.xattrs.putSync(key, this.seal.seal('xattr', key, encodeXattr(name, value)));
   }
   removeXattr(ino: number, name: string): void {
-    this.xattrs.removeSync([ino, name]);
+    this.xattrs.removeSync(this.xattrKey(ino, name));
   }
   xattrNames(ino: number): string[] {
-    return [...this.xattrs.getKeys({ start: [ino], end: [ino + 1] })].map((k) => k[1]);
+    return [...this.xattrRows(be(ino), be(ino + 1))].map((x) => x.name);
   }
   /** Whether any inode has an xattr of this name (a scan of every xattr: they are few). */
   anyXattrNamed(name: string): boolean {
-    for (const k of this.xattrs.getKeys()) if (k[1] === name) return true;
+    for (const x of this.xattrRows(undefined, undefined)) if (x.name === name) return true;
     return false;
   }
   removeAllXattrs(ino: number): void {
-    for (const name of this.xattrNames(ino)) this.removeXattr(ino, name);
+    for (const { key } of [...this.xattrRows(be(ino), be(ino + 1))]) this.xattrs.removeSync(key);
   }
 }

@@ -13,6 +13,7 @@ import { BlockKeys } from '../block/codec';
 import type { BackendSpec } from '../backend/spec';
 import { initBackend } from '../backend/registry';
 import { Meta } from '../meta/meta';
+import { MetaSeal } from '../meta/seal';
 import { fileLock, FileLock } from '../native';
 
 export class RepoError extends Error {}
@@ -75,12 +76,13 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   const config = defaultConfig(randomUUID());
   opts.configure?.(config);
   validateConfig(config);
-  const kf = await wrapMasterKey(newMasterKey(), opts.password);
+  const master = newMasterKey();
+  const kf = await wrapMasterKey(master, opts.password);
   for (const spec of config.storage.backends) await initBackend(resolveBackendSpec(spec, p.root));
   await fs.promises.mkdir(p.blocks, { recursive: true });
   await fs.promises.mkdir(p.meta, { recursive: true });
   // The metadata database exists from the start, so read-only users (status, check) can open it.
-  const meta = new Meta(p.meta);
+  const meta = await Meta.open(p.meta, deriveRepoKeys(master).meta);
   meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
   await meta.sync();
   await meta.close();
@@ -122,6 +124,8 @@ export interface RepoKeys {
   block: BlockKeys;
   gear: Uint32Array;
   pack: Buffer;
+  /** Seals the metadata rows at rest. */
+  meta: MetaSeal;
 }
 
 export interface OpenedRepo {
@@ -165,6 +169,7 @@ export function deriveRepoKeys(master: Buffer): RepoKeys {
     block: { idKey: deriveSubkey(master, 'block-id'), encKey: deriveSubkey(master, 'block-enc') },
     gear: deriveGearTable(deriveSubkey(master, 'chunker')),
     pack: deriveSubkey(master, 'pack'),
+    meta: new MetaSeal(deriveSubkey(master, 'meta')),
   };
 }
 

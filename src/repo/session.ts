@@ -57,7 +57,7 @@ export class Session {
     const unlock = o.readOnly ? () => undefined : acquireLock(dataDir, o.mountpoint);
     const opened: Backend[] = [];
     try {
-      const meta = new Meta(repo.paths.meta, o.readOnly);
+      const meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
         idKey: repo.keys.block.idKey,

@@ -1,7 +1,7 @@
 /** `isg status`: what the repository holds, computed from the metadata (works while mounted). */
 import { Meta } from '../meta/meta';
 import * as fs from 'node:fs';
-import { readLock, repoPaths, resolveBackendSpec } from './repository';
+import { openRepository, readLock, repoPaths, resolveBackendSpec } from './repository';
 import { RepoConfig, validateConfig } from './format';
 import { createBackend } from '../backend/registry';
 import { parseShardKey } from '../pack/format';
@@ -127,11 +127,15 @@ async function backendStatus(config: RepoConfig, root: string, meta: Meta): Prom
   );
 }
 
-/** `meta`: the caller's open metadata (in-process callers); otherwise opened read-only here. */
-export async function repoStatus(dataDir: string, openMeta?: Meta): Promise<RepoStatus> {
+/**
+ * `openMeta`: the caller's open metadata (in-process callers); otherwise opened read-only here,
+ * which takes the key (the rows are sealed): from the key file, unwrapped with `password` if it
+ * has one.
+ */
+export async function repoStatus(dataDir: string, openMeta?: Meta, password?: string): Promise<RepoStatus> {
   const paths = repoPaths(dataDir);
   const config = validateConfig(JSON.parse(fs.readFileSync(paths.config, 'utf8')) as RepoConfig);
-  const meta = openMeta ?? new Meta(paths.meta, true);
+  const meta = openMeta ?? (await Meta.open(paths.meta, (await openRepository(dataDir, password)).keys.meta, true));
   try {
     let files = 0,
       directories = 0,

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { Meta } from '../meta/meta';
 import type { KeptBlock } from '../block/pool';
 import { blockFile, blockTmpDir } from '../block/layout';
+import { fsyncPath } from '../util/fsync';
 import { RwLock } from './rwlock';
 import type { KeepTarget } from './remote';
 
@@ -31,16 +32,6 @@ export interface LocalTierOptions {
   onError?: (message: string) => void;
   /** How a file (fdatasync) or a directory (fsync) is made durable; tests inject delays and failures. */
   fsync?: (file: string, kind: 'file' | 'dir') => Promise<void>;
-}
-
-/** fdatasync of a file (its data and the size that reaches it), fsync of a directory (its names). */
-export async function fsyncPath(file: string, kind: 'file' | 'dir'): Promise<void> {
-  const fh = await fs.promises.open(file, 'r');
-  try {
-    await (kind === 'file' ? fh.datasync() : fh.sync());
-  } finally {
-    await fh.close();
-  }
 }
 
 export class LocalTier implements KeepTarget {

@@ -1,6 +1,6 @@
 /** Inode numbers past 2^32 through a real mount: stat(2) shows them whole. */
 import * as fs from 'node:fs';
-import { initRepository, repoPaths } from '../../src/repo/repository';
+import { initRepository, openRepository, repoPaths } from '../../src/repo/repository';
 import { Meta } from '../../src/meta/meta';
 import { mount, mountDirs, sh, umount } from '../helpers/mount';
 
@@ -11,7 +11,7 @@ describe('64-bit inode numbers in the mount', () => {
 
   test('a counter near 2^32 gives 2^32 and 2^32 + 1, and stat shows them', async () => {
     await initRepository(data);
-    const meta = new Meta(repoPaths(data).meta);
+    const meta = await Meta.open(repoPaths(data).meta, (await openRepository(data, undefined)).keys.meta);
     meta.setNextIno(2 ** 32 - 1);
     await meta.sync();
     await meta.close();
