@@ -19,7 +19,7 @@ import { Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
 import { inspectLmdbFile } from '../src/meta/header';
 import { log, setLogLevel } from '../src/log';
-import { mountRepository, unmountByPath } from '../mount/daemon';
+import { mountpointsOf, mountRepository, unmountByPath } from '../mount/daemon';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -170,6 +170,11 @@ program
     action(async (dataDir: string, o: { json?: boolean; passwordFile?: string }) => {
       if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
       const s = await repoStatus(dataDir, undefined, await readPasswordFile(o.passwordFile));
+      if (!s.mounted) {
+        // Only a read-write daemon holds the lock; a read-only mount is found by its source.
+        const [mountpoint] = mountpointsOf(dataDir);
+        if (mountpoint) Object.assign(s, { mounted: true, mountpoint });
+      }
       if (o.json) {
         process.stdout.write(JSON.stringify(s) + '\n');
         return;

@@ -128,6 +128,14 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   return code;
 }
 
+/** The mountpoints where `dataDir` is mounted, read-write or read-only (a read-only mount holds no lock). */
+export function mountpointsOf(dataDir: string): string[] {
+  const source = FSNAME_PREFIX + path.resolve(dataDir);
+  return listFuseMounts()
+    .filter((m) => m.source === source)
+    .map((m) => m.mountpoint);
+}
+
 /** Asks the daemon of a mountpoint to finish and waits until it has exited. */
 export async function unmountByPath(mp: string): Promise<void> {
   const mountpoint = path.resolve(mp);

@@ -77,6 +77,7 @@ describe('a read-only mount over S3 with a cold cache', () => {
     const before = fingerprint(data);
 
     m = await mount(data, mnt, ['--read-only']);
+    expect(JSON.parse((await isg(['status', data, '--json'])).stdout)).toMatchObject({ mounted: true, mountpoint: mnt });
     await sh(`diff -r --no-dereference ${src()} ${mnt} && cmp ${src()}/big.bin ${mnt}/big.bin`);
     // fsync and fdatasync of a file and of a directory: 0 (nothing can be dirty).
     expect(
