@@ -71,6 +71,20 @@ describe('sealed metadata', () => {
     await again.close();
   });
 
+  test('each seal has its own nonce, and tags depend on the owner and the key', () => {
+    const seal = new MetaSeal(Buffer.alloc(32, 1));
+    const key = Buffer.from('k');
+    const a = seal.seal('inode', key, Buffer.from('same'));
+    const b = seal.seal('inode', key, Buffer.from('same'));
+    expect(a.subarray(0, 12).equals(b.subarray(0, 12))).toBe(false);
+    expect(a.equals(b)).toBe(false);
+    expect(seal.open('inode', key, b).toString()).toBe('same');
+    expect(() => seal.open('dirent', key, b)).toThrow(/does not open/); // another table
+    expect(seal.nameTag(1, NAME).equals(seal.nameTag(2, NAME))).toBe(false);
+    expect(seal.nameTag(1, NAME).equals(new MetaSeal(Buffer.alloc(32, 2)).nameTag(1, NAME))).toBe(false);
+    expect(seal.nameTag(1, NAME).equals(seal.nameTag(1, NAME))).toBe(true);
+  });
+
   test('a row copied to another inode, or read with another key, is corrupt, not served', async () => {
     const m = await openMeta(t.dir);
     await populate(m);
