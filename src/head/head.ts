@@ -227,7 +227,7 @@ export function openHead(bytes: Buffer, o: { repoId: string; publicKey: KeyObjec
 }
 
 /** The fields of the head after `prev` (or of the first head when there is none). */
-export function nextHead(prev: SignedHead | undefined, fields: Omit<Head, 'seq' | 'prev' | 'repoId'> & { repoId: string }): Head {
+export function nextHead(prev: SignedHead | undefined, fields: Omit<Head, 'seq' | 'prev'>): Head {
   return { ...fields, seq: prev ? prev.seq + 1 : 1, prev: prev ? prev.hash : NO_PREVIOUS };
 }
 

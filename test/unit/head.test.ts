@@ -51,6 +51,30 @@ test('Ed25519 from a seed matches RFC 8032 test 1 (public key and signature of t
   );
 });
 
+test('the worked example of docs/formats.md: head key from a master key, bytes, hash, key', () => {
+  const master = Buffer.from(Array.from({ length: 32 }, (_, i) => i));
+  const k = headSigningKey(master);
+  expect(k.publicRaw.toString('hex')).toBe('ad0849b2b4712e1dcff7c6fd3d60420a34a9d748a897ed27b5a004c41b730fb6');
+  const h = signHead(
+    {
+      repoId: '00112233-4455-6677-8899-aabbccddeeff',
+      seq: 1,
+      prev: NO_PREVIOUS,
+      root: Buffer.alloc(32, 0x11),
+      index: [Buffer.alloc(32, 0x22)],
+      time: 1765000000000,
+      host: 'example',
+    },
+    k.privateKey,
+  );
+  const doc = fs.readFileSync(path.join(__dirname, '../../docs/formats.md'), 'utf8');
+  const hex = /is these 244 bytes:\n\n```\n([0-9a-f\n]+)```/.exec(doc)![1].replace(/\n/g, '');
+  expect(h.bytes.toString('hex')).toBe(hex);
+  expect(h.hash.toString('hex')).toBe('94d31605f7b45fff23ecc905be375bb026d8795a9337eb86465010f696b20fd4');
+  expect(headKey(h.seq, h.hash)).toBe('isgfs/heads/0000000000000001-94d31605f7b45fff');
+  expect(openHead(h.bytes, { repoId: h.repoId, publicKey: k.publicKey }).host).toBe('example');
+});
+
 test('a head encodes to the documented layout and opens to the same fields', () => {
   const [h1, h2] = chain(2);
   const b = h2.bytes;
