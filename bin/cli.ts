@@ -92,6 +92,7 @@ program
   .option('--writeback <duration>', 'data written and not fsynced is durable within this time, open files too (e.g. 5s, 500ms)', '5s')
   .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
+  .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
   .option(
@@ -112,6 +113,7 @@ program
           writeback: string;
           writeBuffer: string;
           readOnly?: boolean;
+          takeOver?: boolean;
           allowOther?: boolean;
           logLevel: string;
           options: string[];
@@ -141,6 +143,7 @@ program
           writebackMs,
           writeBufferBytes,
           readOnly: !!o.readOnly,
+          takeOver: !!o.takeOver,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,
         });

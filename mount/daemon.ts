@@ -42,6 +42,8 @@ export interface MountOptions {
   /** Budget of written bytes not yet committed, over all files (`--write-buffer`). */
   writeBufferBytes?: number;
   readOnly: boolean;
+  /** Take the writer lease from another writer (`--take-over`). */
+  takeOver?: boolean;
   allowOther: boolean;
   fuseOptions: string[];
 }
@@ -67,6 +69,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   const session = await Session.open(dataDir, {
     password: o.password,
     readOnly: o.readOnly,
+    takeOver: o.takeOver,
     cacheBytes: o.cacheBytes,
     cacheDirBytes: o.cacheDirBytes,
     syncIntervalMs: o.writebackMs,

@@ -22,6 +22,7 @@ const RANKS = {
   'src/meta': 40,
   'src/block': 30,
   'src/chunk': 25,
+  'src/head': 22,
   'src/backend': 20,
   'src/crypto': 20,
   'src/video': 15,

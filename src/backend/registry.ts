@@ -116,6 +116,19 @@ export function redactSpec(spec: BackendSpec): BackendSpec {
   return out;
 }
 
+/** Option names of a spec that are credentials, secret or not (never stored on a backend). */
+export function credentialOptions(type: string): string[] {
+  const f = factoryOf(type);
+  return [...(f.secrets ?? []), ...(f.credentials ?? [])];
+}
+
+/** The spec without credentials: what the format record on the backends holds. */
+export function publicSpec(spec: BackendSpec): BackendSpec {
+  const out: BackendSpec = { ...spec };
+  for (const k of credentialOptions(spec.type)) delete out[k];
+  return out;
+}
+
 // Built-in types: one line each.
 registerBackend('local', localFactory);
 registerBackend('s3', s3Factory);

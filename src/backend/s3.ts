@@ -487,6 +487,7 @@ const PARAMS = [
 export const s3Factory: BackendFactory = {
   defaultTier: 'warm',
   secrets: ['secretAccessKey', 'sessionToken'],
+  credentials: ['accessKeyId'],
   parse(body, params) {
     rejectUnknownParams(params, PARAMS);
     let url: URL;

@@ -25,6 +25,11 @@ export interface BackendFactory {
   /** Option names that hold secrets (hidden by redactSpec). */
   readonly secrets?: readonly string[];
   /**
+   * Option names that identify an account without being secret (an access key id): with the
+   * secrets, left out of the format record the backends hold (publicSpec).
+   */
+  readonly credentials?: readonly string[];
+  /**
    * BODY of `TYPE:BODY?QUERY` and QUERY without `tier` -> the type's options. Must throw on
    * unknown parameters.
    */

@@ -3,15 +3,47 @@
  * so a leak of one (say the chunker's gear table) says nothing about the others.
  * The master key is stored plain in a 0600 file, or wrapped with an Argon2id-derived key.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, hkdfSync, KeyObject, randomBytes } from 'node:crypto';
 import { argon2id } from 'hash-wasm';
 
 export const MASTER_KEY_BYTES = 32;
 
-export type SubkeyPurpose = 'block-id' | 'block-enc' | 'chunker' | 'pack' | 'meta' | 'snapshot';
+export type SubkeyPurpose = 'block-id' | 'block-enc' | 'chunker' | 'pack' | 'meta' | 'snapshot' | 'head';
 
 export function deriveSubkey(master: Uint8Array, purpose: SubkeyPurpose, length = 32): Buffer {
   return Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `isgfs ${purpose} v1`, length));
+}
+
+/** An Ed25519 key pair; `publicRaw` is the 32-byte public key of RFC 8032. */
+export interface SigningKey {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  publicRaw: Buffer;
+}
+
+// node:crypto imports raw Ed25519 keys only wrapped in DER: these are the fixed prefixes of
+// RFC 8410's PKCS#8 private key (seed follows) and SubjectPublicKeyInfo (public key follows).
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** The Ed25519 key pair of a 32-byte seed (RFC 8032's "private key"). */
+export function ed25519FromSeed(seed: Uint8Array): SigningKey {
+  if (seed.length !== 32) throw new Error(`an Ed25519 seed is 32 bytes, not ${seed.length}`);
+  const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const publicKey = createPublicKey(privateKey);
+  const publicRaw = publicKey.export({ format: 'der', type: 'spki' }).subarray(ED25519_SPKI_PREFIX.length);
+  return { privateKey, publicKey, publicRaw: Buffer.from(publicRaw) };
+}
+
+/** An Ed25519 public key from its 32 raw bytes. */
+export function ed25519PublicKey(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new Error(`an Ed25519 public key is 32 bytes, not ${raw.length}`);
+  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+/** The key that signs heads: Ed25519 with the `head` subkey as its seed. */
+export function headSigningKey(master: Uint8Array): SigningKey {
+  return ed25519FromSeed(deriveSubkey(master, 'head'));
 }
 
 export class WrongPasswordError extends Error {

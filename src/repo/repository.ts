@@ -1,20 +1,33 @@
 /**
  * A repository is a data directory: `config` (format record), `key` (master key, maybe wrapped),
- * `meta/` (LMDB), `cache/` (the local block tier) and, while a process has it open for writing,
- * `lock` (its pid and mountpoint).
+ * `id` (this data directory's own id), `meta/` (LMDB), `cache/` (the local block tier) and, while
+ * a process has it open for writing, `lock` (its pid and mountpoint). Its backends hold the
+ * format record and the key envelope too (replicas.ts).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { deriveSubkey, KeyFile, newMasterKey, parseKeyFile, unwrapMasterKey, wrapMasterKey } from '../crypto/keys';
+import {
+  deriveSubkey,
+  headSigningKey,
+  KeyFile,
+  newMasterKey,
+  parseKeyFile,
+  SigningKey,
+  unwrapMasterKey,
+  wrapMasterKey,
+} from '../crypto/keys';
 import { defaultConfig, RepoConfig, validateConfig } from './format';
 import { deriveGearTable } from '../chunk';
 import { BlockKeys } from '../block/codec';
 import type { BackendSpec } from '../backend/spec';
-import { initBackend } from '../backend/registry';
+import { createBackend, initBackend } from '../backend/registry';
+import type { Backend } from '../backend/backend';
+import { checkBackendsUnused, ensureRecords, FORMAT_RECORD_KEY, KEY_ENVELOPE_KEY } from './replicas';
 import { Meta } from '../meta/meta';
 import { MetaSeal } from '../meta/seal';
 import { fileLock, FileLock } from '../native';
+import { processAlive } from '../util/process';
 
 export class RepoError extends Error {}
 
@@ -22,6 +35,8 @@ export interface RepoPaths {
   root: string;
   config: string;
   key: string;
+  /** This data directory's id (32 hex digits), which names it in writer leases. */
+  id: string;
   meta: string;
   cache: string;
   blocks: string;
@@ -34,6 +49,7 @@ export function repoPaths(root: string): RepoPaths {
     root: r,
     config: path.join(r, 'config'),
     key: path.join(r, 'key'),
+    id: path.join(r, 'id'),
     meta: path.join(r, 'meta'),
     cache: path.join(r, 'cache'),
     blocks: path.join(r, 'cache', 'blocks'),
@@ -79,6 +95,18 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   const master = newMasterKey();
   const kf = await wrapMasterKey(master, opts.password);
   for (const spec of config.storage.backends) await initBackend(resolveBackendSpec(spec, p.root));
+  const backends: Backend[] = [];
+  try {
+    for (const spec of config.storage.backends) backends.push(await createBackend(resolveBackendSpec(spec, p.root)));
+    await checkBackendsUnused(backends); // before anything is written
+    await initDataDir(p, config, master, kf, backends);
+  } finally {
+    await Promise.all(backends.map((b) => b.close().catch(() => undefined)));
+  }
+  return config;
+}
+
+async function initDataDir(p: RepoPaths, config: RepoConfig, master: Buffer, kf: KeyFile, backends: Backend[]): Promise<void> {
   await fs.promises.mkdir(p.blocks, { recursive: true });
   await fs.promises.mkdir(p.meta, { recursive: true });
   // The metadata database exists from the start, so read-only users (status, check) can open it.
@@ -86,10 +114,39 @@ export async function initRepository(root: string, opts: InitOptions = {}): Prom
   meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
   await meta.sync();
   await meta.close();
+  await writeFileDurable(p.id, newDataDirId() + '\n', 0o644);
+  // Every backend gets the format record and key envelope, or init fails and takes back what it
+  // wrote: a backend left holding the record of a repository that never was would refuse the next init.
+  const records = await ensureRecords(backends, config, kf);
+  if (records.failed.length) {
+    await Promise.all(backends.map((b) => Promise.all([b.delete(FORMAT_RECORD_KEY), b.delete(KEY_ENVELOPE_KEY)]).catch(() => undefined)));
+    throw new RepoError(`cannot write the format record to ${records.failed.map((f) => `${f.backend} (${f.error.message})`).join(', ')}`);
+  }
   await writeFileDurable(p.key, JSON.stringify(kf, null, 2) + '\n', 0o600);
   // config last: its presence is what marks a complete repository.
   await writeFileDurable(p.config, JSON.stringify(config, null, 2) + '\n', 0o600); // may hold S3 secrets
-  return config;
+}
+
+function newDataDirId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/**
+ * This data directory's id, made (durably) when it has none yet: repositories made before ids
+ * existed get theirs at their first read-write open.
+ */
+export async function dataDirId(root: string): Promise<string> {
+  const file = repoPaths(root).id;
+  try {
+    const text = (await fs.promises.readFile(file, 'utf8')).trim();
+    if (/^[0-9a-f]{32}$/.test(text)) return text;
+    throw new RepoError(`${file} is damaged: it must hold 32 hex digits (delete it to get a new id)`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const id = newDataDirId();
+  await writeFileDurable(file, id + '\n', 0o644);
+  return id;
 }
 
 async function writeFileDurable(file: string, data: string, mode: number): Promise<void> {
@@ -111,6 +168,16 @@ async function writeFileDurable(file: string, data: string, mode: number): Promi
   }
 }
 
+/**
+ * Whether a backend keeps its objects inside the data directory (the embedded default's do):
+ * the data directory's own lock already guards those, and they are lost with it.
+ */
+export function isInsideDataDir(spec: BackendSpec, root: string): boolean {
+  if (spec.type !== 'local' || typeof spec.path !== 'string') return false;
+  const rel = path.relative(path.resolve(root), path.resolve(root, spec.path));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
 /** Local backends may be given relative to the data directory (the embedded default is). */
 export function resolveBackendSpec(spec: BackendSpec, root: string): BackendSpec {
   if (spec.type === 'local' && typeof spec.path === 'string' && !path.isAbsolute(spec.path)) {
@@ -126,12 +193,16 @@ export interface RepoKeys {
   pack: Buffer;
   /** Seals the metadata rows at rest. */
   meta: MetaSeal;
+  /** Signs heads (Ed25519). */
+  head: SigningKey;
 }
 
 export interface OpenedRepo {
   paths: RepoPaths;
   config: RepoConfig;
   keys: RepoKeys;
+  /** The key file as read (the key envelope on the backends is made from it). */
+  keyFile: KeyFile;
 }
 
 const KEY_FILE_MAX_BYTES = 64 * 1024;
@@ -160,7 +231,7 @@ export async function openRepository(root: string, password: string | undefined)
   }
   const kf: KeyFile = parseKeyFile(keyText, p.key); // KeyFileError names the bad field
   const master = await unwrapMasterKey(kf, password);
-  return { paths: p, config, keys: deriveRepoKeys(master) };
+  return { paths: p, config, keys: deriveRepoKeys(master), keyFile: kf };
 }
 
 export function deriveRepoKeys(master: Buffer): RepoKeys {
@@ -170,6 +241,7 @@ export function deriveRepoKeys(master: Buffer): RepoKeys {
     gear: deriveGearTable(deriveSubkey(master, 'chunker')),
     pack: deriveSubkey(master, 'pack'),
     meta: new MetaSeal(deriveSubkey(master, 'meta')),
+    head: headSigningKey(master),
   };
 }
 
@@ -195,15 +267,6 @@ export interface LockInfo {
   lock?: 'flock' | 'pid';
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function parseLockInfo(text: string): LockInfo | undefined {
   try {
     const info = JSON.parse(text) as LockInfo;
@@ -215,7 +278,7 @@ function parseLockInfo(text: string): LockInfo | undefined {
 
 /** A live pid-file holder (a process without flock), else undefined. */
 function livePidHolder(info: LockInfo | undefined): LockInfo | undefined {
-  return info?.lock === 'pid' && info.pid !== process.pid && alive(info.pid) ? info : undefined;
+  return info?.lock === 'pid' && info.pid !== process.pid && processAlive(info.pid) ? info : undefined;
 }
 
 function inUse(root: string, holder: LockInfo | undefined): RepoError {
@@ -233,7 +296,7 @@ export function readLock(root: string): LockInfo | undefined {
   if (!fileLock) {
     try {
       const info = parseLockInfo(fs.readFileSync(file, 'utf8'));
-      return info && alive(info.pid) ? info : undefined;
+      return info && processAlive(info.pid) ? info : undefined;
     } catch {
       return undefined;
     }

@@ -2,6 +2,10 @@
  * An open repository: the parts of the data path wired together (meta, codec pool, backends,
  * packer, block store, filesystem core), with the background duties of a writer: periodic sync,
  * sweep, packing and repair of missing shards.
+ *
+ * A writer also holds the writer lease on the backends outside the data directory (renewed
+ * while open; the data directory's own lock covers the embedded default's backends), and puts
+ * the format record and key envelope on every backend that lacks them.
  */
 import { CodecPool } from '../block/pool';
 import { Meta } from '../meta/meta';
@@ -14,7 +18,9 @@ import { Packer, UploadProgress } from '../pack/packer';
 import { ShardReader } from '../pack/fetch';
 import { PackRemote } from '../pack/remote';
 import { log } from '../log';
-import { acquireLock, openRepository, OpenedRepo, resolveBackendSpec } from './repository';
+import { LeaseLostError, LeaseTimings, WriterLease } from '../head/lease';
+import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, RepoError, resolveBackendSpec } from './repository';
+import { ensureRecords } from './replicas';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 
 export interface SessionOptions {
@@ -32,11 +38,21 @@ export interface SessionOptions {
   writeBuffer?: number;
   /** Pack and upload in the background (a mount does; `isg flush` drains explicitly). */
   background?: boolean;
+  /** Take the writer lease even while another writer holds it (`--take-over`). */
+  takeOver?: boolean;
+  /** Writer lease timings (tests shorten them). */
+  lease?: Partial<LeaseTimings>;
 }
+
+/** At open, backends that do not answer at once are named, not waited for. */
+const OPEN_CALL = { attempts: 1 };
 
 export class Session {
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** The writer lease, for a writer with backends outside the data directory. */
+  lease?: WriterLease;
+  private leaseLostLogged = false;
   /** Failures of the background work below, logged (rate-limited) and kept for `isg status`. */
   readonly problems = new BackgroundProblems();
 
@@ -56,7 +72,34 @@ export class Session {
     const repo = await openRepository(dataDir, o.password);
     const unlock = o.readOnly ? () => undefined : acquireLock(dataDir, o.mountpoint);
     const opened: Backend[] = [];
+    let lease: WriterLease | undefined;
     try {
+      const st = repo.config.storage;
+      const backends: ResilientBackend[] = [];
+      for (const spec of st.backends) {
+        const b = resilient(await createBackend(resolveBackendSpec(spec, repo.paths.root)));
+        opened.push(b);
+        backends.push(b);
+      }
+      if (!o.readOnly) {
+        // First: a backend of another repository refuses the open before a lease is taken there.
+        const records = await ensureRecords(backends, repo.config, repo.keyFile, OPEN_CALL);
+        for (const f of records.failed)
+          log.warn(`format record not written to ${f.backend} (written at the next read-write open): ${f.error.message}`);
+        const outside = backends.filter((_, i) => !isInsideDataDir(st.backends[i], repo.paths.root));
+        if (outside.length) {
+          lease = await WriterLease.acquire({
+            backends: outside,
+            repoId: repo.config.id,
+            dataDirId: await dataDirId(repo.paths.root),
+            takeOver: o.takeOver,
+            timings: o.lease,
+            call: { attempts: 2 },
+          }).catch((e: unknown) => {
+            throw new RepoError(`cannot open ${repo.paths.root} for writing: ${(e as Error).message}`, { cause: e });
+          });
+        }
+      }
       const meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
@@ -66,13 +109,6 @@ export class Session {
         chunker: repo.config.chunker,
         compression: repo.config.compression,
       });
-      const st = repo.config.storage;
-      const backends: ResilientBackend[] = [];
-      for (const spec of st.backends) {
-        const b = resilient(await createBackend(resolveBackendSpec(spec, repo.paths.root)));
-        opened.push(b);
-        backends.push(b);
-      }
       const byName = new Map<string, Backend>(backends.map((b) => [b.name, b]));
       const reader = new ShardReader(byName, { healthy: (name) => backends.find((b) => b.name === name)?.health().healthy ?? false });
       const store = new BlockStore({
@@ -109,6 +145,23 @@ export class Session {
         readOnly: o.readOnly,
       });
       const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
+      s.lease = lease;
+      if (lease) {
+        const held = lease;
+        s.every(
+          lease.renewMs,
+          () =>
+            held.renew().catch((e: unknown) => {
+              // Once: from here on another writer may be writing (publishing must stop; not built yet).
+              if (e instanceof LeaseLostError && !s.leaseLostLogged) {
+                s.leaseLostLogged = true;
+                log.error(`${e.message}: this mount is no longer the repository's writer`);
+              }
+              throw e;
+            }),
+          'lease',
+        );
+      }
       if (!o.readOnly) {
         await fs.recover();
         fs.onError = (m) => log.error(m);
@@ -123,6 +176,7 @@ export class Session {
       }
       return s;
     } catch (e) {
+      await lease?.release().catch(() => undefined);
       await Promise.all(opened.map((b) => b.close().catch(() => undefined)));
       unlock();
       throw e;
@@ -225,6 +279,8 @@ export class Session {
       if (!this.fs.isReadOnly) await this.fs.close();
     } finally {
       await this.pool.close();
+      // After the last write to the backends, before they close.
+      await this.lease?.release().catch((e: unknown) => log.warn(`writer lease not released: ${(e as Error).message}`));
       await Promise.all(this.backends.map((b) => b.close().catch(() => undefined)));
       await this.meta.close();
       this.unlock();
