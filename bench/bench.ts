@@ -10,6 +10,8 @@
  * cold sequential read after `isg cache drop` with all six local backends and with m of them
  * missing, and upload throughput (packing + erasure coding + stores) to six local backends and to
  * an S3 server on loopback. Each cold read is the median of five, each after its own cache drop.
+ *
+ * `--only <list>` runs a subset: a comma list of workload names (WORKLOADS), e.g. `--only tar,seq-write`.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,6 +32,20 @@ const GiB = 1024 ** 3;
 const SEQ_BYTES = Number(process.env.ISG_BENCH_BYTES ?? GiB);
 const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
+
+/** Workload names for `--only`. */
+const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+function selectedWorkloads(argv: string[]): Set<Workload> {
+  const at = argv.indexOf('--only');
+  if (at < 0) return new Set(WORKLOADS);
+  const names = (argv[at + 1] ?? '').split(',').filter((n) => n.length > 0);
+  const unknown = names.filter((n) => !(WORKLOADS as readonly string[]).includes(n));
+  if (!names.length || unknown.length)
+    throw new Error(`--only takes a comma list of ${WORKLOADS.join(', ')} (got '${argv[at + 1] ?? ''}')`);
+  return new Set(names as Workload[]);
+}
 
 function sh(cmd: string, cwd?: string): string {
   return execFileSync('bash', ['-c', cmd], { cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -146,6 +162,7 @@ function gocryptfsTarget(root: string): Target {
 }
 
 async function main(): Promise<void> {
+  const only = selectedWorkloads(process.argv);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'isgfs-bench-'));
   const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/isgfs-bench-') : fs.mkdtempSync(path.join(work, 'src-'));
   const data = path.join(work, 'data');
@@ -160,7 +177,8 @@ async function main(): Promise<void> {
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
   try {
     say(`preparing inputs in ${shm}`);
-    sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
+    if (['seq-write', 'cold-read', 'backend-read', 'upload'].some((w) => only.has(w as Workload)))
+      sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
     // A tree of thousands of small files: this project's node_modules, minus the largest packages.
     sh(`tar -C ${ROOT}/node_modules -cf ${shm}/tree.tar --exclude='typescript' --exclude='@aws-sdk' --exclude='*.node' .`);
     const treeFiles = Number(sh(`tar -tf ${shm}/tree.tar | grep -v '/$' | wc -l`).trim());
@@ -168,36 +186,45 @@ async function main(): Promise<void> {
     const mb = SEQ_BYTES / 1e6;
 
     for (const t of targets) {
+      if (!['seq-write', 'cold-read', 'tar', 'ls'].some((w) => only.has(w as Workload))) break;
       await t.start();
-      say(`[${t.name}] sequential write of ${mb.toFixed(0)} MB`);
-      const w = timed(() => sh(`dd if=${shm}/random.bin of=${t.dir}/seq.bin bs=1M conv=fsync status=none`));
-      results[t.name].seq_write_MBps = mb / w;
-      say(`[${t.name}] cold read`);
-      results[t.name].cold_read_MBps = await medianColdRead(
-        `[${t.name}] cold reads`,
-        mb,
-        async () => {
-          if (t.name === 'isgfs') {
-            await t.stop();
-            await t.start();
-          } // a remount empties the memory LRU (noopfs keeps no files across one)
-          dropCaches();
-        },
-        () => sh(`dd if=${t.dir}/seq.bin of=/dev/null bs=1M status=none`),
-      );
-      fs.rmSync(path.join(t.dir, 'seq.bin'));
-      say(`[${t.name}] tar x of ${treeFiles} files`);
-      fs.mkdirSync(path.join(t.dir, 'tree'));
-      const x = timed(() => sh(`tar -C ${t.dir}/tree -xf ${shm}/tree.tar`));
-      results[t.name].tar_x_files_per_s = treeFiles / x;
-      sh(`ls -lR ${t.dir}/tree > /dev/null`);
-      const l = timed(() => sh(`ls -lR ${t.dir}/tree > /dev/null`));
-      results[t.name].ls_lR_entries_per_s = treeEntries / l;
+      if (only.has('seq-write') || only.has('cold-read')) {
+        say(`[${t.name}] sequential write of ${mb.toFixed(0)} MB`);
+        const w = timed(() => sh(`dd if=${shm}/random.bin of=${t.dir}/seq.bin bs=1M conv=fsync status=none`));
+        if (only.has('seq-write')) results[t.name].seq_write_MBps = mb / w;
+      }
+      if (only.has('cold-read')) {
+        say(`[${t.name}] cold read`);
+        results[t.name].cold_read_MBps = await medianColdRead(
+          `[${t.name}] cold reads`,
+          mb,
+          async () => {
+            if (t.name === 'isgfs') {
+              await t.stop();
+              await t.start();
+            } // a remount empties the memory LRU (noopfs keeps no files across one)
+            dropCaches();
+          },
+          () => sh(`dd if=${t.dir}/seq.bin of=/dev/null bs=1M status=none`),
+        );
+      }
+      fs.rmSync(path.join(t.dir, 'seq.bin'), { force: true });
+      if (only.has('tar') || only.has('ls')) {
+        say(`[${t.name}] tar x of ${treeFiles} files`);
+        fs.mkdirSync(path.join(t.dir, 'tree'));
+        const x = timed(() => sh(`tar -C ${t.dir}/tree -xf ${shm}/tree.tar`));
+        if (only.has('tar')) results[t.name].tar_x_files_per_s = treeFiles / x;
+      }
+      if (only.has('ls')) {
+        sh(`ls -lR ${t.dir}/tree > /dev/null`);
+        const l = timed(() => sh(`ls -lR ${t.dir}/tree > /dev/null`));
+        results[t.name].ls_lR_entries_per_s = treeEntries / l;
+      }
       await t.stop();
     }
 
     // Cold reads from the backends: all present, then m missing.
-    {
+    if (only.has('backend-read')) {
       const bdata = path.join(work, 'cold-data');
       const bt = fuseTarget('isgfs', path.join(work, 'cold'), [ISG, 'mount', bdata, path.join(work, 'cold'), '--log-level', 'warn']);
       await bt.start();
@@ -247,47 +274,51 @@ async function main(): Promise<void> {
         await s.close();
       }
     };
-    results.isgfs.upload_6_local_MBps = await upload('local', SEQ_BYTES);
-    const s3 = await S3rverProcess.start('isgbench');
-    try {
-      const s3bytes = Math.min(SEQ_BYTES, 256 * 1024 * 1024);
-      results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c: RepoConfig) => {
-        c.storage.backends = Array.from({ length: 6 }, (_, i) => ({
-          name: `s3${i}`,
-          type: 's3',
-          tier: 'warm' as const,
-          endpoint: s3.endpoint,
-          bucket: 'isgbench',
-          prefix: `b${i}/`,
-          region: 'us-east-1',
-          accessKeyId: S3RVER_KEY,
-          secretAccessKey: S3RVER_KEY,
-        }));
-      });
-    } finally {
-      await s3.close();
+    if (only.has('upload')) {
+      results.isgfs.upload_6_local_MBps = await upload('local', SEQ_BYTES);
+      const s3 = await S3rverProcess.start('isgbench');
+      try {
+        const s3bytes = Math.min(SEQ_BYTES, 256 * 1024 * 1024);
+        results.isgfs.upload_6_s3_MBps = await upload('s3', s3bytes, (c: RepoConfig) => {
+          c.storage.backends = Array.from({ length: 6 }, (_, i) => ({
+            name: `s3${i}`,
+            type: 's3',
+            tier: 'warm' as const,
+            endpoint: s3.endpoint,
+            bucket: 'isgbench',
+            prefix: `b${i}/`,
+            region: 'us-east-1',
+            accessKeyId: S3RVER_KEY,
+            secretAccessKey: S3RVER_KEY,
+          }));
+        });
+      } finally {
+        await s3.close();
+      }
     }
 
     // Dedup over three versions of one package, on isgfs only (plain and noop store everything).
-    say(`dedup: ${DEDUP_PACKAGE}@${DEDUP_VERSIONS.join(', ')}`);
-    const cache = path.join(os.homedir(), '.cache/isgfs-bench');
-    fs.mkdirSync(cache, { recursive: true });
-    const tarballs = DEDUP_VERSIONS.map((v) => {
-      const file = path.join(cache, `${DEDUP_PACKAGE.replace(/[@/]/g, '_')}-${v}.tgz`);
-      if (!fs.existsSync(file)) {
-        const name = sh(`npm pack --silent ${DEDUP_PACKAGE}@${v}`, cache).trim().split('\n').pop()!;
-        fs.renameSync(path.join(cache, name), file);
-      }
-      return file;
-    });
-    const dedupData = path.join(work, 'dedup-data');
-    const dd = fuseTarget('isgfs', path.join(work, 'dedup'), [ISG, 'mount', dedupData, path.join(work, 'dedup'), '--log-level', 'warn']);
-    await dd.start();
-    tarballs.forEach((tgz, i) => sh(`mkdir -p ${dd.dir}/v${i} && tar -C ${dd.dir}/v${i} -xzf ${tgz}`));
-    await dd.stop();
-    const st = JSON.parse(sh(`${process.execPath} ${ISG} status ${dedupData} --json`)) as { logicalBytes: number; storedBytes: number };
-    results.isgfs.three_version_stored_over_logical = st.storedBytes / st.logicalBytes;
-    results.isgfs.three_version_logical_bytes = st.logicalBytes;
+    if (only.has('dedup')) {
+      say(`dedup: ${DEDUP_PACKAGE}@${DEDUP_VERSIONS.join(', ')}`);
+      const cache = path.join(os.homedir(), '.cache/isgfs-bench');
+      fs.mkdirSync(cache, { recursive: true });
+      const tarballs = DEDUP_VERSIONS.map((v) => {
+        const file = path.join(cache, `${DEDUP_PACKAGE.replace(/[@/]/g, '_')}-${v}.tgz`);
+        if (!fs.existsSync(file)) {
+          const name = sh(`npm pack --silent ${DEDUP_PACKAGE}@${v}`, cache).trim().split('\n').pop()!;
+          fs.renameSync(path.join(cache, name), file);
+        }
+        return file;
+      });
+      const dedupData = path.join(work, 'dedup-data');
+      const dd = fuseTarget('isgfs', path.join(work, 'dedup'), [ISG, 'mount', dedupData, path.join(work, 'dedup'), '--log-level', 'warn']);
+      await dd.start();
+      tarballs.forEach((tgz, i) => sh(`mkdir -p ${dd.dir}/v${i} && tar -C ${dd.dir}/v${i} -xzf ${tgz}`));
+      await dd.stop();
+      const st = JSON.parse(sh(`${process.execPath} ${ISG} status ${dedupData} --json`)) as { logicalBytes: number; storedBytes: number };
+      results.isgfs.three_version_stored_over_logical = st.storedBytes / st.logicalBytes;
+      results.isgfs.three_version_logical_bytes = st.logicalBytes;
+    }
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -320,7 +351,7 @@ async function main(): Promise<void> {
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
-  const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'];
+  const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'].filter((k) => k in results.isgfs);
   console.log(
     `${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
       `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`,
@@ -331,18 +362,21 @@ async function main(): Promise<void> {
         `${f(results.isgfs[k]).padStart(10)}${f(ratio(k, 'plain')).padStart(10)}${f(ratio(k, 'noop')).padStart(9)}${f(ratio(k, 'gocryptfs')).padStart(14)}`,
     );
   }
-  console.log(
-    `three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
-      `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`,
-  );
-  console.log(
-    `cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain, ` +
-      `${f(figures.backend_cold_read_vs_gocryptfs)}x gocryptfs), ` +
-      `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`,
-  );
-  console.log(
-    `upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`,
-  );
+  if (only.has('dedup'))
+    console.log(
+      `three versions of ${DEDUP_PACKAGE}: stored/logical = ${f(figures.three_version_stored_over_logical)} ` +
+        `(${(results.isgfs.three_version_logical_bytes / 1e6).toFixed(1)} MB logical)`,
+    );
+  if (only.has('backend-read'))
+    console.log(
+      `cold read from backends: ${f(figures.backend_cold_read_MBps)} MB/s (${f(figures.backend_cold_read_vs_plain)}x plain, ` +
+        `${f(figures.backend_cold_read_vs_gocryptfs)}x gocryptfs), ` +
+        `with 2 of 6 missing ${f(figures.backend_cold_read_m_missing_MBps)} MB/s (${f(figures.m_missing_vs_all)}x)`,
+    );
+  if (only.has('upload'))
+    console.log(
+      `upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`,
+    );
   if (json) console.log(JSON.stringify(figures));
 }
 

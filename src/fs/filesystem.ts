@@ -619,7 +619,7 @@ export class FileSystem {
 
   /**
    * Everything committed before the call is durable when this resolves: LMDB's open epoch commits
-   * (block files, flushed or kept, are made durable before the commit that names them).
+   * (the block files it names, flushed or kept, are made durable first: Meta.sync).
    * One round runs at a time; a caller that comes while one runs waits for the next, which starts
    * after its call and so covers its writes. A failed round fails every caller that waited for it;
    * what it did not make durable stays queued for the next round.

@@ -11,7 +11,9 @@
  * after it began. A child that throws is rolled back alone. Reads on this thread see the
  * children at once; other processes (isg status) see an epoch when it commits. A crash (kill -9
  * or power) loses at most the epoch that was open: operations nobody fsynced, younger than
- * EPOCH_MS.
+ * EPOCH_MS. Children never reach the disk before their epoch commits, so what their rows name
+ * (block files) is made durable once per epoch, just before it commits (BeforeCommit), as
+ * ext4's data=ordered does before a journal commit.
  *
  * Tables. Rows that tell anything of the files (names, sizes, times, modes, owners, symlink
  * targets, xattrs, chunk maps) are sealed (./seal.ts, docs/formats.md "Metadata at rest"): their
@@ -63,6 +65,27 @@ export interface Inode {
   mtimeNs: bigint;
   ctimeNs: bigint;
   target?: string; // symlink target
+}
+
+/**
+ * What must be durable before an epoch commits: the files its rows name. `run` makes what is
+ * pending now durable (what is registered meanwhile stays pending) and rejects if it could not,
+ * leaving what failed pending. Register in the same tick as the transaction that names it.
+ */
+export interface BeforeCommit {
+  pending(): boolean;
+  run(): Promise<void>;
+}
+
+/** The open epoch: an LMDB transaction the operations' transactions are children of. */
+interface Epoch {
+  /** Commits it, synchronously (see beginEpoch). */
+  end: () => void;
+  /** Settles when it has committed, or failed to. */
+  committed: Promise<unknown>;
+  timer: NodeJS.Timeout;
+  /** Its before-commit pass and commit, once a sync started them. */
+  finishing: Promise<void> | null;
 }
 
 export interface Extent {
@@ -220,10 +243,11 @@ export class Meta {
   /** The schema this open migrated from (the file then needs compacting), if any. */
   private migratedFrom: number | undefined;
 
-  /** The open epoch: the promise its transaction waits on, and its commit. */
-  private epoch: { end: () => void; committed: Promise<unknown>; timer: NodeJS.Timeout } | null = null;
-  /** An epoch told to end whose commit has not finished yet. */
+  /** The open epoch (null before the first write and once it has committed). */
+  private epoch: Epoch | null = null;
+  /** The last epoch that began to commit, until its commit has settled. */
   private ending: Promise<void> | null = null;
+  private beforeCommit: BeforeCommit | null = null;
 
   /**
    * Opens the database in `dir` with the repository's metadata seal. An older schema is migrated
@@ -344,36 +368,75 @@ export class Meta {
     });
   }
 
+  /** What every epoch makes durable before it commits (the local tier's block files). */
+  setBeforeCommit(b: BeforeCommit): void {
+    this.beforeCommit = b;
+  }
+
   /**
    * Runs fn in one synchronous write transaction (a child of the open epoch); an exception aborts
    * it. Committed when fn returns: visible at once, durable at the next sync().
    */
   txn<T>(fn: () => T): T {
-    if (!this.epoch && !this.ending && !this.readOnly) this.beginEpoch();
-    // While an epoch ends (its commit is a microtask away) this joins it, as a child.
+    if (!this.epoch && !this.readOnly) this.beginEpoch();
     return this.root.transactionSync(fn);
   }
 
   private beginEpoch(): void {
+    // lmdb-js keeps a transaction whose callback returns a promise-like open until it settles
+    // (the transactions started meanwhile on this thread are its children), and commits it in
+    // the callback it passes to `then`. Given this thenable, that callback runs when `end` is
+    // called, in that very tick: nothing can join the epoch between the last check of the
+    // before-commit pass and the commit, and the next transaction starts a new epoch.
     let end!: () => void;
-    const open = new Promise<void>((resolve) => (end = resolve));
-    // lmdb-js keeps a transaction whose callback returns a promise open until it settles; the
-    // transactions started meanwhile on this thread are its children.
+    const open = {
+      then: (onEnd: (v: undefined) => unknown) =>
+        new Promise((resolve, reject) => {
+          end = () => {
+            try {
+              resolve(onEnd(undefined));
+            } catch (e) {
+              reject(e instanceof Error ? e : new Error(String(e)));
+            }
+          };
+        }),
+    };
     const committed = this.root.transactionSync(() => open) as unknown as Promise<unknown>;
+    committed.catch(() => undefined); // reported by the sync that ended it
     const timer = setTimeout(() => void this.sync().catch(() => undefined), EPOCH_MS);
     timer.unref();
-    this.epoch = { end, committed, timer };
+    this.epoch = { end, committed, timer, finishing: null };
   }
 
   /**
-   * Resolves when everything committed so far is durable: the open epoch commits (a durable
-   * LMDB commit: data pages fdatasynced, then the meta page). Rejects if that commit failed.
+   * Resolves when everything committed so far is durable: the before-commit pass makes the open
+   * epoch's files durable (again while it finds more), then the epoch commits (a durable LMDB
+   * commit: data pages fdatasynced, then the meta page). Callers that come meanwhile share it:
+   * their transactions joined the same epoch. Rejects if the pass or the commit failed; after a
+   * failed pass the epoch stays open (its rows must not reach the disk before their files) and
+   * the next sync, at the latest EPOCH_MS later, tries again.
    */
   sync(): Promise<void> {
     const e = this.epoch;
     if (!e) return this.ending ?? Promise.resolve();
+    if (!e.finishing) {
+      clearTimeout(e.timer);
+      e.finishing = this.finishEpoch(e);
+    }
+    return e.finishing;
+  }
+
+  private async finishEpoch(e: Epoch): Promise<void> {
+    try {
+      while (this.beforeCommit?.pending()) await this.beforeCommit.run();
+    } catch (err) {
+      e.finishing = null;
+      e.timer = setTimeout(() => void this.sync().catch(() => undefined), EPOCH_MS);
+      e.timer.unref();
+      throw err;
+    }
+    // Same tick as the last check: the epoch commits with nothing unsynced in it.
     this.epoch = null;
-    clearTimeout(e.timer);
     e.end();
     const ending = e.committed.then(
       () => undefined,
@@ -381,11 +444,12 @@ export class Meta {
         throw new Error(`metadata commit failed: ${err.message}`, { cause: err });
       },
     );
-    const mine: Promise<void> = ending.finally(() => {
-      if (this.ending === mine) this.ending = null;
-    });
-    this.ending = mine;
-    return mine;
+    this.ending = ending;
+    try {
+      await ending;
+    } finally {
+      if (this.ending === ending) this.ending = null;
+    }
   }
 
   async close(): Promise<void> {

@@ -243,12 +243,13 @@ export class BlockStore {
         written.add(r.id.toString('hex'));
         if (r.madeDir) madeDirs.push(r.madeDir);
       }
-      // The new block files (and their directories) are durable before the commit that names them.
-      await this.tier.makeDurable(written, madeDirs);
       const ids = results.map((r) => r.id);
       for (;;) {
         const missing: number[] = [];
         try {
+          // The new block files (and their directories) are made durable before the epoch this
+          // transaction joins commits; registered in the same tick, so that epoch's pass sees them.
+          this.tier.ordered(written, madeDirs);
           this.o.meta.txn(() => {
             commit(ids, (i) => {
               const { id, length } = results[i];
@@ -273,17 +274,13 @@ export class BlockStore {
         } catch (e) {
           if (!(e instanceof RetryCommit)) throw e;
           // A block file that existed without a row (left by a crash, or being written by a flush
-          // that has not committed yet): store it for real, durably, before the commit names it.
-          const rewritten: string[] = [];
-          const made: string[] = [];
+          // that has not committed yet): store it for real, then commit again (registered with the rest).
           for (const i of missing) {
             const hex = results[i].id.toString('hex');
             const dir = await this.tier.writeFile(hex, results[i].encoded!); // not written by the worker: it sent the bytes
-            if (dir) made.push(dir);
-            rewritten.push(hex);
+            if (dir) madeDirs.push(dir);
+            written.add(hex);
           }
-          await this.tier.makeDurable(rewritten, made);
-          for (const hex of rewritten) written.add(hex);
         }
       }
     });

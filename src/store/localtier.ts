@@ -5,14 +5,15 @@
  * the only copy of blocks still waiting in the upload queue (pinned).
  *
  * This module keeps the tier's byte accounting in an LRU of its blocks, evicts, records the files
- * that fetched blocks were kept in, and makes written files durable before their rows commit. Which blocks exist and how many
- * references they have is the block store's business (src/store/blockstore.ts); eviction runs
- * under the store's lock, exclusively.
+ * that fetched blocks were kept in, and makes written files durable before the epoch that names
+ * them commits (it is the metadata's BeforeCommit). Which blocks exist and how many references
+ * they have is the block store's business (src/store/blockstore.ts); eviction runs under the
+ * store's lock, exclusively.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Meta } from '../meta/meta';
+import { BeforeCommit, Meta } from '../meta/meta';
 import type { KeptBlock } from '../block/pool';
 import { blockFile, blockTmpDir } from '../block/layout';
 import { fsyncPath } from '../util/fsync';
@@ -34,9 +35,12 @@ export interface LocalTierOptions {
   fsync?: (file: string, kind: 'file' | 'dir') => Promise<void>;
 }
 
-export class LocalTier implements KeepTarget {
+export class LocalTier implements KeepTarget, BeforeCommit {
   readonly dir: string;
   private readonly madeDirs = new Set<string>();
+  /** Block files written, and directories changed, that the open epoch must find durable. */
+  private readonly unsyncedFiles = new Set<string>();
+  private readonly unsyncedDirs = new Set<string>();
   /** Local-tier blocks by last use (Map order), with their encoded sizes. */
   private readonly diskLru = new Map<string, number>();
   private diskUsed = 0;
@@ -48,6 +52,7 @@ export class LocalTier implements KeepTarget {
   constructor(private readonly o: LocalTierOptions) {
     this.dir = o.dir;
     for (const { id, row } of o.meta.allBlocks()) if (row.local !== false) this.touch(id.toString('hex'), row.stored);
+    o.meta.setBeforeCommit(this);
   }
 
   /** Records a block of `bytes` in the tier as just used (new ones are counted). */
@@ -89,8 +94,9 @@ export class LocalTier implements KeepTarget {
   }
 
   /**
-   * Records a kept block as local once its file (and the directory it was renamed into) is
-   * durable: after a power loss a row saying `local` must find the whole file (isg check reads it).
+   * Records a kept block as local, its file (and the directory it was renamed into) to be made
+   * durable before that commit: after a power loss a row saying `local` must find the whole file
+   * (isg check reads it).
    */
   private async keep(k: KeptBlock): Promise<void> {
     const hex = k.id.toString('hex');
@@ -98,20 +104,12 @@ export class LocalTier implements KeepTarget {
       this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${k.error}`);
       return;
     }
-    if (k.wrote && this.o.meta.getBlock(k.id)) {
-      try {
-        await this.makeDurable([hex], k.madeDir ? [k.madeDir] : []);
-      } catch (e) {
-        this.o.onError?.(`keeping block ${hex.slice(0, 16)}… locally failed: ${(e as Error).message}`);
-        await fs.promises.rm(this.blockPath(hex), { force: true });
-        return;
-      }
-    }
     if (!this.o.meta.getBlock(k.id)) {
       // Freed while it was being written: the file must not outlive its row.
       if (k.wrote) await fs.promises.rm(this.blockPath(hex), { force: true });
       return;
     }
+    if (k.wrote) this.ordered([hex], k.madeDir ? [k.madeDir] : []);
     this.o.meta.txn(() => this.o.meta.setLocal(k.id, true));
     this.touch(hex, k.length);
     void this.maybeEvict();
@@ -214,7 +212,7 @@ export class LocalTier implements KeepTarget {
 
   /**
    * Writes a block file itself (one a worker found but did not write); returns the directory it
-   * had to make, if any. The caller makes it durable (makeDurable) before committing its row.
+   * had to make, if any. The caller registers it (ordered) with the commit that names it.
    */
   async writeFile(hex: string, data: Buffer): Promise<string | undefined> {
     const file = this.blockPath(hex);
@@ -239,7 +237,7 @@ export class LocalTier implements KeepTarget {
    * directories made for them), 8 at a time. Files that are gone (swept meanwhile) are skipped.
    * Throws the first failure after every path was tried.
    */
-  private async fsyncAll(files: Iterable<string>, dirs: Iterable<string>): Promise<void> {
+  private async fsyncAll(files: string[], dirs: string[]): Promise<void> {
     const fsync = this.o.fsync ?? fsyncPath;
     let first: unknown = null;
     const pass = async (paths: string[], kind: 'file' | 'dir') => {
@@ -255,28 +253,48 @@ export class LocalTier implements KeepTarget {
       };
       await Promise.all(Array.from({ length: Math.min(8, paths.length) }, worker));
     };
-    await pass([...new Set(files)], 'file');
-    await pass([...new Set(dirs)], 'dir');
+    await pass(files, 'file');
+    await pass(dirs, 'dir');
     if (first) throw first as Error;
   }
 
-  /** The directories a batch of block files (and the directories made for them) changed. */
-  private dirsOf(files: Iterable<string>, madeDirs: Iterable<string>): string[] {
-    const dirs = new Set<string>();
-    for (const f of files) dirs.add(path.dirname(f));
-    for (const d of madeDirs) dirs.add(path.dirname(d));
-    return [...dirs];
+  /**
+   * Block files a flush (or a kept fetch) wrote, with the directories they were renamed into,
+   * to be made durable before the epoch whose transaction names them commits: call it in the
+   * same tick as that transaction. LMDB makes the epoch's rows durable only when it commits, so
+   * a row never reaches the disk before its file, and one pass per epoch (Meta.sync) serves
+   * every flush in it.
+   */
+  ordered(hexes: Iterable<string>, madeDirs: Iterable<string> = []): void {
+    for (const h of hexes) {
+      const file = this.blockPath(h);
+      this.unsyncedFiles.add(file);
+      this.unsyncedDirs.add(path.dirname(file));
+    }
+    for (const d of madeDirs) this.unsyncedDirs.add(path.dirname(d));
+  }
+
+  /** BeforeCommit: whether written files wait to be made durable. */
+  pending(): boolean {
+    return this.unsyncedFiles.size > 0 || this.unsyncedDirs.size > 0;
   }
 
   /**
-   * Makes block files that a flush wrote durable, with the directories they were renamed into,
-   * BEFORE the transaction that references them commits: LMDB may make a commit durable at any
-   * moment after it (overlappingSync flushes in the background), and a block row must never
-   * reach the disk before its file does.
+   * BeforeCommit: makes the files and directories registered so far durable. On a failure they
+   * all stay registered, for the next pass (the epoch does not commit meanwhile).
    */
-  async makeDurable(hexes: Iterable<string>, madeDirs: Iterable<string> = []): Promise<void> {
-    const files = [...hexes].map((h) => this.blockPath(h));
-    await this.fsyncAll(files, this.dirsOf(files, madeDirs));
+  async run(): Promise<void> {
+    const files = [...this.unsyncedFiles];
+    const dirs = [...this.unsyncedDirs];
+    this.unsyncedFiles.clear();
+    this.unsyncedDirs.clear();
+    try {
+      await this.fsyncAll([...files], [...dirs]);
+    } catch (e) {
+      for (const f of files) this.unsyncedFiles.add(f);
+      for (const d of dirs) this.unsyncedDirs.add(d);
+      throw e;
+    }
   }
 
   /** After a crash: block files that were never renamed into place are deleted. */

@@ -2,7 +2,9 @@
  * Durability order of the local tier and the metadata, with an instrumented fsync (delays, a
  * record of what reached the "disk") and instrumented LMDB syncs:
  * - one sync in flight; fsync racing the writeback timer never returns before its data is durable;
- * - block files (and their directories) durable before the commit that names them;
+ * - block files (and their directories) durable before the epoch commit that names them, also
+ *   when flushes commit while the epoch's fsync pass runs; a failed fsync fails the sync and
+ *   holds the epoch back;
  * - sweep and eviction delete files only after the commit that makes that safe is durable;
  * - eviction keeps blocks whose pack misses shards; stray block files go at mount;
  * - the packer verifies blocks and never dequeues a damaged one of a live file.
@@ -12,8 +14,10 @@ import { constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { Session } from '../../src/repo/session';
 import { Rounds } from '../../src/util/rounds';
+import { Meta } from '../../src/meta/meta';
 import { prng, tmpDir } from '../helpers/tmp';
 import { smallRepo } from '../helpers/session';
+import { openMeta } from '../helpers/meta';
 
 const me = { uid: 0, gid: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,10 +57,11 @@ describe('Rounds (one sync in flight)', () => {
 });
 
 /**
- * Instruments fsyncs under `root` (delays; which paths were made durable) and the metadata's syncs
- * (which commit the durable state reaches). Restored by `restore`.
+ * Instruments fsyncs under `root` (delays; which paths were made durable; `fail` makes one throw
+ * EIO instead) and the metadata's syncs (which commit the durable state reaches). Restored by
+ * `restore`.
  */
-function instrument(s: Session, root: string, rand: { int(n: number): number }, maxDelay: number) {
+function instrument(s: Session, root: string, rand: { int(n: number): number }, maxDelay: number, fail?: (file: string) => boolean) {
   const durable = new Set<string>();
   const events: string[] = [];
   const realOpen = fs.promises.open.bind(fs.promises);
@@ -66,6 +71,7 @@ function instrument(s: Session, root: string, rand: { int(n: number): number }, 
     if (flags !== 'r' || !file.startsWith(root)) return fh;
     const synced = (real: () => Promise<void>) => async () => {
       await sleep(rand.int(maxDelay + 1));
+      if (fail?.(file)) throw Object.assign(new Error(`EIO: i/o error, fsync '${file}'`), { code: 'EIO' });
       await real();
       durable.add(file);
       events.push(`fsync ${file}`);
@@ -118,6 +124,101 @@ function instrument(s: Session, root: string, rand: { int(n: number): number }, 
     },
   };
 }
+
+/**
+ * Calls `onCommit` in the tick each epoch commits in LMDB, right before the commit: lmdb-js
+ * commits a transaction whose callback returned a promise-like in the callback it gives `then`,
+ * and the epoch's is wrapped. Only epochs begun after the call are seen. Restored by `restore`.
+ */
+function watchEpochCommits(meta: Meta, onCommit: () => void): { restore(): void } {
+  type Txn = (fn: () => unknown, flags?: number) => unknown;
+  type Thenable = { then(onEnd: (v: unknown) => unknown): unknown };
+  const root = (meta as unknown as { root: { transactionSync: Txn } }).root;
+  const real = root.transactionSync.bind(root);
+  const spy = jest.spyOn(root, 'transactionSync').mockImplementation((fn: () => unknown, flags?: number) =>
+    real(() => {
+      const r = fn();
+      if (!r || typeof (r as Partial<Thenable>).then !== 'function') return r;
+      return { then: (onEnd: (v: unknown) => unknown) => (r as Thenable).then((v) => (onCommit(), onEnd(v))) };
+    }, flags),
+  );
+  return { restore: () => spy.mockRestore() };
+}
+
+describe('epochs commit after their before-commit pass', () => {
+  let t: ReturnType<typeof tmpDir>;
+  let m: Meta;
+  let commits: { pending: number }[];
+  let watch: { restore(): void };
+  /** Names of "files" registered and not yet made durable by a pass. */
+  let unsynced: string[];
+  beforeEach(async () => {
+    t = tmpDir();
+    m = await openMeta(t.dir);
+    m.initialise(0, 0);
+    await m.sync();
+    commits = [];
+    unsynced = [];
+    watch = watchEpochCommits(m, () => commits.push({ pending: unsynced.length }));
+  });
+  afterEach(async () => {
+    watch.restore();
+    await m.close();
+    t.cleanup();
+  });
+
+  test('transactions that join during the pass are covered by it: it runs until nothing is pending, then the epoch commits in the same tick', async () => {
+    let runs = 0;
+    m.setBeforeCommit({
+      pending: () => unsynced.length > 0,
+      run: async () => {
+        runs++;
+        const now = unsynced.splice(0);
+        await sleep(5);
+        expect(now.length).toBeGreaterThan(0);
+        // A flush commits while the pass runs: it registers its file and joins the open epoch.
+        if (runs < 3) {
+          unsynced.push(`late${runs}`);
+          m.txn(() => m.link(1, `late${runs}`, 100 + runs));
+        }
+      },
+    });
+    unsynced.push('first');
+    m.txn(() => m.link(1, 'first', 100));
+    const a = m.sync();
+    await sleep(2);
+    m.txn(() => m.link(1, 'during', 200)); // no file: it joins the epoch being sealed
+    const b = m.sync();
+    expect(b).toBe(a); // callers during the pass share it
+    await Promise.all([a, b]);
+    expect(runs).toBe(3);
+    expect(commits).toEqual([{ pending: 0 }]);
+    // A transaction after the commit begins a new epoch.
+    m.txn(() => m.link(1, 'after', 300));
+    expect(commits.length).toBe(1);
+    await m.sync();
+    expect(commits.length).toBe(2);
+  });
+
+  test('a failed pass fails the sync and keeps the epoch open; the next sync commits it', async () => {
+    let fail = true;
+    m.setBeforeCommit({
+      pending: () => unsynced.length > 0,
+      run: async () => {
+        await sleep(1);
+        if (fail) throw new Error('EIO: fsync failed');
+        unsynced.splice(0);
+      },
+    });
+    unsynced.push('f');
+    m.txn(() => m.link(1, 'f', 100));
+    await expect(m.sync()).rejects.toThrow('EIO');
+    expect(commits).toEqual([]);
+    fail = false;
+    await m.sync();
+    expect(commits).toEqual([{ pending: 0 }]);
+  });
+});
 
 describe('durability order (instrumented fsync)', () => {
   let t: ReturnType<typeof tmpDir>;
@@ -172,28 +273,94 @@ describe('durability order (instrumented fsync)', () => {
     }
   });
 
-  test('the block files a flush wrote, and their directories, are durable before the commit that names them', async () => {
-    const ins = instrument(s, blocksDir(), prng(7), 2);
-    const rowsAtFsync = new Map<string, boolean>();
+  /**
+   * Watches every epoch commit: the block rows added since the last one must find their files
+   * and the directories they were renamed into durable. Returns the violations and counts.
+   */
+  function checkRowsAtCommits(ins: ReturnType<typeof instrument>) {
+    const added: string[] = [];
+    const late: string[] = [];
+    let commits = 0;
+    let checked = 0;
     const realAdd = s.meta.addBlock.bind(s.meta);
     const add = jest.spyOn(s.meta, 'addBlock').mockImplementation((id, plain, stored) => {
-      rowsAtFsync.set(blockFileOf(id), ins.durable.has(blockFileOf(id)));
+      added.push(blockFileOf(id));
       realAdd(id, plain, stored);
     });
+    const watch = watchEpochCommits(s.meta, () => {
+      commits++;
+      for (const f of added.splice(0)) {
+        checked++;
+        if (!ins.durable.has(f) || !ins.durable.has(path.dirname(f))) late.push(f);
+      }
+    });
+    return {
+      late,
+      commits: () => commits,
+      checked: () => checked,
+      uncommitted: () => added.length,
+      restore() {
+        add.mockRestore();
+        watch.restore();
+      },
+    };
+  }
+
+  test('block files and their directories are durable before the epoch that names them commits, also when flushes commit during its fsync pass', async () => {
+    const rand = prng(7);
+    const ins = instrument(s, blocksDir(), rand, 4);
+    const rows = checkRowsAtCommits(ins);
     try {
-      const fh = await s.fs.create('/big', 0o644, C.O_WRONLY, me);
-      await s.fs.write(fh, 0, prng(3).bytes(300_000));
-      await s.fs.fsync(fh);
-      await s.fs.release(fh);
+      await s.meta.sync(); // the next epoch begins under the watch
+      // Write-behind flushes of many files commit while syncs (and their fsync passes, slowed
+      // down) run: some join an epoch whose pass is under way.
+      const syncs: Promise<void>[] = [];
+      for (let i = 0; i < 24; i++) {
+        const fh = await s.fs.create(`/f${i}`, 0o644, C.O_WRONLY, me);
+        await s.fs.write(fh, 0, prng(40 + i).bytes(5_000 + rand.int(60_000)));
+        await s.fs.release(fh); // flushed behind
+        if (i % 4 === 3) syncs.push(s.fs.sync());
+        await sleep(rand.int(4));
+      }
+      await s.fs.flushAll();
+      await s.fs.sync();
+      await Promise.all(syncs);
     } finally {
-      add.mockRestore();
+      rows.restore();
       ins.restore();
     }
-    expect(rowsAtFsync.size).toBeGreaterThan(10);
-    for (const [file, wasDurable] of rowsAtFsync) expect([file, wasDurable]).toEqual([file, true]);
-    // The directories they were renamed into were fsynced too, before any row was added.
-    const dirs = new Set([...rowsAtFsync.keys()].map((f) => path.dirname(f)));
-    for (const d of dirs) expect(ins.durable.has(d)).toBe(true);
+    expect(rows.late).toEqual([]);
+    expect(rows.uncommitted()).toBe(0);
+    expect(rows.checked()).toBeGreaterThan(24);
+    expect(rows.commits()).toBeGreaterThan(1);
+  });
+
+  test('a failed fsync fails the sync, and the epoch naming the file does not commit until a pass makes it durable', async () => {
+    let failures = 0;
+    const isBlockFile = (file: string) => path.dirname(path.dirname(file)) === blocksDir();
+    const ins = instrument(s, blocksDir(), prng(13), 1, (file) => failures === 0 && isBlockFile(file) && ++failures === 1);
+    const rows = checkRowsAtCommits(ins);
+    try {
+      await s.meta.sync();
+      const fh = await s.fs.create('/eio', 0o644, C.O_WRONLY, me);
+      const data = prng(14).bytes(120_000);
+      await s.fs.write(fh, 0, data);
+      await expect(s.fs.fsync(fh)).rejects.toThrow(/EIO/);
+      expect(failures).toBe(1);
+      expect(rows.uncommitted()).toBeGreaterThan(0); // the epoch with the block rows stays open
+      // The next round (or the epoch's retry timer) makes the files durable, then commits.
+      await s.fs.fsync(fh);
+      await s.fs.release(fh);
+      const rd = await s.fs.open('/eio', C.O_RDONLY);
+      expect((await s.fs.read(rd, 0, data.length + 1)).equals(data)).toBe(true);
+      await s.fs.release(rd);
+    } finally {
+      rows.restore();
+      ins.restore();
+    }
+    expect(rows.late).toEqual([]);
+    expect(rows.uncommitted()).toBe(0);
+    expect(rows.commits()).toBeGreaterThan(0);
   });
 
   test('the sweep deletes block files only after the commit that dropped them is durable', async () => {
