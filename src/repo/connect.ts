@@ -208,9 +208,11 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
       rollback =
         `${newer.map(([b, seq]) => `${b} holds a signed head ${seq}`).join(', ')}, newer than the head ${head?.seq ?? 'none'} taken, ` +
         'which does not follow the heads before it (backends restored from different copies, or two writers)';
-      if (!o.acceptRollback) throw new RepoError(`${rollback}; give --accept-rollback to connect to head ${head?.seq ?? 'none'} all the same`);
+      if (!o.acceptRollback)
+        throw new RepoError(`${rollback}; give --accept-rollback to connect to head ${head?.seq ?? 'none'} all the same`);
     }
-    if (head && !o.restore) throw new RepoError('this isg cannot restore a published tree yet (the tree restore is not built in): nothing written');
+    if (head && !o.restore)
+      throw new RepoError('this isg cannot restore a published tree yet (the tree restore is not built in): nothing written');
 
     if (o.takeOver && live.length) {
       const taken = await WriterLease.acquire({
@@ -260,7 +262,9 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
       };
     } catch (e) {
       if (made) await fs.promises.rm(p.root, { recursive: true, force: true });
-      else for (const n of await fs.promises.readdir(p.root)) if (n !== 'lost+found') await fs.promises.rm(`${p.root}/${n}`, { recursive: true, force: true });
+      else
+        for (const n of await fs.promises.readdir(p.root))
+          if (n !== 'lost+found') await fs.promises.rm(`${p.root}/${n}`, { recursive: true, force: true });
       throw e;
     }
   } finally {

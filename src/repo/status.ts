@@ -81,7 +81,9 @@ export function unrecoverableReason(config: RepoConfig, root: string, keyWrapped
   const { k } = config.storage.ec;
   if (outside < k)
     return (
-      (outside ? `only ${outside} of its backends lie outside the data directory, ${k} needed` : 'all its backends lie inside the data directory') +
+      (outside
+        ? `only ${outside} of its backends lie outside the data directory, ${k} needed`
+        : 'all its backends lie inside the data directory') +
       ': losing it loses the repository; ' +
       'put the backends on other disks or S3 (isg init --backend d1=local:/mnt/disk1/isg --backend s3a=s3:https://host/bucket ...)'
     );

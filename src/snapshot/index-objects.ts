@@ -184,7 +184,12 @@ function mergeEntries(objects: IndexEntry[][]): IndexEntry[] {
 }
 
 /** One index object from the first backend whose copy decodes and verifies. */
-export async function readIndexObject(backends: readonly Backend[], id: Buffer, keys: IndexKeys, call?: CallOptions): Promise<IndexEntry[]> {
+export async function readIndexObject(
+  backends: readonly Backend[],
+  id: Buffer,
+  keys: IndexKeys,
+  call?: CallOptions,
+): Promise<IndexEntry[]> {
   const why: string[] = [];
   for (const b of backends) {
     try {
@@ -215,7 +220,8 @@ export async function readIndex(
 ): Promise<Map<string, BlockLoc>> {
   const objects = await mapLimited(ids, 8, (id) => readIndexObject(backends, id, keys, call));
   const out = new Map<string, BlockLoc>();
-  for (const entries of objects) for (const e of entries) out.set(e.id.toString('hex'), { pack: e.pack, offset: e.offset, length: e.length });
+  for (const entries of objects)
+    for (const e of entries) out.set(e.id.toString('hex'), { pack: e.pack, offset: e.offset, length: e.length });
   return out;
 }
 
@@ -262,7 +268,8 @@ export async function scanPacks(backends: readonly Backend[], call?: CallOptions
     );
     const good = headers.filter((x) => x !== null);
     // The layout most shards agree on (a stray shard of another layout is ignored).
-    const layoutKey = (h: { k: number; m: number; shardSize: number; packLength: number }) => `${h.k}+${h.m}:${h.shardSize}:${h.packLength}`;
+    const layoutKey = (h: { k: number; m: number; shardSize: number; packLength: number }) =>
+      `${h.k}+${h.m}:${h.shardSize}:${h.packLength}`;
     const votes = new Map<string, number>();
     for (const g of good) votes.set(layoutKey(g.h), (votes.get(layoutKey(g.h)) ?? 0) + 1);
     const best = [...votes].sort((a, b) => b[1] - a[1])[0]?.[0];
@@ -333,7 +340,9 @@ export async function rebuildIndexFromTrailers(
       const footer = (await reader.readBlock({ pack: packId, offset: L - 12, length: 12 }, row, { checked: true })).encoded;
       const sealedLength = footer.readUInt32LE(0);
       if (sealedLength + 12 > L) throw new Error('its footer names a trailer longer than the pack');
-      const tail = await reader.readBlock({ pack: packId, offset: L - 12 - sealedLength, length: sealedLength + 12 }, row, { checked: true });
+      const tail = await reader.readBlock({ pack: packId, offset: L - 12 - sealedLength, length: sealedLength + 12 }, row, {
+        checked: true,
+      });
       for (const e of readPackTrailer(keys.pack, packId, Buffer.from(tail.encoded))) {
         if (e.offset + e.length > L - 12 - sealedLength) throw new Error('its trailer names a block beyond the pack');
         locs.set(e.id.toString('hex'), { pack: packId, offset: e.offset, length: e.length });
@@ -360,4 +369,3 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
 }
-
