@@ -172,7 +172,7 @@ describe('the index rebuilt from pack trailers', () => {
     for (const [id, row] of rebuilt.packs) {
       const was = s.meta.getPack(id)!;
       expect(row.stored).toEqual(was.stored.filter((i) => !['d0', 'd1'].includes(was.placement[i])));
-      expect(row.placement.filter((p, i) => row.stored.includes(i))).toEqual(was.placement.filter((p, i) => row.stored.includes(i)));
+      expect(row.placement.filter((_p, i) => row.stored.includes(i))).toEqual(was.placement.filter((_p, i) => row.stored.includes(i)));
     }
     // A third lost backend takes some packs below k = 4 shards: named, not guessed.
     const fewer = await rebuildIndexFromTrailers(backends.slice(3), s.repo.keys);
