@@ -18,6 +18,8 @@ import { BlockLoc, Meta } from '../../src/meta/meta';
 import { INDEX_PREFIX, IndexEntry, publishIndex } from '../../src/snapshot/index-objects';
 import { RestoreTree } from '../../src/snapshot/connect';
 import { smallRepo } from '../helpers/session';
+import { unrecoverableReason } from '../../src/repo/status';
+import { defaultConfig } from '../../src/repo/format';
 import { prng, tmpDir } from '../helpers/tmp';
 
 jest.setTimeout(120_000);
@@ -257,4 +259,14 @@ describe('isg connect', () => {
       await del(headKey(2, head2.hash));
     }
   });
+});
+
+test('status says when a repository cannot be recovered from its backends', () => {
+  const c = defaultConfig('00112233-4455-6677-8899-aabbccddeeff');
+  expect(unrecoverableReason(c, '/data/isg', true)).toMatch(/^all its backends lie inside the data directory: .*isg init --backend/);
+  c.storage.backends = c.storage.backends.map((b, i) => (i < 3 ? { ...b, path: `/mnt/d${i}` } : b));
+  expect(unrecoverableReason(c, '/data/isg', true)).toMatch(/^only 3 of its backends lie outside the data directory, 4 needed/);
+  c.storage.backends = c.storage.backends.map((b, i) => ({ ...b, path: `/mnt/d${i}` }));
+  expect(unrecoverableReason(c, '/data/isg', true)).toBeNull();
+  expect(unrecoverableReason(c, '/data/isg', false)).toMatch(/^no password/);
 });
