@@ -20,6 +20,11 @@ import { checkRepository } from '../src/repair/check';
 import { inspectLmdbFile } from '../src/meta/header';
 import { log, setLogLevel } from '../src/log';
 import { mountpointsOf, mountRepository, unmountByPath } from '../mount/daemon';
+import { connectRepository } from '../src/repo/connect';
+import type { RecoveryProgress, RestoreTree } from '../src/snapshot/connect';
+
+/** The tree restore `isg connect` runs (src/snapshot/tree.ts, wired where it is built). */
+const TREE_RESTORE: RestoreTree | undefined = undefined;
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -79,6 +84,60 @@ program
       process.stdout.write(`initialised repository ${config.id} in ${path.resolve(dataDir)}${password ? ' (password-protected)' : ''}\n`);
       if (!password) process.stdout.write(NO_PASSWORD_NOTE);
     }),
+  );
+
+program
+  .command('connect')
+  .description('make <data-dir> a new data directory of the repository on these backends, from the backends alone')
+  .argument('<data-dir>', 'a new or empty directory')
+  .option(
+    '--backend <NAME=SPEC>',
+    'a backend of the repository (repeatable; at least k+m: give an empty directory or bucket for a lost one)',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  )
+  .option('--password-file <file>', 'the repository password')
+  .option('--accept-rollback', 'take the newest head that chains even when a backend holds a newer signed one')
+  .option('--take-over', 'displace the writer that holds the lease (use only when that writer is gone)')
+  .option('--json', 'the result as one JSON object on one line')
+  .action(
+    action(
+      async (
+        dataDir: string,
+        o: { backend: string[]; passwordFile?: string; acceptRollback?: boolean; takeOver?: boolean; json?: boolean },
+      ) => {
+        const password = await readPasswordFile(o.passwordFile);
+        const bar = connectProgress(!o.json);
+        let r;
+        try {
+          r = await connectRepository({
+            dataDir,
+            specs: o.backend.map(parseBackendSpec),
+            password,
+            acceptRollback: !!o.acceptRollback,
+            takeOver: !!o.takeOver,
+            restore: TREE_RESTORE,
+            onProgress: bar.update,
+          });
+        } finally {
+          bar.end();
+        }
+        if (o.json) {
+          process.stdout.write(JSON.stringify(r) + '\n');
+          return;
+        }
+        for (const h of r.ignoredHeads) process.stderr.write(`isg: ignored head ${h.key} on ${h.backend}: ${h.reason}\n`);
+        for (const u of r.unreachable) process.stderr.write(`isg: backend ${u.backend} did not answer: ${u.error}\n`);
+        for (const p of r.problems) process.stderr.write(`isg: ${p}\n`);
+        if (r.indexProblem) process.stderr.write(`isg: index rebuilt from the pack trailers: ${r.indexProblem}\n`);
+        if (r.rollback) process.stderr.write(`isg: accepted: ${r.rollback}\n`);
+        process.stdout.write(
+          `connected ${path.resolve(dataDir)} to repository ${r.repository}: ` +
+            (r.head ? `head ${r.head.seq} (${r.head.time} by ${r.head.host})` : 'no head published yet (empty filesystem)') +
+            `, ${r.packs} packs, ${r.blocks} blocks (index from ${r.index === 'objects' ? 'index objects' : 'pack trailers'})\n`,
+        );
+      },
+    ),
   );
 
 program
@@ -199,6 +258,7 @@ program
           `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
           ...(s.uploadStalledSince ? [`uploads      STALLED since ${s.uploadStalledSince}`] : []),
           ...(s.lastError ? [`last error   ${s.lastError.time} ${s.lastError.stage}: ${s.lastError.message}`] : []),
+          ...(s.unrecoverable ? [`recovery     NOT POSSIBLE from the backends alone: ${s.unrecoverable}`] : []),
           ...s.backends.map(
             (b) =>
               `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
@@ -255,6 +315,25 @@ function progressBar(): { update: (p: unknown) => void; end: () => void } {
       process.stderr.write(`\r[${bar}] ${(done * 100).toFixed(0)}%  ${(pendingBytes / 1048576).toFixed(1)} MiB to upload `);
     },
     end: () => process.stderr.write('\n'),
+  };
+}
+
+/** The stages of `isg connect` on one line of a terminal's stderr. */
+function connectProgress(enabled: boolean): { update: (p: RecoveryProgress) => void; end: () => void } {
+  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, end: () => undefined };
+  let shown = false;
+  const label = { packs: 'finding packs', index: 'reading the index', trailers: 'reading pack trailers', tree: 'restoring the tree' };
+  return {
+    update: (p) => {
+      shown = true;
+      const width = 30;
+      const frac = p.total ? p.done / p.total : undefined;
+      const bar = frac === undefined ? '' : `[${'#'.repeat(Math.round(frac * width)).padEnd(width, '.')}] `;
+      process.stderr.write(`\r${bar}${label[p.stage]}: ${p.done}${p.total !== undefined ? ` of ${p.total}` : ''}   `);
+    },
+    end: () => {
+      if (shown) process.stderr.write('\n');
+    },
   };
 }
 

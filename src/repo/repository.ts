@@ -149,7 +149,8 @@ export async function dataDirId(root: string): Promise<string> {
   return id;
 }
 
-async function writeFileDurable(file: string, data: string, mode: number): Promise<void> {
+/** Writes a file whole and durably (temporary file, fsync, rename, fsync of the directory). */
+export async function writeFileDurable(file: string, data: string, mode: number): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await fs.promises.open(tmp, 'w', mode);
   try {

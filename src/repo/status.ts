@@ -1,7 +1,7 @@
 /** `isg status`: what the repository holds, computed from the metadata (works while mounted). */
 import { Meta } from '../meta/meta';
 import * as fs from 'node:fs';
-import { openRepository, readLock, repoPaths, resolveBackendSpec } from './repository';
+import { isInsideDataDir, openRepository, readLock, repoPaths, resolveBackendSpec } from './repository';
 import { RepoConfig, validateConfig } from './format';
 import { createBackend } from '../backend/registry';
 import { parseShardKey } from '../pack/format';
@@ -9,6 +9,14 @@ import { callControl } from './control';
 import type { BackgroundStatus, LastError } from './problems';
 
 const { S_IFDIR, S_IFMT, S_IFREG } = fs.constants;
+
+function keyWrapped(keyFile: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(keyFile, 'utf8')) as { kdf?: unknown }).kdf === 'argon2id';
+  } catch {
+    return false;
+  }
+}
 
 export interface BackendStatus {
   name: string;
@@ -59,6 +67,28 @@ export interface RepoStatus {
   lastError: LastError | null;
   /** ISO time since when uploads fail and the upload queue does not shrink; null otherwise. */
   uploadStalledSince: string | null;
+  /** Why `isg connect` could not rebuild this repository from its backends if this data directory were lost; null when it could. */
+  unrecoverable: string | null;
+}
+
+/**
+ * Why the repository could not be recovered from its backends alone (`isg connect`), or null:
+ * the embedded default keeps every backend inside the data directory, and a repository without a
+ * password has its master key only there (no key envelope on the backends).
+ */
+export function unrecoverableReason(config: RepoConfig, root: string, keyWrapped: boolean): string | null {
+  const outside = config.storage.backends.filter((s) => !isInsideDataDir(s, root)).length;
+  const { k } = config.storage.ec;
+  if (outside < k)
+    return (
+      (outside
+        ? `only ${outside} of its backends lie outside the data directory, ${k} needed`
+        : 'all its backends lie inside the data directory') +
+      ': losing it loses the repository; ' +
+      'put the backends on other disks or S3 (isg init --backend d1=local:/mnt/disk1/isg --backend s3a=s3:https://host/bucket ...)'
+    );
+  if (!keyWrapped) return 'no password: the master key is only in this data directory (create the repository with --password-file)';
+  return null;
 }
 
 const NO_BACKGROUND: BackgroundStatus = { lastError: null, uploadStalledSince: null };
@@ -190,6 +220,7 @@ export async function repoStatus(dataDir: string, openMeta?: Meta, password?: st
       missingShards: backends.reduce((n, b) => n + b.missingShards, 0),
       backends,
       ...background,
+      unrecoverable: unrecoverableReason(config, paths.root, keyWrapped(paths.key)),
     };
   } finally {
     if (!openMeta) await meta.close();
