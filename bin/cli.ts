@@ -93,6 +93,7 @@ program
   .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
   .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
+  .option('--publish-interval <duration>', 'a change is published to the backends (a new signed head) at most this long after it', '60s')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
   .option(
@@ -114,6 +115,7 @@ program
           writeBuffer: string;
           readOnly?: boolean;
           takeOver?: boolean;
+          publishInterval: string;
           allowOther?: boolean;
           logLevel: string;
           options: string[];
@@ -127,6 +129,8 @@ program
         const writebackMs = parseDuration(o.writeback, '--writeback');
         const writeBufferBytes = parseSize(o.writeBuffer, '--write-buffer');
         if (writebackMs < 10) throw new RepoError('--writeback: at least 10ms');
+        const publishIntervalMs = parseDuration(o.publishInterval, '--publish-interval');
+        if (publishIntervalMs < 100) throw new RepoError('--publish-interval: at least 100ms');
         if (writeBufferBytes < 1024 * 1024) throw new RepoError('--write-buffer: at least 1M');
         if (!isRepository(dataDir)) {
           if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
@@ -144,6 +148,7 @@ program
           writeBufferBytes,
           readOnly: !!o.readOnly,
           takeOver: !!o.takeOver,
+          publishIntervalMs,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,
         });
