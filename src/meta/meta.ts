@@ -613,6 +613,17 @@ export class Meta {
     if (ids && ids.length) this.pubtree.putSync(be(ino), Buffer.concat(ids));
     else this.pubtree.removeSync(be(ino));
   }
+  /**
+   * The block references the publish state holds, one per naming: every inode's published
+   * objects, the top object, and the references waiting for the next head (`isg check` counts them).
+   */
+  *publishReferences(): Iterable<Buffer> {
+    for (const { value } of this.pubtree.getRange())
+      for (let at = 0; at < value.length; at += 32) yield Buffer.from(value.subarray(at, at + 32));
+    const top = this.getPublishValue<string>('top');
+    if (top) yield Buffer.from(top, 'hex');
+    for (const hex of this.getPublishValue<string[]>('unref') ?? []) yield Buffer.from(hex, 'hex');
+  }
   /** A value of the publisher's own (its last head, objects waiting to be unreferenced). */
   getPublishValue<T>(name: 'head' | 'top' | 'unref'): T | undefined {
     return this.kv.get(`publish.${name}`) as T | undefined;

@@ -135,7 +135,11 @@ export class Publisher {
     if (!dirty.length && last && !pending.length && meta.getPublishValue<string>('top') === last.root) return null;
 
     const enc = this.encode(dirty.map((d) => d.ino));
-    const written = await this.storeObjects(enc, dirty.map((d) => d.ino), covered);
+    const written = await this.storeObjects(
+      enc,
+      dirty.map((d) => d.ino),
+      covered,
+    );
     await this.o.drain();
     const index = this.o.publishIndex ? await this.o.publishIndex([]) : []; // SEAM: the locations (helper D)
     const head = await this.writeHead(enc.top.id, index, last);
@@ -275,7 +279,7 @@ export class Publisher {
 
   private async writeHead(root: Buffer, index: Buffer[], last: PublishedHead | undefined): Promise<{ seq: number }> {
     const { o } = this;
-    let prev: { seq: number; hash: Buffer } | undefined = last ? { seq: last.seq, hash: Buffer.from(last.hash, "hex") } : undefined;
+    let prev: { seq: number; hash: Buffer } | undefined = last ? { seq: last.seq, hash: Buffer.from(last.hash, 'hex') } : undefined;
     if (!prev) {
       // No head written from here: continue the chain the backends hold, if any.
       const found = await findHeads(o.backends, { repoId: o.repoId, publicKey: o.signing.publicKey });
@@ -292,7 +296,10 @@ export class Publisher {
     };
     const signed = signHead(head, o.signing.privateKey);
     const stored = await storeHead(o.backends, signed);
-    if (!stored.ok.length) throw new Error(`head ${head.seq} was stored on no backend: ${stored.failed.map((f) => `${f.backend}: ${f.error.message}`).join('; ')}`);
+    if (!stored.ok.length)
+      throw new Error(
+        `head ${head.seq} was stored on no backend: ${stored.failed.map((f) => `${f.backend}: ${f.error.message}`).join('; ')}`,
+      );
     for (const f of stored.failed) o.onWarning?.(`head ${head.seq} not stored on ${f.backend}: ${f.error.message}`);
     const record: PublishedHead = { seq: head.seq, hash: signed.hash.toString('hex'), root: root.toString('hex'), time: head.time };
     o.meta.txn(() => o.meta.setPublishValue('head', record));

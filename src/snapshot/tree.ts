@@ -436,13 +436,11 @@ export function encodeDirectory(entries: TreeEntry[], codec: TreeCodec): { root:
     objects.push({ id, plain, kind: ObjectKind.tree });
     return id;
   };
-  let level: TreeChild[] = groups(
-    entries,
-    0,
-    (e) => e.name,
-    entrySize,
-    codec.splitKey,
-  ).map((g) => ({ first: g[0]?.name ?? Buffer.alloc(0), id: make(encodeLeaf(g)), count: g.length }));
+  let level: TreeChild[] = groups(entries, 0, (e) => e.name, entrySize, codec.splitKey).map((g) => ({
+    first: g[0]?.name ?? Buffer.alloc(0),
+    id: make(encodeLeaf(g)),
+    count: g.length,
+  }));
   for (let depth = 1; level.length > 1; depth++) {
     level = groups(
       level,
@@ -492,9 +490,7 @@ export function entryOfInode(name: Buffer, i: Inode, xattrs: { name: string; val
     mtimeNs: i.mtimeNs,
     ctimeNs: i.ctimeNs,
     link: i.ino,
-    xattrs: xattrs
-      .map((x) => ({ name: Buffer.from(x.name), value: x.value }))
-      .sort((a, b) => Buffer.compare(a.name, b.name)),
+    xattrs: xattrs.map((x) => ({ name: Buffer.from(x.name), value: x.value })).sort((a, b) => Buffer.compare(a.name, b.name)),
   };
   if (e.type === EntryType.symlink) e.target = Buffer.from(i.target ?? '');
   return e;
@@ -512,7 +508,8 @@ export async function readDirectory(id: Buffer, fetch: FetchObject, onObject?: (
   const out: TreeEntry[] = [];
   for (const c of o.children) {
     const sub = await readDirectory(c.id, fetch, onObject);
-    if (sub.length !== c.count) throw corrupt(`child ${c.id.toString('hex').slice(0, 16)} holds ${sub.length} entries, its parent says ${c.count}`);
+    if (sub.length !== c.count)
+      throw corrupt(`child ${c.id.toString('hex').slice(0, 16)} holds ${sub.length} entries, its parent says ${c.count}`);
     if (sub.length && !sub[0].name.equals(c.first)) throw corrupt('a child does not start with the name its parent gives');
     out.push(...sub);
   }
@@ -521,7 +518,11 @@ export async function readDirectory(id: Buffer, fetch: FetchObject, onObject?: (
 }
 
 /** A file's extents from its entry (fetching its chunk-list objects). */
-export async function extentsOfEntry(e: TreeEntry, fetch: FetchObject, onObject?: (id: Buffer, plain: Buffer) => void): Promise<TreeExtent[]> {
+export async function extentsOfEntry(
+  e: TreeEntry,
+  fetch: FetchObject,
+  onObject?: (id: Buffer, plain: Buffer) => void,
+): Promise<TreeExtent[]> {
   const c = e.chunks;
   if (!c) return [];
   if ('inline' in c) return c.inline;

@@ -9,6 +9,7 @@ import { findHeads } from '../../src/head/head';
 import { Meta, ROOT_INO } from '../../src/meta/meta';
 import { Session } from '../../src/repo/session';
 import { repoStatus } from '../../src/repo/status';
+import { checkRepository } from '../../src/repair/check';
 import { restoreTree } from '../../src/snapshot/tree';
 import { openMeta } from '../helpers/meta';
 import { smallRepo } from '../helpers/session';
@@ -143,8 +144,9 @@ describe('publish and restore', () => {
       expect(Date.parse(status.publishedAt!)).toBeGreaterThan(Date.now() - 60_000);
       restored = await restoreInto(path.join(tmp.dir, 'restored2'), s, second.root);
       expect(snapshotOf(restored)).toEqual(snapshotOf(s.meta));
-      // Nothing changed: no head.
+      // Nothing changed: no head. Refcounts agree with the chunk maps and the publish state.
       expect(await s.publish()).toBeNull();
+      expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
     } finally {
       await restored?.close();
       await s.close();

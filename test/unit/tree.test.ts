@@ -86,7 +86,12 @@ describe('tree objects', () => {
   });
 
   test('long chunk lists go to chunk-list objects', async () => {
-    const extents = Array.from({ length: 20_000 }, (_, i) => ({ offset: i * 4096, length: 4096, id: Buffer.alloc(32, i & 0xff), forced: false }));
+    const extents = Array.from({ length: 20_000 }, (_, i) => ({
+      offset: i * 4096,
+      length: 4096,
+      id: Buffer.alloc(32, i & 0xff),
+      forced: false,
+    }));
     const objects: EncodedObject[] = [];
     expect(encodeChunks(extents.slice(0, INLINE_EXTENTS), codec, objects)).toEqual({ inline: extents.slice(0, INLINE_EXTENTS) });
     expect(objects).toHaveLength(0);
@@ -101,7 +106,10 @@ describe('tree objects', () => {
   });
 
   test('a small directory is one object; a large one splits within the bounds and reads back whole', async () => {
-    const small = encodeDirectory(sortedNames(SPLIT_MIN_ENTRIES).map((n, i) => fileEntry(n, i)), codec);
+    const small = encodeDirectory(
+      sortedNames(SPLIT_MIN_ENTRIES).map((n, i) => fileEntry(n, i)),
+      codec,
+    );
     expect(small.objects).toHaveLength(1);
     const empty = encodeDirectory([], codec);
     expect(empty.objects).toHaveLength(1);
@@ -120,7 +128,10 @@ describe('tree objects', () => {
     expect(encodeLeaf(back).equals(encodeLeaf(entries))).toBe(true);
 
     // Large entries end objects by bytes.
-    const fat = sortedNames(100).map((n, i) => ({ ...fileEntry(n, i), xattrs: [{ name: Buffer.from('user.big'), value: Buffer.alloc(60_000, i) }] }));
+    const fat = sortedNames(100).map((n, i) => ({
+      ...fileEntry(n, i),
+      xattrs: [{ name: Buffer.from('user.big'), value: Buffer.alloc(60_000, i) }],
+    }));
     const fatDir = encodeDirectory(fat, codec);
     for (const o of fatDir.objects) expect(o.plain.length).toBeLessThan(SPLIT_MAX_BYTES + 61_000);
     expect(encodeLeaf(await readDirectory(fatDir.root, fetchFrom(store(fatDir.objects)))).equals(encodeLeaf(fat))).toBe(true);
