@@ -21,10 +21,7 @@ import { inspectLmdbFile } from '../src/meta/header';
 import { log, setLogLevel } from '../src/log';
 import { mountpointsOf, mountRepository, unmountByPath } from '../mount/daemon';
 import { connectRepository } from '../src/repo/connect';
-import type { RecoveryProgress, RestoreTree } from '../src/snapshot/connect';
-
-/** The tree restore `isg connect` runs (src/snapshot/tree.ts, wired where it is built). */
-const TREE_RESTORE: RestoreTree | undefined = undefined;
+import type { RecoveryProgress } from '../src/snapshot/connect';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -116,7 +113,6 @@ program
             password,
             acceptRollback: !!o.acceptRollback,
             takeOver: !!o.takeOver,
-            restore: TREE_RESTORE,
             onProgress: bar.update,
           });
         } finally {
@@ -152,6 +148,7 @@ program
   .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
   .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
+  .option('--publish-interval <duration>', 'a change is published to the backends (a new signed head) at most this long after it', '60s')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
   .option(
@@ -173,6 +170,7 @@ program
           writeBuffer: string;
           readOnly?: boolean;
           takeOver?: boolean;
+          publishInterval: string;
           allowOther?: boolean;
           logLevel: string;
           options: string[];
@@ -186,6 +184,8 @@ program
         const writebackMs = parseDuration(o.writeback, '--writeback');
         const writeBufferBytes = parseSize(o.writeBuffer, '--write-buffer');
         if (writebackMs < 10) throw new RepoError('--writeback: at least 10ms');
+        const publishIntervalMs = parseDuration(o.publishInterval, '--publish-interval');
+        if (publishIntervalMs < 100) throw new RepoError('--publish-interval: at least 100ms');
         if (writeBufferBytes < 1024 * 1024) throw new RepoError('--write-buffer: at least 1M');
         if (!isRepository(dataDir)) {
           if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
@@ -203,6 +203,7 @@ program
           writeBufferBytes,
           readOnly: !!o.readOnly,
           takeOver: !!o.takeOver,
+          publishIntervalMs,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,
         });

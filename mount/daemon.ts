@@ -44,6 +44,8 @@ export interface MountOptions {
   readOnly: boolean;
   /** Take the writer lease from another writer (`--take-over`). */
   takeOver?: boolean;
+  /** A change is published (a new head) at most this long after it (`--publish-interval`). */
+  publishIntervalMs?: number;
   allowOther: boolean;
   fuseOptions: string[];
 }
@@ -70,6 +72,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     password: o.password,
     readOnly: o.readOnly,
     takeOver: o.takeOver,
+    publishIntervalMs: o.publishIntervalMs,
     cacheBytes: o.cacheBytes,
     cacheDirBytes: o.cacheDirBytes,
     syncIntervalMs: o.writebackMs,

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ChunkerParams } from '../chunk';
 import { binding, forcedFallback } from '../native';
-import { BlockCorruptError } from './codec';
+import { BlockCorruptError, checkKind, ObjectKind } from './codec';
 import { CompressionSpec } from './compression';
 import { fromWire, IsgError, WireError } from '../errors';
 
@@ -26,8 +26,8 @@ export interface CodecSetup {
 
 export type CodecRequest =
   | { op: 'cut'; segments: { sab: SharedArrayBuffer; rel: number; length: number }[]; final: boolean }
-  | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string }
-  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string }
+  | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string; kind?: ObjectKind }
+  | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string; kind?: ObjectKind }
   | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] };
 
 /**
@@ -222,15 +222,17 @@ export class CodecPool {
 
   /**
    * Id and encoding of buf[start, end). With blocksDir, the worker also writes the block file
-   * there unless it exists (`wrote`; `madeDir` when it had to create the directory).
+   * there unless it exists (`wrote`; `madeDir` when it had to create the directory). `kind`: the
+   * object kind its header names (data by default).
    */
-  async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string): Promise<EncodedBlock> {
+  async encode(buf: SharedArrayBuffer, start: number, end: number, blocksDir?: string, kind?: ObjectKind): Promise<EncodedBlock> {
     const r = await this.run<{ id: Uint8Array; length: number; encoded?: Uint8Array; wrote: boolean; madeDir?: string }>({
       op: 'encode',
       buf,
       start,
       end,
       blocksDir,
+      kind,
     });
     return {
       id: Buffer.from(r.id.buffer, r.id.byteOffset, r.id.length),
@@ -246,16 +248,18 @@ export class CodecPool {
    * `encoded`), else by a worker, which takes the memory under `encoded` over instead of copying
    * it (unless it is a slab of Node's small-buffer pool): the caller gives it up, or says it is
    * `shared` (others read it too; a worker then gets a copy). With keepIn, always a worker, which
-   * then also writes the block file there (after answering) and reports it through onKept.
+   * then also writes the block file there (after answering) and reports it through onKept. With
+   * `kind`, a block of another kind is refused (BlockCorruptError); without, any kind decodes.
    */
-  async decode(id: Buffer, encoded: Buffer, o: { keepIn?: string; shared?: boolean } = {}): Promise<Buffer> {
+  async decode(id: Buffer, encoded: Buffer, o: { keepIn?: string; shared?: boolean; kind?: ObjectKind } = {}): Promise<Buffer> {
+    checkKind(id, encoded, o.kind); // the header is authenticated by the decode that follows
     const decoder = this.decoder;
     const keepIn = o.keepIn;
     if (decoder && !keepIn) return this.native(id, () => decoder.decode(id, encoded));
     if (o.shared) encoded = Buffer.from(encoded);
     const mem = encoded.buffer;
     const handOver = !(mem instanceof SharedArrayBuffer) && mem.byteLength > Buffer.poolSize;
-    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded, keepIn }, handOver ? [mem as ArrayBuffer] : []);
+    const r = await this.run<Uint8Array>({ op: 'decode', id, encoded, keepIn, kind: o.kind }, handOver ? [mem as ArrayBuffer] : []);
     return Buffer.from(r.buffer, r.byteOffset, r.length);
   }
 
@@ -264,6 +268,9 @@ export class CodecPool {
    * of the local tier, or a block's bytes in the data shard(s) on local backends. Read and decoded
    * in one job of the addon on the libuv pool, else by a worker; nothing passes through this
    * thread but the plaintext. Rejects with a file's fs error (ENOENT, ...) or a BlockCorruptError.
+   * Any object kind decodes (the header never reaches this thread): the id binds the plaintext, so
+   * an object of another kind can only stand for identical bytes. Typed objects are read with
+   * `decode` and a kind.
    */
   async decodeFile(id: Buffer, parts: FilePart[]): Promise<Buffer> {
     if (!this.decoder) {

@@ -100,7 +100,7 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
     case 'encode': {
       const plain = new Uint8Array(req.buf, req.start, req.end - req.start);
       const id = blockId(keys, plain);
-      const encoded = encodeBlock(keys, compression, id, plain);
+      const encoded = encodeBlock(keys, compression, id, plain, req.kind);
       const stored = req.blocksDir ? await storeBlock(req.blocksDir, id.toString('hex'), encoded) : { wrote: false };
       // The bytes go back only when the caller may still need them (it did not get a file).
       if (stored.wrote) return { result: { id: new Uint8Array(id), length: encoded.length, ...stored }, transfer: [] };
@@ -108,7 +108,7 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
       return { result: { id: new Uint8Array(id), length: encoded.length, encoded: out, ...stored }, transfer: [out.buffer as ArrayBuffer] };
     }
     case 'decode': {
-      const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), req.encoded));
+      const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), req.encoded, req.kind));
       if (req.keepIn) keep(req.keepIn, req.id, req.encoded);
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }

@@ -30,6 +30,16 @@
  *   upload   seq -> block id                        durable upload queue: blocks not yet in a pack
  *   packs    pack id -> PackRow                     the pack index
  *   locs     block id -> [pack id, offset, length]  where a block lies in its pack
+ *   parents  [ino, parent] -> links                 the directories naming an inode (hard links: several)
+ *   pubdirty ino -> generation                      inodes changed since the tree was last encoded
+ *   unindexed pack id -> [[block id, offset, length]]  packs no index object lists yet
+ *   pubtree  ino -> ids (32 bytes each)             the tree objects a directory (or a file's chunk
+ *                                                   list) was last encoded to, the directory's own first
+ *
+ * The last three serve the publisher (src/snapshot/publish.ts): every change to an inode marks it
+ * and the directories that name it dirty, in the transaction of the change, so a publish encodes
+ * only dirty directories and their ancestors. They hold numbers and content-addressed ids, no
+ * names (nothing beyond the shape of the tree, which dirents3 keys show anyway).
  *
  * Schemas 1 (32-bit inode keys) and 2 (64-bit, rows in plain) are migrated to 3 in one
  * transaction when first opened for writing, and the file is then rewritten compacted, so that no
@@ -240,6 +250,12 @@ export class Meta {
   private readonly upload: Database<Buffer, number>;
   private readonly packs: Database<PackRow, string>;
   private readonly locs: Database<[string, number, number], Buffer>;
+  private readonly parents: Database<number, Buffer>;
+  private readonly pubdirty: Database<number, Buffer>;
+  private readonly pubtree: Database<Buffer, Buffer>;
+  private readonly unindexed: Database<[Buffer, number, number][], string>;
+  /** Changes are marked dirty with this generation; a publish moves it on (see beginPublish). */
+  private publishGen = 1;
   /** The schema this open migrated from (the file then needs compacting), if any. */
   private migratedFrom: number | undefined;
 
@@ -289,6 +305,11 @@ export class Meta {
     this.upload = this.root.openDB({ name: 'upload', keyEncoding: 'uint32' });
     this.packs = this.root.openDB({ name: 'packs' });
     this.locs = this.root.openDB({ name: 'locs', keyEncoding: 'binary' });
+    this.parents = this.root.openDB({ name: 'parents', keyEncoding: 'binary' });
+    this.pubdirty = this.root.openDB({ name: 'pubdirty', keyEncoding: 'binary' });
+    this.pubtree = this.root.openDB({ name: 'pubtree', keyEncoding: 'binary', encoding: 'binary' });
+    this.unindexed = this.root.openDB({ name: 'unindexed' });
+    this.publishGen = (this.kv.get('publishGen') as number | undefined) ?? 1;
     if (schema !== undefined && schema < META_SCHEMA) this.migrate(schema);
   }
 
@@ -365,6 +386,22 @@ export class Meta {
       this.putInode({ ino: ROOT_INO, mode: 0o040755, uid, gid, nlink: 2, size: 0, rdev: 0, atimeNs: t, mtimeNs: t, ctimeNs: t });
       this.kv.putSync('nextIno', ROOT_INO + 1);
       this.kv.putSync('schema', META_SCHEMA);
+    });
+    this.preparePublishState();
+  }
+
+  /**
+   * A database written before publishing existed: the parents table is built from the dirents
+   * (their keys and values are plain numbers), and every inode is marked dirty, so the first
+   * publish encodes the whole tree.
+   */
+  private preparePublishState(): void {
+    if (this.kv.get('publishState') === 1) return;
+    this.txn(() => {
+      for (const key of [...this.parents.getKeys()]) this.parents.removeSync(Buffer.from(key)); // a migration's, counted again
+      for (const { key, value } of this.dirents.getRange()) this.addParent(beAt(value, 0), beAt(key, 0));
+      for (const key of this.inodes.getKeys()) this.pubdirty.putSync(Buffer.from(key), this.publishGen);
+      this.kv.putSync('publishState', 1);
     });
   }
 
@@ -466,9 +503,11 @@ export class Meta {
   putInode(i: Inode): void {
     const key = be(i.ino);
     this.inodes.putSync(key, this.seal.seal('inode', key, encodeInode(i)));
+    this.changed(i.ino);
   }
   deleteInode(ino: number): void {
     this.inodes.removeSync(be(ino));
+    this.changed(ino);
   }
   allocIno(): number {
     const ino = this.kv.get('nextIno') as number;
@@ -499,10 +538,118 @@ export class Meta {
   link(parent: number, name: string, ino: number): void {
     const key = this.direntKey(parent, name);
     const inoBytes = be(ino);
+    const before = this.dirents.get(key);
+    if (before) this.removeParent(beAt(before, 0), parent);
     this.dirents.putSync(key, Buffer.concat([inoBytes, this.seal.seal('dirent', Buffer.concat([key, inoBytes]), Buffer.from(name))]));
+    this.addParent(ino, parent);
+    this.markDirty(parent);
   }
   unlinkEntry(parent: number, name: string): void {
-    this.dirents.removeSync(this.direntKey(parent, name));
+    const key = this.direntKey(parent, name);
+    const before = this.dirents.get(key);
+    if (!before) return;
+    this.dirents.removeSync(key);
+    this.removeParent(beAt(before, 0), parent);
+    this.markDirty(parent);
+  }
+
+  // publishing state (src/snapshot/publish.ts): parents, dirty inodes, last encoded objects
+  private addParent(ino: number, parent: number): void {
+    const key = be(ino, parent);
+    this.parents.putSync(key, (this.parents.get(key) ?? 0) + 1);
+  }
+  private removeParent(ino: number, parent: number): void {
+    const key = be(ino, parent);
+    const n = (this.parents.get(key) ?? 0) - 1;
+    if (n > 0) this.parents.putSync(key, n);
+    else this.parents.removeSync(key);
+  }
+  /** The directories with an entry naming `ino` (one per directory, however many names). */
+  parentsOf(ino: number): number[] {
+    return [...this.parents.getKeys({ start: be(ino), end: be(ino + 1) })].map((k) => beAt(k, 1));
+  }
+  private markDirty(ino: number): void {
+    const key = be(ino);
+    if (this.pubdirty.get(key) !== this.publishGen) this.pubdirty.putSync(key, this.publishGen);
+  }
+  /** An inode changed (attributes, data, xattrs, or deleted): it and every directory naming it are dirty. */
+  private changed(ino: number): void {
+    this.markDirty(ino);
+    for (const p of this.parentsOf(ino)) this.markDirty(p);
+  }
+  /**
+   * Starts a publish: changes from now on are marked with a new generation, so that the publish
+   * clears (clearDirty) only what it encoded. Returns the generation the publish covers.
+   */
+  beginPublish(): number {
+    const covered = this.publishGen;
+    this.txn(() => this.kv.putSync('publishGen', covered + 1));
+    this.publishGen = covered + 1;
+    return covered;
+  }
+  /** Dirty inodes, with the generation they were last marked in. */
+  dirtyInodes(): { ino: number; gen: number }[] {
+    return [...this.pubdirty.getRange()].map(({ key, value }) => ({ ino: beAt(key, 0), gen: value }));
+  }
+  dirtyCount(): number {
+    return (this.pubdirty.getStats() as { entryCount: number }).entryCount;
+  }
+  /** Clears the dirty mark of `ino` unless it was marked again after generation `covered`. */
+  clearDirty(ino: number, covered: number): void {
+    const key = be(ino);
+    const gen = this.pubdirty.get(key);
+    if (gen !== undefined && gen <= covered) this.pubdirty.removeSync(key);
+  }
+  /** Every dirty mark goes (a restore: the state is the published one). */
+  clearAllDirty(): void {
+    for (const key of [...this.pubdirty.getKeys()]) this.pubdirty.removeSync(Buffer.from(key));
+  }
+  /** The tree objects `ino` was last encoded to (a directory's own first), or undefined. */
+  publishedObjects(ino: number): Buffer[] | undefined {
+    const v = this.pubtree.get(be(ino));
+    if (!v) return undefined;
+    const out: Buffer[] = [];
+    for (let at = 0; at < v.length; at += 32) out.push(Buffer.from(v.subarray(at, at + 32)));
+    return out;
+  }
+  setPublishedObjects(ino: number, ids: Buffer[] | undefined): void {
+    if (ids && ids.length) this.pubtree.putSync(be(ino), Buffer.concat(ids));
+    else this.pubtree.removeSync(be(ino));
+  }
+  /** A pack committed since the last index object: its block locations, for the next publish. */
+  markUnindexed(pack: string, entries: { id: Buffer; offset: number; length: number }[]): void {
+    this.unindexed.putSync(
+      pack,
+      entries.map((e) => [e.id, e.offset, e.length]),
+    );
+  }
+  unindexedPacks(): { pack: string; entries: { id: Buffer; offset: number; length: number }[] }[] {
+    return [...this.unindexed.getRange()].map(({ key, value }) => ({
+      pack: key,
+      entries: value.map(([id, offset, length]) => ({ id: Buffer.from(id), offset, length })),
+    }));
+  }
+  clearUnindexed(packs: string[]): void {
+    for (const p of packs) this.unindexed.removeSync(p);
+  }
+  /**
+   * The block references the publish state holds, one per naming: every inode's published
+   * objects, the top object, and the references waiting for the next head (`isg check` counts them).
+   */
+  *publishReferences(): Iterable<Buffer> {
+    for (const { value } of this.pubtree.getRange())
+      for (let at = 0; at < value.length; at += 32) yield Buffer.from(value.subarray(at, at + 32));
+    const top = this.getPublishValue<string>('top');
+    if (top) yield Buffer.from(top, 'hex');
+    for (const hex of this.getPublishValue<string[]>('unref') ?? []) yield Buffer.from(hex, 'hex');
+  }
+  /** A value of the publisher's own (its last head, its index list, objects waiting to be unreferenced). */
+  getPublishValue<T>(name: 'head' | 'top' | 'unref' | 'index'): T | undefined {
+    return this.kv.get(`publish.${name}`) as T | undefined;
+  }
+  setPublishValue(name: 'head' | 'top' | 'unref' | 'index', value: unknown): void {
+    if (value === undefined) this.kv.removeSync(`publish.${name}`);
+    else this.kv.putSync(`publish.${name}`, value);
   }
   /** In the order of the name tags (no order a user should rely on, like most filesystems'). */
   *entries(parent: number): Iterable<{ name: string; ino: number }> {
@@ -537,9 +684,11 @@ export class Meta {
   putExtent(ino: number, e: Extent): void {
     const key = be(ino, e.offset);
     this.extents.putSync(key, this.seal.seal('extent', key, encodeExtent(e)));
+    this.changed(ino);
   }
   deleteExtent(ino: number, offset: number): void {
     this.extents.removeSync(be(ino, offset));
+    this.changed(ino);
   }
   *allExtents(): Iterable<{ ino: number; extent: Extent }> {
     for (const { key, value } of this.extents.getRange()) yield { ino: beAt(key, 0), extent: this.extentAt(key, value) };
@@ -556,6 +705,14 @@ export class Meta {
     if (b.refs === 0) this.gc.removeSync(id);
     this.blocks.putSync(id, { ...b, refs: b.refs + 1 });
     return true;
+  }
+  /**
+   * A block known to be on the backends but not in the local tier (a restore): +1 reference, or a
+   * new row with one. `stored`: its encoded size, when known (the pack index gives it), else 0.
+   */
+  refRemote(id: Buffer, plain: number, stored: number): void {
+    if (this.ref(id)) return;
+    this.blocks.putSync(id, { refs: 1, plain, stored, local: false });
   }
   /** A new block, present in the local tier; it joins the upload queue. */
   addBlock(id: Buffer, plain: number, stored: number): void {
@@ -671,9 +828,11 @@ export class Meta {
   setXattr(ino: number, name: string, value: Buffer): void {
     const key = this.xattrKey(ino, name);
     this.xattrs.putSync(key, this.seal.seal('xattr', key, encodeXattr(name, value)));
+    this.changed(ino);
   }
   removeXattr(ino: number, name: string): void {
     this.xattrs.removeSync(this.xattrKey(ino, name));
+    this.changed(ino);
   }
   xattrNames(ino: number): string[] {
     return [...this.xattrRows(be(ino), be(ino + 1))].map((x) => x.name);
@@ -685,5 +844,10 @@ export class Meta {
   }
   removeAllXattrs(ino: number): void {
     for (const { key } of [...this.xattrRows(be(ino), be(ino + 1))]) this.xattrs.removeSync(key);
+    this.changed(ino);
+  }
+  /** Every xattr of an inode, name and value. */
+  xattrsOf(ino: number): { name: string; value: Buffer }[] {
+    return [...this.xattrRows(be(ino), be(ino + 1))].map(({ name, value }) => ({ name, value }));
   }
 }

@@ -194,6 +194,7 @@ export class Packer {
     meta.txn(() => {
       meta.putPack(packId, row);
       for (const e of entries) if (meta.getBlock(e.id)) meta.putLoc(e.id, { pack: packId, offset: e.offset, length: e.length });
+      meta.markUnindexed(packId, entries); // for the next head's index object
       for (const q of done) meta.dequeue(q.seq);
     });
     for (const q of done) this.firstSeen.delete(q.seq);

@@ -1,6 +1,6 @@
 /**
- * `isg check`: every block a file refers to exists, decrypts and hashes to its id; refcounts equal
- * the references; names point at inodes and link counts match them.
+ * `isg check`: every block a file or the publish state refers to exists, decrypts and hashes to
+ * its id; refcounts equal the references; names point at inodes and link counts match them.
  */
 import { constants } from 'node:fs';
 import { Meta, ROOT_INO } from '../meta/meta';
@@ -25,6 +25,11 @@ export async function checkRepository(
     const hex = extent.id.toString('hex');
     refs.set(hex, (refs.get(hex) ?? 0) + 1);
     if (!meta.getInode(ino)) problems.push(`extent at ${extent.offset} of missing inode ${ino}`);
+  }
+  // Tree objects of the last publish, and what it releases after the next head.
+  for (const id of meta.publishReferences()) {
+    const hex = id.toString('hex');
+    refs.set(hex, (refs.get(hex) ?? 0) + 1);
   }
   const blocks = [...meta.allBlocks()];
   for (const [hex, n] of refs) {

@@ -32,6 +32,7 @@ import { findHeads, FoundHeads, SignedHead } from '../head/head';
 import { LEASE_DEFAULTS, LeaseBusyError, LeaseRecord, scanLeases, WriterLease } from '../head/lease';
 import { Meta } from '../meta/meta';
 import { Recovered, recoverMetadata, RecoveryProgress, RestoreTree } from '../snapshot/connect';
+import { restoreTree } from '../snapshot/tree';
 import { RepoConfig, validateConfig } from './format';
 import { readFormatRecord, readKeyEnvelope } from './replicas';
 import { dataDirId, deriveRepoKeys, repoPaths, RepoError, resolveBackendSpec, writeFileDurable } from './repository';
@@ -42,7 +43,7 @@ export interface ConnectOptions {
   password?: string;
   acceptRollback?: boolean;
   takeOver?: boolean;
-  /** The tree restore; without it only a repository that never published a head can be connected. */
+  /** The tree restore: `restoreTree` unless a test gives another. */
   restore?: RestoreTree;
   onProgress?: (p: RecoveryProgress) => void;
   /** Lease timings (tests shorten the settle wait of --take-over). */
@@ -211,8 +212,6 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
       if (!o.acceptRollback)
         throw new RepoError(`${rollback}; give --accept-rollback to connect to head ${head?.seq ?? 'none'} all the same`);
     }
-    if (head && !o.restore)
-      throw new RepoError('this isg cannot restore a published tree yet (the tree restore is not built in): nothing written');
 
     if (o.takeOver && live.length) {
       const taken = await WriterLease.acquire({
@@ -242,9 +241,16 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
           keys: { ...keys.block, pack: keys.pack },
           compression: compressionFor(config.compression),
           head: head && { root: head.root, index: head.index },
-          restore: o.restore,
+          restore: o.restore ?? restoreTree,
           onProgress: o.onProgress,
         });
+        // The first publish from here continues this head's chain and index list.
+        if (head)
+          meta.txn(() => {
+            const hex = (b: Buffer) => b.toString('hex');
+            meta.setPublishValue('head', { seq: head.seq, hash: hex(head.hash), root: hex(head.root), time: head.time });
+            meta.setPublishValue('index', head.index.map(hex));
+          });
       } finally {
         await meta.close();
       }

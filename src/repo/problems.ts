@@ -8,7 +8,7 @@
  */
 import { log } from '../log';
 
-export type BackgroundStage = 'upload' | 'sync' | 'repair' | 'sweep' | 'lease';
+export type BackgroundStage = 'upload' | 'sync' | 'repair' | 'sweep' | 'lease' | 'publish';
 
 export interface LastError {
   /** ISO time of the failure. */

@@ -21,7 +21,12 @@ import { log } from '../log';
 import { LeaseLostError, LeaseTimings, WriterLease } from '../head/lease';
 import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, RepoError, resolveBackendSpec } from './repository';
 import { ensureRecords } from './replicas';
+import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
+import { Publisher, PublishResult } from '../snapshot/publish';
+import { treeSplitKey } from '../snapshot/tree';
+import { blockId } from '../block/codec';
+import { hostname } from 'node:os';
 
 export interface SessionOptions {
   password?: string;
@@ -42,7 +47,14 @@ export interface SessionOptions {
   takeOver?: boolean;
   /** Writer lease timings (tests shorten them). */
   lease?: Partial<LeaseTimings>;
+  /**
+   * With `background`: a change is published (a new head on the backends) at most this long
+   * after it (`--publish-interval`, 60 s by default). Flush and close publish at once.
+   */
+  publishIntervalMs?: number;
 }
+
+export const DEFAULT_PUBLISH_INTERVAL_MS = 60_000;
 
 /** At open, backends that do not answer at once are named, not waited for. */
 const OPEN_CALL = { attempts: 1 };
@@ -53,6 +65,8 @@ export class Session {
   /** The writer lease, for a writer with backends outside the data directory. */
   lease?: WriterLease;
   private leaseLostLogged = false;
+  /** Publishes the namespace to the backends (a writer's; src/snapshot/publish.ts). */
+  publisher?: Publisher;
   /** Failures of the background work below, logged (rate-limited) and kept for `isg status`. */
   readonly problems = new BackgroundProblems();
 
@@ -146,6 +160,20 @@ export class Session {
       });
       const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
       s.lease = lease;
+      if (!o.readOnly) {
+        s.publisher = new Publisher({
+          meta,
+          store,
+          backends,
+          codec: { idOf: (plain) => blockId(repo.keys.block, plain), splitKey: treeSplitKey(repo.keys.block.idKey) },
+          repoId: repo.config.id,
+          signing: repo.keys.head,
+          host: hostname(),
+          drain: () => packer.drain(),
+          publishIndex: (locations, previous) => publishIndex(backends, locations, repo.keys.block, previous),
+          onWarning: (m) => log.warn(m),
+        });
+      }
       if (lease) {
         const held = lease;
         s.every(
@@ -171,6 +199,7 @@ export class Session {
         s.every(30_000, () => store.sweep(), 'sweep');
         if (o.background) {
           s.every(1000, () => s.packInBackground(), 'upload');
+          s.every(o.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS, () => s.publish(), 'publish');
           s.every(60_000, () => s.repairMissingShards((e) => s.problems.failed('repair', e)), 'repair');
         }
       }
@@ -204,6 +233,17 @@ export class Session {
     if ((await this.packer.packOnce(false)) || this.meta.queueLength() === 0) this.problems.uploadProgressed();
   }
 
+  /**
+   * Publishes what changed since the last head (null when nothing did, or on a read-only session).
+   * Not once the writer lease is lost: another writer may own the repository's heads.
+   */
+  async publish(): Promise<PublishResult | null> {
+    if (!this.publisher) return null;
+    const lost = this.lease?.lostError;
+    if (lost) throw lost;
+    return this.publisher.publish();
+  }
+
   /** Live values of the background work, for `isg status` (over the control socket). */
   backgroundStatus(): BackgroundStatus {
     return this.problems.status();
@@ -234,6 +274,7 @@ export class Session {
       if (Date.now() > deadline) throw problem;
       await new Promise((r) => setTimeout(r, 1000));
     }
+    await this.publish();
     await this.store.maybeEvict();
     await this.fs.sync();
   }
@@ -274,6 +315,11 @@ export class Session {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     try {
+      if (this.publisher && !this.fs.isReadOnly && !this.lease?.lostError) {
+        // The last state goes to the backends before the packer stops (a publish drains it).
+        await this.fs.flushAll();
+        await this.publish().catch((e: unknown) => log.error(`not published at close: ${(e as Error).message}`));
+      }
       await this.packer.stop();
       await this.store.keptAll(); // its records need the metadata, closed below
       if (!this.fs.isReadOnly) await this.fs.close();

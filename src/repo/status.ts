@@ -67,6 +67,15 @@ export interface RepoStatus {
   lastError: LastError | null;
   /** ISO time since when uploads fail and the upload queue does not shrink; null otherwise. */
   uploadStalledSince: string | null;
+  /** Sequence number of the last head this data directory published to the backends; null before the first. */
+  publishedHead: number | null;
+  /** ISO time of that head; null before the first. */
+  publishedAt: string | null;
+  /**
+   * Inodes (files and directories) changed since the last publish encoded them: 0 when the
+   * backends' newest head holds everything the metadata does (docs/architecture.md "Publishing").
+   */
+  unpublishedChanges: number;
   /** Why `isg connect` could not rebuild this repository from its backends if this data directory were lost; null when it could. */
   unrecoverable: string | null;
 }
@@ -196,6 +205,7 @@ export async function repoStatus(dataDir: string, openMeta?: Meta, password?: st
     const queue = meta.queued();
     for (const { id } of queue) pendingUploadBytes += meta.getBlock(id)?.stored ?? 0;
     const backends = await backendStatus(config, paths.root, meta);
+    const published = meta.getPublishValue<{ seq: number; time: number }>('head');
     const lock = readLock(dataDir);
     const background = await backgroundStatus(dataDir, !!lock);
     return {
@@ -219,6 +229,9 @@ export async function repoStatus(dataDir: string, openMeta?: Meta, password?: st
       packs: [...meta.allPacks()].length,
       missingShards: backends.reduce((n, b) => n + b.missingShards, 0),
       backends,
+      publishedHead: published?.seq ?? null,
+      publishedAt: published ? new Date(published.time).toISOString() : null,
+      unpublishedChanges: meta.dirtyCount(),
       ...background,
       unrecoverable: unrecoverableReason(config, paths.root, keyWrapped(paths.key)),
     };

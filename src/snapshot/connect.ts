@@ -15,7 +15,8 @@
  *   range checked (rebuilding around a bad shard) when that does not decode.
  */
 import { Backend } from '../backend/backend';
-import { BlockKeys, decodeBlock } from '../block/codec';
+import { BlockKeys, decodeBlock, ObjectKind } from '../block/codec';
+import { FetchObject, restoreTree } from './tree';
 import { Compression } from '../block/compression';
 import { BlockMissingError } from '../store/blockstore';
 import { Meta } from '../meta/meta';
@@ -24,19 +25,8 @@ import { isKind } from '../errors';
 import { log } from '../log';
 import { readIndex, rebuildIndexFromTrailers, scanPacks, ScannedPacks } from './index-objects';
 
-/** Object kinds of the block codec: 0 data, 1 tree, 2 chunk list, 3 index. */
-export type ObjectKindNumber = number;
-
-/** The plaintext of a metadata object, by id and the kind it must be. */
-export type FetchObject = (id: Buffer, kind: ObjectKindNumber) => Promise<Buffer>;
-
-/** The tree restore (src/snapshot/tree.ts `restoreTree`): rebuilds the namespace into an empty, initialised Meta. */
-export type RestoreTree = (
-  meta: Meta,
-  root: Buffer,
-  fetch: FetchObject,
-  onProgress?: (objects: number, entries: number) => void,
-) => Promise<void>;
+/** The tree restore: `restoreTree` (./tree.ts); tests give another to look at what connect hands it. */
+export type RestoreTree = typeof restoreTree;
 
 export interface RecoveryProgress {
   stage: 'packs' | 'index' | 'trailers' | 'tree';
@@ -51,7 +41,7 @@ export interface RecoverOptions {
   compression: Compression;
   /** The head's root tree and index objects; null when no head was ever published. */
   head: { root: Buffer; index: Buffer[] } | null;
-  restore: RestoreTree | undefined;
+  restore: RestoreTree;
   onProgress?: (p: RecoveryProgress) => void;
 }
 
@@ -69,14 +59,14 @@ export interface Recovered {
 /** A reader of objects in packs, over pack rows and locations in `meta`. */
 export function objectFetcher(meta: Meta, backends: readonly Backend[], keys: BlockKeys, compression: Compression): FetchObject {
   const reader = new ShardReader(new Map(backends.map((b) => [b.name, b])));
-  return async (id: Buffer, _kind: ObjectKindNumber) => {
+  return async (id: Buffer, kind: ObjectKind) => {
     const loc = meta.getLoc(id);
     const pack = loc && meta.getPack(loc.pack);
     if (!loc || !pack) throw new BlockMissingError(id.toString('hex'));
     for (let checked = false; ; checked = true) {
       const fetched = await reader.readBlock(loc, pack, { checked });
       try {
-        return decodeBlock(keys, compression, id, Buffer.from(fetched.encoded));
+        return decodeBlock(keys, compression, id, Buffer.from(fetched.encoded), kind);
       } catch (e) {
         if (checked || !isKind(e, 'corrupt')) throw e;
       }
@@ -123,7 +113,6 @@ export async function recoverMetadata(o: RecoverOptions): Promise<Recovered> {
   });
   await meta.sync();
   if (o.head) {
-    if (!o.restore) throw new Error('this isg cannot restore a tree yet');
     await o.restore(meta, o.head.root, objectFetcher(meta, o.backends, o.keys, o.compression), (objects) =>
       progress({ stage: 'tree', done: objects }),
     );

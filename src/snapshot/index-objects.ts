@@ -23,7 +23,7 @@
  *   found (scanPacks), so they name the backends as this machine knows them.
  */
 import { Backend, CallOptions } from '../backend/backend';
-import { BlockKeys, blockId, decodeBlock, encodeBlock } from '../block/codec';
+import { BlockKeys, blockId, decodeBlock, encodeBlock, ObjectKind } from '../block/codec';
 import { Compression, compressionFor } from '../block/compression';
 import { IsgError, registerErrorClass } from '../errors';
 import { getSmallObject, onEveryBackend } from '../head/objects';
@@ -111,7 +111,7 @@ const zstd = compressionFor({ name: 'zstd', level: 3 });
 function encodeIndexObject(keys: IndexKeys, entries: readonly IndexEntry[]): { id: Buffer; encoded: Buffer } {
   const plain = encodeIndexPlain(entries);
   const id = blockId(keys, plain);
-  return { id, encoded: encodeBlock(keys, keys.compression ?? zstd, id, plain) };
+  return { id, encoded: encodeBlock(keys, keys.compression ?? zstd, id, plain, ObjectKind.index) };
 }
 
 function majority(n: number): number {
@@ -199,7 +199,7 @@ export async function readIndexObject(
         continue;
       }
       // The codec checks the tag and that the plaintext hashes to the id.
-      const plain = decodeBlock(keys, keys.compression ?? zstd, id, encoded);
+      const plain = decodeBlock(keys, keys.compression ?? zstd, id, encoded, ObjectKind.index);
       return decodeIndexPlain(plain, `${b.name}: ${indexKey(id)}`);
     } catch (e) {
       why.push(`${b.name}: ${(e as Error).message}`);

@@ -17,6 +17,7 @@ import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { IsgError, registerErrorClass } from '../errors';
 import { CodecPool, EncodedBlock } from '../block/pool';
+import type { ObjectKind } from '../block/codec';
 import { RwLock } from './rwlock';
 import { LocalTier, LocalTierOptions } from './localtier';
 import type { RemoteBlocks } from './remote';
@@ -36,6 +37,8 @@ export interface PlainChunk {
   end: number;
   /** Its encoding, if already started with `encode`. */
   encoding?: EarlyEncoding;
+  /** The object kind its block header names (data when absent). */
+  kind?: ObjectKind;
 }
 
 class RetryCommit extends Error {}
@@ -217,7 +220,7 @@ export class BlockStore {
    * lock, whatever started before the last sweep ended.
    */
   encode(c: PlainChunk): EarlyEncoding {
-    const result = this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir);
+    const result = this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir, c.kind);
     result.catch(() => undefined); // reported where it is awaited, if it is
     return { result, sweeps: this.sweeps };
   }
@@ -233,7 +236,7 @@ export class BlockStore {
     await this.lock.shared(async () => {
       const results = await Promise.all(
         chunks.map((c) =>
-          c.encoding?.sweeps === this.sweeps ? c.encoding.result : this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir),
+          c.encoding?.sweeps === this.sweeps ? c.encoding.result : this.o.pool.encode(c.sab, c.start, c.end, this.o.blocksDir, c.kind),
         ),
       );
       const written = new Set<string>();

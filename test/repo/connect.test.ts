@@ -206,9 +206,6 @@ describe('isg connect', () => {
     const dir = target();
     await connect({ dataDir: dir, takeOver: true });
     for (const b of backends) expect(await b.stat(leaseKey(lease.holder))).toBeNull();
-
-    // No tree restore built in: a repository with a head is refused, not half-connected.
-    await refuses({ restore: undefined }, /cannot restore a published tree yet/);
   });
 
   test('forged and misnamed heads are ignored; a newer signed head off the chain is refused unless accepted', async () => {

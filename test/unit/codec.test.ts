@@ -1,4 +1,6 @@
-import { blockId, decodeBlock, encodeBlock, BlockCorruptError } from '../../src/block/codec';
+import { blockId, decodeBlock, encodeBlock, BlockCorruptError, ObjectKind, kindOfEncoded } from '../../src/block/codec';
+import { CodecPool } from '../../src/block/pool';
+import { DEFAULT_CHUNKER } from '../../src/chunk';
 import { compressionFor } from '../../src/block/compression';
 import { deriveRepoKeys } from '../../src/repo/repository';
 import { prng } from '../helpers/tmp';
@@ -44,5 +46,56 @@ describe('block codec', () => {
     const v2 = Buffer.from(enc);
     v2[0] = 2;
     expect(() => decodeBlock(keys, zstd, id, v2)).toThrow(/version 2/);
+  });
+});
+
+describe('object kinds', () => {
+  const plain = Buffer.from('a tree object, or data with the same bytes '.repeat(100));
+  const id = blockId(keys, plain);
+
+  test('the kind is in the header; a decoder told a kind refuses another; blocks without one are data', () => {
+    const asData = encodeBlock(keys, zstd, id, plain); // as every block written before kinds
+    expect(kindOfEncoded(asData)).toBe(ObjectKind.data);
+    expect(decodeBlock(keys, zstd, id, asData, ObjectKind.data).equals(plain)).toBe(true);
+    expect(decodeBlock(keys, zstd, id, asData).equals(plain)).toBe(true);
+    for (const kind of [ObjectKind.tree, ObjectKind.chunkList, ObjectKind.index]) {
+      const enc = encodeBlock(keys, zstd, id, plain, kind);
+      expect(kindOfEncoded(enc)).toBe(kind);
+      expect(enc[1] & 1).toBe(1); // still compressed
+      expect(decodeBlock(keys, zstd, id, enc, kind).equals(plain)).toBe(true);
+      expect(() => decodeBlock(keys, zstd, id, enc, ObjectKind.data)).toThrow(/not data/);
+      expect(() => decodeBlock(keys, zstd, id, asData, kind)).toThrow(BlockCorruptError);
+    }
+  });
+
+  test('the kind is authenticated: a header rewritten to another kind does not decode', () => {
+    const tree = encodeBlock(keys, zstd, id, plain, ObjectKind.tree);
+    const forged = Buffer.from(tree);
+    forged[1] = (forged[1] & 1) | (ObjectKind.data << 1);
+    expect(() => decodeBlock(keys, zstd, id, forged, ObjectKind.data)).toThrow(/authentication failed/);
+    const unknownFlag = Buffer.from(tree);
+    unknownFlag[1] |= 0x80;
+    expect(() => decodeBlock(keys, zstd, id, unknownFlag)).toThrow(/unknown flags/);
+  });
+
+  test.each([true, false])('the codec pool encodes and checks kinds (native decode %s)', async (nativeDecode) => {
+    const pool = new CodecPool(
+      { idKey: keys.idKey, encKey: keys.encKey, gear: new Uint32Array(256), chunker: DEFAULT_CHUNKER, compression: { name: 'zstd' } },
+      { workers: 1, nativeDecode },
+    );
+    try {
+      const sab = new SharedArrayBuffer(plain.length);
+      Buffer.from(sab).set(plain);
+      const tree = await pool.encode(sab, 0, plain.length, undefined, ObjectKind.tree);
+      expect(tree.id.equals(id)).toBe(true);
+      expect(kindOfEncoded(tree.encoded!)).toBe(ObjectKind.tree);
+      expect((await pool.decode(id, tree.encoded!, { kind: ObjectKind.tree, shared: true })).equals(plain)).toBe(true);
+      await expect(pool.decode(id, tree.encoded!, { kind: ObjectKind.data, shared: true })).rejects.toThrow(BlockCorruptError);
+      const data = await pool.encode(sab, 0, plain.length);
+      expect(kindOfEncoded(data.encoded!)).toBe(ObjectKind.data);
+      await expect(pool.decode(id, data.encoded!, { kind: ObjectKind.chunkList })).rejects.toThrow(/not chunk list/);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -1,0 +1,337 @@
+/**
+ * The publisher: makes the backends hold the current namespace (docs/architecture.md "Publishing").
+ * A publish encodes the directories marked dirty since the last one (Meta's pubdirty: a change to
+ * an inode marks it and every directory naming it) and their ancestors, bottom-up, into tree
+ * objects (./tree.ts); stores the objects not stored before as blocks, refcounted like data so
+ * the sweep keeps them; waits until every queued block is in a stored pack; then writes a signed
+ * head naming the new top object, one sequence number after the last, on every backend. Only then
+ * are the objects the publish replaced unreferenced.
+ *
+ * Decisions (why):
+ * - Encoding reads the local metadata, never the backends, in one synchronous stretch: no
+ *   operation runs meanwhile, so the tree is the namespace at one instant. Objects already stored
+ *   keep their ids (content addressing) and are neither stored nor referenced twice: a publish
+ *   writes the objects of the changed paths only.
+ * - Order: blocks and tree objects packed and stored, then the index (seam below), then the head;
+ *   a crash anywhere leaves the previous head valid and only unreferenced objects behind.
+ * - Data blocks a published tree names that are still waiting for a pack are pinned (one more
+ *   reference) until the head is written, so that an overwrite meanwhile cannot have the sweep
+ *   drop them before the packer stores them. Pins and replaced objects are released through a
+ *   journal in the metadata (`publish.unref`), after the next head that is written: a crash before
+ *   it leaves them for the next publish, never a dangling head.
+ * - Changes made during a publish carry a newer generation (Meta.beginPublish), so the publish
+ *   clears only the dirty marks it covered.
+ */
+import type { KeyObject } from 'node:crypto';
+import { Backend } from '../backend/backend';
+import { ObjectKind } from '../block/codec';
+import { findHeads, Head, signHead, storeHead } from '../head/head';
+import { Meta, ROOT_INO } from '../meta/meta';
+import type { BlockStore } from '../store/blockstore';
+import { EncodedObject, encodeChunks, encodeDirectory, encodeLeaf, entryOfInode, EntryType, TreeCodec, TreeEntry } from './tree';
+import { constants as C } from 'node:fs';
+
+/** Where a block lies in a pack (what index objects list). */
+export interface BlockLocation {
+  id: Buffer;
+  pack: string;
+  offset: number;
+  length: number;
+}
+
+export interface PublisherOptions {
+  meta: Meta;
+  store: BlockStore;
+  backends: readonly Backend[];
+  codec: TreeCodec;
+  repoId: string;
+  signing: { privateKey: KeyObject; publicKey: KeyObject };
+  host: string;
+  /** Resolves when every queued block is in a stored pack (the packer's drain). */
+  drain: () => Promise<void>;
+  /**
+   * SEAM (#16, helper D): index objects for the blocks stored since the last head; returns the
+   * index object ids the head names. Absent: the head's index list is empty.
+   */
+  /** Stores index objects for the new locations; returns the whole list the head names (`previous` and the new ones, maybe merged). */
+  publishIndex?: (newLocations: BlockLocation[], previous: Buffer[]) => Promise<Buffer[]>;
+  /** Backends that failed to take the head (the head is on the others). */
+  onWarning?: (message: string) => void;
+}
+
+/** What a publish did (tests count these; `isg status` shows the head). */
+export interface PublishResult {
+  /** The top object the head names. */
+  root: Buffer;
+  seq: number;
+  /** Directories encoded: the changed ones and their ancestors. */
+  dirs: number;
+  /** Objects encoded (tree and chunk-list), stored before or not. */
+  encoded: number;
+  /** Objects stored: the encoded ones no directory held before. */
+  written: number;
+  /** Objects read from the backends (none: the publisher encodes from the local metadata). */
+  read: number;
+  /** References dropped after the head: replaced objects and released pins. */
+  released: number;
+}
+
+/** The last head this data directory wrote (kv `publish.head`). */
+export interface PublishedHead {
+  seq: number;
+  /** Hex. */
+  hash: string;
+  /** Hex id of its top object. */
+  root: string;
+  /** ms since the epoch. */
+  time: number;
+}
+
+interface Encoded {
+  /** Per inode (directories and files with chunk-list objects): its objects, the directory's own first. */
+  objects: Map<number, EncodedObject[]>;
+  top: EncodedObject;
+  dirs: number;
+  /** Queued data blocks the tree names (pinned until the head). */
+  pins: Buffer[];
+}
+
+const isDir = (mode: number) => (mode & C.S_IFMT) === C.S_IFDIR;
+/** Deeper than this, a parent chain is taken for a loop (damage), not followed. */
+const MAX_DEPTH = 100_000;
+
+export class Publisher {
+  /** The last publish's counts (tests). */
+  last?: PublishResult;
+  private running: Promise<PublishResult | null> = Promise.resolve(null);
+
+  constructor(private readonly o: PublisherOptions) {}
+
+  /** The head this data directory last wrote. */
+  publishedHead(): PublishedHead | undefined {
+    return this.o.meta.getPublishValue<PublishedHead>('head');
+  }
+
+  /** Directories and inodes changed since the last publish encoded them. */
+  unpublishedChanges(): number {
+    return this.o.meta.dirtyCount();
+  }
+
+  /**
+   * Publishes a new head if anything changed since the last (null when nothing did). Publishes
+   * run one at a time: a call during one waits for it and then runs.
+   */
+  publish(): Promise<PublishResult | null> {
+    const next = this.running.catch(() => null).then(() => this.publishNow());
+    this.running = next;
+    return next;
+  }
+
+  private async publishNow(): Promise<PublishResult | null> {
+    const { meta } = this.o;
+    const covered = meta.beginPublish();
+    const dirty = meta.dirtyInodes().filter((d) => d.gen <= covered);
+    const last = this.publishedHead();
+    const pending = meta.getPublishValue<string[]>('unref') ?? [];
+    if (!dirty.length && last && !pending.length && meta.getPublishValue<string>('top') === last.root) return null;
+
+    const enc = this.encode(dirty.map((d) => d.ino));
+    const written = await this.storeObjects(
+      enc,
+      dirty.map((d) => d.ino),
+      covered,
+    );
+    await this.o.drain();
+    // After the drain: the packs of this publish's objects are committed, so listed here.
+    const unindexed = meta.unindexedPacks();
+    const previous = (meta.getPublishValue<string[]>('index') ?? []).map((h) => Buffer.from(h, 'hex'));
+    const newLocations = unindexed.flatMap((u) => u.entries.map((e) => ({ ...e, pack: u.pack })));
+    const index = this.o.publishIndex ? await this.o.publishIndex(newLocations, previous) : previous;
+    const head = await this.writeHead(enc.top.id, index, last);
+    meta.txn(() => {
+      meta.clearUnindexed(unindexed.map((u) => u.pack));
+      meta.setPublishValue(
+        'index',
+        index.map((b) => b.toString('hex')),
+      );
+    });
+    const released = this.release();
+    const result: PublishResult = {
+      root: enc.top.id,
+      seq: head.seq,
+      dirs: enc.dirs,
+      encoded: [...enc.objects.values()].reduce((n, l) => n + l.length, 1),
+      written,
+      read: 0,
+      released,
+    };
+    this.last = result;
+    return result;
+  }
+
+  /** Synchronous: the namespace at one instant (no await until the objects are made). */
+  private encode(dirtyInos: number[]): Encoded {
+    const { meta, codec } = this.o;
+    const toEncode = new Set<number>([ROOT_INO]);
+    for (const ino of dirtyInos) {
+      const i = meta.getInode(ino);
+      if (!i || !isDir(i.mode)) continue;
+      // Up to the root (or a directory already on the way); one that does not reach it is unlinked.
+      const chain: number[] = [];
+      let reached = false;
+      for (let at: number | undefined = ino; at !== undefined && chain.length <= MAX_DEPTH; at = meta.parentsOf(at)[0]) {
+        if (toEncode.has(at)) {
+          reached = true;
+          break;
+        }
+        chain.push(at);
+      }
+      if (reached) for (const d of chain) toEncode.add(d);
+    }
+    const objects = new Map<number, EncodedObject[]>();
+    const dirRoots = new Map<number, Buffer>();
+    const pins = new Map<string, Buffer>();
+    let dirs = 0;
+    const encodeDir = (ino: number): Buffer => {
+      const done = dirRoots.get(ino);
+      if (done) return done;
+      const entries: TreeEntry[] = [];
+      const named = [...meta.entries(ino)].map((e) => ({ name: Buffer.from(e.name), ino: e.ino }));
+      named.sort((a, b) => Buffer.compare(a.name, b.name));
+      for (const { name, ino: child } of named) {
+        const i = meta.getInode(child);
+        if (!i) continue; // a name left by a crash without its inode: fsck's business, not the tree's
+        const e = entryOfInode(name, i, meta.xattrsOf(child));
+        if (e.type === EntryType.dir) {
+          const published = toEncode.has(child) ? undefined : meta.publishedObjects(child)?.[0];
+          e.dir = published ?? encodeDir(child);
+        } else if (e.type === EntryType.file) {
+          const extents = meta.extentsOf(child);
+          for (const x of extents) {
+            if (meta.getLoc(x.id) === undefined && !pins.has(x.id.toString('hex'))) pins.set(x.id.toString('hex'), x.id);
+          }
+          const lists: EncodedObject[] = [];
+          e.chunks = encodeChunks(extents, codec, lists);
+          if (lists.length || meta.publishedObjects(child)) objects.set(child, lists);
+        }
+        entries.push(e);
+      }
+      const dir = encodeDirectory(entries, codec);
+      objects.set(ino, dir.objects);
+      dirRoots.set(ino, dir.root);
+      dirs++;
+      return dir.root;
+    };
+    // Deepest first is not needed: encodeDir encodes a changed child before its parent names it.
+    for (const ino of toEncode) encodeDir(ino);
+    const rootInode = meta.getInode(ROOT_INO)!;
+    const top: TreeEntry = { ...entryOfInode(Buffer.alloc(0), rootInode, meta.xattrsOf(ROOT_INO)), dir: dirRoots.get(ROOT_INO) };
+    const plain = encodeLeaf([top]);
+    return { objects, top: { id: codec.idOf(plain), plain, kind: ObjectKind.tree }, dirs, pins: [...pins.values()] };
+  }
+
+  /**
+   * Stores the objects no inode held before, and in one transaction: references for them, the
+   * inodes' object lists, the journal of what to release after the head, the pins, the cleared
+   * dirty marks. Returns how many objects were stored.
+   */
+  private async storeObjects(enc: Encoded, dirtyInos: number[], covered: number): Promise<number> {
+    const { meta, store } = this.o;
+    const unique = new Map<string, EncodedObject>();
+    const added: { ino: number; hex: string }[] = [];
+    const oldTop = meta.getPublishValue<string>('top');
+    for (const [ino, objs] of enc.objects) {
+      const before = new Set((meta.publishedObjects(ino) ?? []).map((id) => id.toString('hex')));
+      for (const o of objs) {
+        const hex = o.id.toString('hex');
+        if (before.has(hex)) continue;
+        added.push({ ino, hex });
+        unique.set(hex, o);
+      }
+    }
+    const topHex = enc.top.id.toString('hex');
+    if (topHex !== oldTop) unique.set(topHex, enc.top);
+    const list = [...unique.values()];
+    const position = new Map(list.map((o, i) => [o.id.toString('hex'), i]));
+    const chunks = list.map((o) => {
+      const sab = new SharedArrayBuffer(o.plain.length);
+      Buffer.from(sab).set(o.plain);
+      return { sab, start: 0, end: o.plain.length, kind: o.kind };
+    });
+    await store.ingest(chunks, (ids, admit) => {
+      const release: string[] = [...(meta.getPublishValue<string[]>('unref') ?? [])];
+      for (const a of added) admit(position.get(a.hex)!);
+      for (const [ino, objs] of enc.objects) {
+        const now = new Set(objs.map((o) => o.id.toString('hex')));
+        for (const id of meta.publishedObjects(ino) ?? []) if (!now.has(id.toString('hex'))) release.push(id.toString('hex'));
+        meta.setPublishedObjects(
+          ino,
+          objs.map((o) => o.id),
+        );
+      }
+      if (topHex !== oldTop) {
+        admit(position.get(topHex)!);
+        if (oldTop) release.push(oldTop);
+        meta.setPublishValue('top', topHex);
+      }
+      // Dirty inodes no encoded directory reached are gone (deleted, or unlinked and open).
+      for (const ino of dirtyInos) {
+        if (!enc.objects.has(ino) && !meta.getInode(ino)) {
+          for (const id of meta.publishedObjects(ino) ?? []) release.push(id.toString('hex'));
+          meta.setPublishedObjects(ino, undefined);
+        }
+        meta.clearDirty(ino, covered);
+      }
+      for (const id of enc.pins) if (meta.ref(id)) release.push(id.toString('hex'));
+      meta.setPublishValue('unref', release.length ? release : undefined);
+      void ids;
+    });
+    return list.length;
+  }
+
+  private async writeHead(root: Buffer, index: Buffer[], last: PublishedHead | undefined): Promise<{ seq: number }> {
+    const { o } = this;
+    let prev: { seq: number; hash: Buffer } | undefined = last ? { seq: last.seq, hash: Buffer.from(last.hash, 'hex') } : undefined;
+    if (!prev) {
+      // No head written from here: continue the chain the backends hold, if any.
+      const found = await findHeads(o.backends, { repoId: o.repoId, publicKey: o.signing.publicKey });
+      if (found.head) prev = { seq: found.head.seq, hash: found.head.hash };
+    }
+    const head: Head = {
+      repoId: o.repoId,
+      seq: prev ? prev.seq + 1 : 1,
+      prev: prev ? prev.hash : Buffer.alloc(32),
+      root,
+      index,
+      time: Date.now(),
+      host: o.host.slice(0, 200) || 'unknown',
+    };
+    const signed = signHead(head, o.signing.privateKey);
+    const stored = await storeHead(o.backends, signed);
+    if (!stored.ok.length)
+      throw new Error(
+        `head ${head.seq} was stored on no backend: ${stored.failed.map((f) => `${f.backend}: ${f.error.message}`).join('; ')}`,
+      );
+    for (const f of stored.failed) o.onWarning?.(`head ${head.seq} not stored on ${f.backend}: ${f.error.message}`);
+    const record: PublishedHead = { seq: head.seq, hash: signed.hash.toString('hex'), root: root.toString('hex'), time: head.time };
+    o.meta.txn(() => o.meta.setPublishValue('head', record));
+    return { seq: head.seq };
+  }
+
+  /** After a head: the journal's references go (replaced objects, pins). */
+  private release(): number {
+    const { meta } = this.o;
+    let n = 0;
+    meta.txn(() => {
+      for (const hex of meta.getPublishValue<string[]>('unref') ?? []) {
+        const id = Buffer.from(hex, 'hex');
+        if (meta.getBlock(id)) {
+          meta.unref(id);
+          n++;
+        }
+      }
+      meta.setPublishValue('unref', undefined);
+    });
+    return n;
+  }
+}
