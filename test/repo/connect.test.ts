@@ -8,14 +8,15 @@ import * as path from 'node:path';
 import { constants as C } from 'node:fs';
 import { BackendSpec, createBackend } from '../../src/backend/registry';
 import { Backend } from '../../src/backend/backend';
-import { headKey, nextHead, signHead, SignedHead, storeHead } from '../../src/head/head';
+import { findHeads, headKey, nextHead, signHead, SignedHead, storeHead } from '../../src/head/head';
+import { blockId } from '../../src/block/codec';
 import { leaseKey } from '../../src/head/lease';
 import { connectRepository, ConnectOptions, readSeenHead } from '../../src/repo/connect';
 import { initRepository, deriveRepoKeys } from '../../src/repo/repository';
 import { Session } from '../../src/repo/session';
 import { unwrapMasterKey, parseKeyFile } from '../../src/crypto/keys';
 import { BlockLoc, Meta } from '../../src/meta/meta';
-import { INDEX_PREFIX, IndexEntry, publishIndex } from '../../src/snapshot/index-objects';
+import { INDEX_PREFIX } from '../../src/snapshot/index-objects';
 import { RestoreTree } from '../../src/snapshot/connect';
 import { smallRepo } from '../helpers/session';
 import { unrecoverableReason } from '../../src/repo/status';
@@ -41,7 +42,6 @@ describe('isg connect', () => {
   let head1: SignedHead;
   const data = prng(3).bytes(150_000);
   let rootId: Buffer;
-  let rootPlain: Buffer;
   let writerLocs: Map<string, BlockLoc>;
   let n = 0;
   const target = () => path.join(t.dir, `new${n++}`);
@@ -79,23 +79,16 @@ describe('isg connect', () => {
       await s.flush();
       keys = s.repo.keys;
       repoId = s.repo.config.id;
-      // The "root": the file's first chunk, a block in a pack (the real root is a tree object).
-      const first = s.meta.extentsOf(s.meta.lookup(1, 'f')!)[0];
-      rootId = first.id;
-      rootPlain = data.subarray(0, first.length);
       writerLocs = new Map();
-      const entries: IndexEntry[] = [];
       for (const { id } of s.meta.allBlocks()) {
         const loc = s.meta.getLoc(id);
-        if (loc) {
-          writerLocs.set(id.toString('hex'), loc);
-          entries.push({ id, ...loc });
-        }
+        if (loc) writerLocs.set(id.toString('hex'), loc);
       }
+      // The flush published head 1: the tree's top object and the index objects.
       backends = await Promise.all(specs.map((spec) => createBackend(spec)));
-      const index = await publishIndex(backends, entries, keys.block);
-      head1 = signHead(nextHead(undefined, { repoId, root: rootId, index, time: Date.now(), host: 'writer' }), keys.head.privateKey);
-      await storeHead(backends, head1);
+      const found = await findHeads(backends, { repoId, publicKey: keys.head.publicKey });
+      head1 = found.head!;
+      rootId = head1.root;
     } finally {
       await s.close();
     }
@@ -112,8 +105,8 @@ describe('isg connect', () => {
     const dir = target();
     const r = await connect({ dataDir: dir });
     expect(r).toMatchObject({ repository: repoId, index: 'objects', problems: [], ignoredHeads: [] });
-    expect(r.head).toMatchObject({ seq: 1, hash: head1.hash.toString('hex'), host: 'writer' });
-    expect(fetched).toEqual([rootPlain]);
+    expect(r.head).toMatchObject({ seq: 1, hash: head1.hash.toString('hex'), host: head1.host });
+    expect(fetched.map((f) => blockId(keys.block, f))).toEqual([rootId]);
     expect(await locsOf(dir)).toEqual(writerLocs);
     expect(await readSeenHead(dir)).toEqual({ seq: 1, hash: head1.hash.toString('hex') });
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'config'), 'utf8')) as { id: string; storage: { backends: BackendSpec[] } };
@@ -137,7 +130,7 @@ describe('isg connect', () => {
       const r = await connect({ dataDir: dir });
       expect(r.index).toBe('trailers');
       expect(r.indexProblem).toMatch(/cannot be read/);
-      expect(fetched).toEqual([rootPlain]);
+      expect(fetched.map((f) => blockId(keys.block, f))).toEqual([rootId]);
       expect(await locsOf(dir)).toEqual(writerLocs);
     } finally {
       for (const [k, v] of saved) await backends.find((b) => b.name === k.split('\0')[0])!.put(k.split('\0')[1], v);
@@ -149,7 +142,7 @@ describe('isg connect', () => {
     for (const s of lost.slice(0, 2)) fs.mkdirSync(s.path as string);
     const dir = target();
     const r = await connect({ dataDir: dir, specs: lost });
-    expect(fetched).toEqual([rootPlain]);
+    expect(fetched.map((f) => blockId(keys.block, f))).toEqual([rootId]);
     expect(r.problems).toEqual([]);
     expect(await locsOf(dir)).toEqual(writerLocs);
   });

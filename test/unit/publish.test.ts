@@ -11,6 +11,7 @@ import { Session } from '../../src/repo/session';
 import { repoStatus } from '../../src/repo/status';
 import { checkRepository } from '../../src/repair/check';
 import { restoreTree } from '../../src/snapshot/tree';
+import { readIndex } from '../../src/snapshot/index-objects';
 import { openMeta } from '../helpers/meta';
 import { smallRepo } from '../helpers/session';
 import { prng, tmpDir } from '../helpers/tmp';
@@ -109,7 +110,13 @@ describe('publish and restore', () => {
       const found = await findHeads(s.backends, { repoId: s.repo.config.id, publicKey: s.repo.keys.head.publicKey });
       expect(found.head?.seq).toBe(1);
       expect(found.head?.root.equals(first.root)).toBe(true);
-      expect(found.head?.index).toEqual([]); // the seam: no index objects yet
+      // The head's index objects list every block that is in a pack, tree objects included.
+      const index = await readIndex(s.backends, found.head!.index, s.repo.keys.block);
+      for (const { id } of s.meta.allBlocks()) {
+        const loc = s.meta.getLoc(id);
+        if (loc) expect(index.get(id.toString('hex'))).toEqual(loc);
+      }
+      expect(index.get(first.root.toString('hex'))).toBeDefined();
 
       restored = await restoreInto(path.join(tmp.dir, 'restored'), s, found.head!.root);
       expect(snapshotOf(restored)).toEqual(snapshotOf(s.meta));
