@@ -256,6 +256,7 @@ export class Meta {
   private readonly unindexed: Database<[Buffer, number, number][], string>;
   /** Changes are marked dirty with this generation; a publish moves it on (see beginPublish). */
   private publishGen = 1;
+  private closed = false;
   /** The schema this open migrated from (the file then needs compacting), if any. */
   private migratedFrom: number | undefined;
 
@@ -415,6 +416,7 @@ export class Meta {
    * it. Committed when fn returns: visible at once, durable at the next sync().
    */
   txn<T>(fn: () => T): T {
+    if (this.closed) throw new IsgError('unavailable', 'the metadata database is closed');
     if (!this.epoch && !this.readOnly) this.beginEpoch();
     return this.root.transactionSync(fn);
   }
@@ -489,8 +491,14 @@ export class Meta {
     }
   }
 
+  /**
+   * Commits what is open and closes the database. A transaction that background work (an
+   * eviction, a publish's release) starts while the last epoch commits opens another epoch: that
+   * one is committed too, never left open under the closing environment. After close, txn throws.
+   */
   async close(): Promise<void> {
-    await this.sync();
+    while (this.epoch || this.ending) await this.sync();
+    this.closed = true;
     await this.root.close();
   }
 

@@ -128,9 +128,10 @@ export class LocalTier implements KeepTarget, BeforeCommit {
     for (const wake of this.keepingDone.splice(0)) wake();
   }
 
-  /** Resolves when every fetched block being kept is written and recorded (before closing). */
+  /** Resolves when every fetched block being kept is written and recorded, and a running eviction is done (before closing). */
   keptAll(): Promise<void> {
-    return this.keeping === 0 ? Promise.resolve() : new Promise((resolve) => this.keepingDone.push(resolve));
+    const kept = this.keeping === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.keepingDone.push(resolve));
+    return kept.then(() => this.evicting ?? undefined); // an eviction writes the metadata too
   }
 
   /** The encoded bytes of a block in the local tier, or null when it is not there. */
