@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { Backend, CallOptions } from '../backend/backend';
 import { processAlive } from '../util/process';
-import { getSmallObject, LEASES_PREFIX, onEveryBackend } from './objects';
+import { getSmallObject, LEASES_PREFIX, majority, onEveryBackend } from './objects';
 
 export const LEASE_FORMAT = 1;
 const MAX_LEASE_BYTES = 64 * 1024;
@@ -192,10 +192,6 @@ export async function scanLeases(backends: readonly Backend[], call?: CallOption
     failed: per.failed,
     unreadable,
   };
-}
-
-function majority(n: number): number {
-  return Math.floor(n / 2) + 1;
 }
 
 function names(list: readonly { backend: string; error: Error }[]): string {

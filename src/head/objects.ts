@@ -39,6 +39,11 @@ export async function onEveryBackend<T>(backends: readonly Backend[], fn: (b: Ba
   return out;
 }
 
+/** More than half of `n` backends: two such sets always share a backend. */
+export function majority(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
 /** An object larger than its kind can be. */
 export class OversizeObjectError extends Error {
   constructor(message: string) {

@@ -32,14 +32,15 @@
  *   locs     block id -> [pack id, offset, length]  where a block lies in its pack
  *   parents  [ino, parent] -> links                 the directories naming an inode (hard links: several)
  *   pubdirty ino -> generation                      inodes changed since the tree was last encoded
- *   unindexed pack id -> [[block id, offset, length]]  packs no index object lists yet
  *   pubtree  ino -> ids (32 bytes each)             the tree objects a directory (or a file's chunk
  *                                                   list) was last encoded to, the directory's own first
+ *   unindexed pack id -> [[block id, offset, length]]  packs committed since the last index object
  *
- * The last three serve the publisher (src/snapshot/publish.ts): every change to an inode marks it
+ * The last four serve the publisher (src/snapshot/publish.ts): every change to an inode marks it
  * and the directories that name it dirty, in the transaction of the change, so a publish encodes
- * only dirty directories and their ancestors. They hold numbers and content-addressed ids, no
- * names (nothing beyond the shape of the tree, which dirents3 keys show anyway).
+ * only dirty directories and their ancestors; the packer records each committed pack for the next
+ * head's index object. They hold numbers and content-addressed ids, no names (nothing beyond the
+ * shape of the tree, which dirents3 keys show anyway).
  *
  * Schemas 1 (32-bit inode keys) and 2 (64-bit, rows in plain) are migrated to 3 in one
  * transaction when first opened for writing, and the file is then rewritten compacted, so that no

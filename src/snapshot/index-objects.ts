@@ -26,7 +26,7 @@ import { Backend, CallOptions } from '../backend/backend';
 import { BlockKeys, blockId, decodeBlock, encodeBlock, ObjectKind } from '../block/codec';
 import { Compression, compressionFor } from '../block/compression';
 import { IsgError, registerErrorClass } from '../errors';
-import { getSmallObject, onEveryBackend } from '../head/objects';
+import { getSmallObject, majority, onEveryBackend } from '../head/objects';
 import { BlockLoc, PackRow } from '../meta/meta';
 import { ShardReader } from '../pack/fetch';
 import { decodeShardHeader, parseShardKey, readPackTrailer, segmentsOf, shardHeaderSize, shardKey } from '../pack/format';
@@ -112,10 +112,6 @@ function encodeIndexObject(keys: IndexKeys, entries: readonly IndexEntry[]): { i
   const plain = encodeIndexPlain(entries);
   const id = blockId(keys, plain);
   return { id, encoded: encodeBlock(keys, keys.compression ?? zstd, id, plain, ObjectKind.index) };
-}
-
-function majority(n: number): number {
-  return Math.floor(n / 2) + 1;
 }
 
 /** Stores one object on every backend; a majority must take it. */

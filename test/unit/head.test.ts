@@ -23,6 +23,7 @@ import {
   storeHead,
 } from '../../src/head/head';
 import { tmpDir } from '../helpers/tmp';
+import { localBackends } from '../helpers/backends';
 
 const repoId = randomUUID();
 const key = headSigningKey(newMasterKey());
@@ -140,8 +141,7 @@ describe('findHeads over local backends', () => {
   let backends: LocalBackend[];
   beforeEach(async () => {
     t = tmpDir();
-    backends = ['b0', 'b1', 'b2'].map((n) => new LocalBackend(n, path.join(t.dir, n)));
-    for (const b of backends) await b.init();
+    backends = await localBackends(t.dir);
   });
   afterEach(() => t.cleanup());
 

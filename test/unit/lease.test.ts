@@ -5,7 +5,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { LocalBackend } from '../../src/backend/local';
 import { LEASES_PREFIX } from '../../src/head/objects';
 import {
@@ -20,6 +19,7 @@ import {
   WriterLease,
 } from '../../src/head/lease';
 import { tmpDir } from '../helpers/tmp';
+import { localBackends } from '../helpers/backends';
 
 const repoId = randomUUID();
 const FAST = { settleMs: 5 };
@@ -28,8 +28,7 @@ let t: ReturnType<typeof tmpDir>;
 let backends: LocalBackend[];
 beforeEach(async () => {
   t = tmpDir();
-  backends = ['b0', 'b1', 'b2'].map((n) => new LocalBackend(n, path.join(t.dir, n)));
-  for (const b of backends) await b.init();
+  backends = await localBackends(t.dir);
 });
 afterEach(() => t.cleanup());
 
