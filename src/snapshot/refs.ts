@@ -1,0 +1,41 @@
+/**
+ * What a user names when asking for a published tree: `latest` (the last head this data directory
+ * published or connected to) or a snapshot id (src/snapshot/snapshots.ts adds those). Every
+ * command that reads a tree (restore, snapshot diff, mount --snapshot, clone) resolves its
+ * argument here, so they accept the same names.
+ */
+import { IsgError } from '../errors';
+import { Meta } from '../meta/meta';
+
+/** A tree the backends hold: its top object (a tree object with one directory entry, empty name). */
+export interface TreeRef {
+  /** Id of the top tree object. */
+  root: Buffer;
+  /** What the user gave, for messages: `latest`, a snapshot id. */
+  label: string;
+}
+
+export class UnknownTreeError extends IsgError {
+  constructor(message: string) {
+    super('missing', message);
+    this.name = 'UnknownTreeError';
+  }
+}
+
+/** Resolves `latest` (or a snapshot id, once snapshots exist). */
+export function resolveTreeRef(meta: Meta, ref: string): TreeRef {
+  if (ref === 'latest') {
+    const top = meta.getPublishValue<string>('top');
+    if (!top) throw new UnknownTreeError('nothing was published yet: there is no latest tree (run `isg flush` while mounted)');
+    return { root: Buffer.from(top, 'hex'), label: 'latest' };
+  }
+  throw new UnknownTreeError(`no snapshot ${JSON.stringify(ref)} (see \`isg snapshot ls\`)`);
+}
+
+/** Splits `<ref>[:<path>]` into the reference and a path inside the tree ('/' when absent). */
+export function splitTreeArg(arg: string): { ref: string; path: string } {
+  const at = arg.indexOf(':');
+  if (at < 0) return { ref: arg, path: '/' };
+  const path = arg.slice(at + 1) || '/';
+  return { ref: arg.slice(0, at), path: path.startsWith('/') ? path : `/${path}` };
+}
