@@ -28,14 +28,14 @@ const TAG = 16;
 export const BLOCK_OVERHEAD = HEADER + NONCE + TAG;
 
 /** What a block holds (docs/formats.md "Block"): header byte 1, bits 1..3. */
-export const ObjectKind = { data: 0, tree: 1, chunkList: 2, index: 3 } as const;
+export const ObjectKind = { data: 0, tree: 1, chunkList: 2, index: 3, snapshotList: 4 } as const;
 export type ObjectKind = (typeof ObjectKind)[keyof typeof ObjectKind];
 const KIND_SHIFT = 1;
 const KIND_MASK = 7;
 const FLAG_COMPRESSED = 1;
 /** Flag bits this isgfs knows; a block with another set is refused. */
 const KNOWN_FLAGS = FLAG_COMPRESSED | (KIND_MASK << KIND_SHIFT);
-const KIND_NAMES = ['data', 'tree', 'chunk list', 'index', 'kind 4', 'kind 5', 'kind 6', 'kind 7'];
+const KIND_NAMES = ['data', 'tree', 'chunk list', 'index', 'snapshot list', 'kind 5', 'kind 6', 'kind 7'];
 
 /** The kind an encoded block's header names (authenticated only once the block decodes). */
 export function kindOfEncoded(encoded: Uint8Array): number {

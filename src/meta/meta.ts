@@ -35,6 +35,15 @@
  *   pubtree  ino -> ids (32 bytes each)             the tree objects a directory (or a file's chunk
  *                                                   list) was last encoded to, the directory's own first
  *   unindexed pack id -> [[block id, offset, length]]  packs committed since the last index object
+ *   pubagg   ino -> [files, bytes]                  a directory's aggregate when last encoded (whole subtree)
+ *   snapshots id (8 bytes) -> sealed SnapshotRecord the snapshots (src/snapshot/snapshots.ts)
+ *   dead     [death epoch, block id] -> true        blocks at 0 references held by a snapshot
+ *
+ * Snapshot holds (docs/architecture.md "Snapshots"): kv `snapEpoch` E counts snapshots taken; a
+ * block row records `birth` (E when it was made); a snapshot records epoch E and moves E on. A
+ * block whose references fall to 0 while some snapshot's epoch >= its birth is held: listed in
+ * `dead` under the current E (its `death`) instead of `gc`. Removing a snapshot frees the dead
+ * blocks no other snapshot holds, scanning only the deaths between it and the next snapshot.
  *
  * The last four serve the publisher (src/snapshot/publish.ts): every change to an inode marks it
  * and the directories that name it dirty, in the transaction of the change, so a publish encodes
@@ -112,6 +121,39 @@ export interface BlockRow {
   plain: number; // plaintext bytes
   stored: number; // encoded bytes
   local?: boolean; // present in the local tier (absent = true, for rows written before packs)
+  /** The snapshot epoch (kv snapEpoch) when the block was made (absent: 0). */
+  birth?: number;
+  /** Set while the block is held (refs 0, listed in `dead`): the epoch it died in. */
+  death?: number;
+}
+
+/** A snapshot (src/snapshot/snapshots.ts): a published tree kept, with the blocks it names. */
+export interface SnapshotRecord {
+  /** 16 hex digits. */
+  id: string;
+  /** ms since the epoch. */
+  time: number;
+  tag?: string;
+  /** Top tree object. */
+  root: Buffer;
+  files: number;
+  /** Logical bytes (sum of file sizes). */
+  bytes: number;
+  /** The head that first named it. */
+  headSeq: number;
+  /** kv snapEpoch when it was taken. */
+  epoch: number;
+}
+
+function encodeSnapshotRow(r: SnapshotRecord): Buffer {
+  const { id: _id, root, ...rest } = r;
+  return Buffer.concat([Buffer.from([ROW_V1]), Buffer.from(JSON.stringify({ ...rest, root: root.toString('hex') }))]);
+}
+
+function decodeSnapshotRow(id: string, b: Buffer): SnapshotRecord {
+  if (b.length < 1 || b[0] !== ROW_V1) throw new IsgError('corrupt', `snapshot ${id}: unknown row format ${b[0]}`);
+  const v = JSON.parse(b.toString('utf8', 1)) as Omit<SnapshotRecord, 'id' | 'root'> & { root: string };
+  return { id, ...v, root: Buffer.from(v.root, 'hex') };
 }
 
 export interface PackRow {
@@ -255,6 +297,11 @@ export class Meta {
   private readonly pubdirty: Database<number, Buffer>;
   private readonly pubtree: Database<Buffer, Buffer>;
   private readonly unindexed: Database<[Buffer, number, number][], string>;
+  private readonly pubagg: Database<[number, number], Buffer>;
+  private readonly snapshots: Database<Buffer, Buffer>;
+  private readonly dead: Database<boolean, Buffer>;
+  /** The largest snapshot epoch (-1: no snapshot), kept from the snapshots table. */
+  private holdEpoch = -1;
   /** Changes are marked dirty with this generation; a publish moves it on (see beginPublish). */
   private publishGen = 1;
   private closed = false;
@@ -311,6 +358,10 @@ export class Meta {
     this.pubdirty = this.root.openDB({ name: 'pubdirty', keyEncoding: 'binary' });
     this.pubtree = this.root.openDB({ name: 'pubtree', keyEncoding: 'binary', encoding: 'binary' });
     this.unindexed = this.root.openDB({ name: 'unindexed' });
+    this.pubagg = this.root.openDB({ name: 'pubagg', keyEncoding: 'binary' });
+    this.snapshots = this.sealedTable('snapshots');
+    this.dead = this.root.openDB({ name: 'dead', keyEncoding: 'binary' });
+    this.holdEpoch = this.computeHoldEpoch();
     this.publishGen = (this.kv.get('publishGen') as number | undefined) ?? 1;
     if (schema !== undefined && schema < META_SCHEMA) this.migrate(schema);
   }
@@ -623,7 +674,18 @@ export class Meta {
   }
   setPublishedObjects(ino: number, ids: Buffer[] | undefined): void {
     if (ids && ids.length) this.pubtree.putSync(be(ino), Buffer.concat(ids));
-    else this.pubtree.removeSync(be(ino));
+    else {
+      this.pubtree.removeSync(be(ino));
+      this.pubagg.removeSync(be(ino));
+    }
+  }
+  /** A directory's aggregate (files, logical bytes of its whole subtree) when last encoded. */
+  getAggregate(ino: number): { files: number; bytes: number } | undefined {
+    const v = this.pubagg.get(be(ino));
+    return v ? { files: v[0], bytes: v[1] } : undefined;
+  }
+  setAggregate(ino: number, a: { files: number; bytes: number }): void {
+    this.pubagg.putSync(be(ino), [a.files, a.bytes]);
   }
   /** A pack committed since the last index object: its block locations, for the next publish. */
   markUnindexed(pack: string, entries: { id: Buffer; offset: number; length: number }[]): void {
@@ -711,8 +773,15 @@ export class Meta {
   ref(id: Buffer): boolean {
     const b = this.blocks.get(id);
     if (!b) return false;
-    if (b.refs === 0) this.gc.removeSync(id);
-    this.blocks.putSync(id, { ...b, refs: b.refs + 1 });
+    const row = { ...b, refs: b.refs + 1 };
+    if (b.refs === 0) {
+      this.gc.removeSync(id);
+      if (b.death !== undefined) {
+        this.dead.removeSync(Buffer.concat([be(b.death), id])); // held, live again
+        delete row.death;
+      }
+    }
+    this.blocks.putSync(id, row);
     return true;
   }
   /**
@@ -721,11 +790,11 @@ export class Meta {
    */
   refRemote(id: Buffer, plain: number, stored: number): void {
     if (this.ref(id)) return;
-    this.blocks.putSync(id, { refs: 1, plain, stored, local: false });
+    this.blocks.putSync(id, { refs: 1, plain, stored, local: false, birth: this.snapEpoch() });
   }
   /** A new block, present in the local tier; it joins the upload queue. */
   addBlock(id: Buffer, plain: number, stored: number): void {
-    this.blocks.putSync(id, { refs: 1, plain, stored, local: true });
+    this.blocks.putSync(id, { refs: 1, plain, stored, local: true, birth: this.snapEpoch() });
     const seq = ((this.kv.get('uploadSeq') as number | undefined) ?? 0) + 1;
     this.kv.putSync('uploadSeq', seq);
     this.upload.putSync(seq, id);
@@ -737,8 +806,103 @@ export class Meta {
   unref(id: Buffer): void {
     const b = this.blocks.get(id);
     if (!b) throw new Error(`unref of unknown block ${id.toString('hex')}`);
-    this.blocks.putSync(id, { ...b, refs: b.refs - 1 });
-    if (b.refs - 1 === 0) this.gc.putSync(id, true);
+    if (b.refs - 1 > 0) {
+      this.blocks.putSync(id, { ...b, refs: b.refs - 1 });
+      return;
+    }
+    if (this.holdEpoch >= (b.birth ?? 0)) {
+      // A snapshot names it: held, not a gc candidate (see the table notes above).
+      const death = this.snapEpoch();
+      this.blocks.putSync(id, { ...b, refs: 0, death });
+      this.dead.putSync(Buffer.concat([be(death), id]), true);
+    } else {
+      this.blocks.putSync(id, { ...b, refs: 0 });
+      this.gc.putSync(id, true);
+    }
+  }
+  /** Lowers a block's birth to `epoch` (objects a snapshot publish stores after its epoch moved on). */
+  lowerBirth(id: Buffer, epoch: number): void {
+    const b = this.blocks.get(id);
+    if (b && (b.birth ?? 0) > epoch) this.blocks.putSync(id, { ...b, birth: epoch });
+  }
+  /** Blocks held by snapshots (at 0 references, kept): how many, and their stored bytes. */
+  heldBlocks(): number {
+    return (this.dead.getStats() as { entryCount: number }).entryCount;
+  }
+
+  // snapshots: records and epochs
+  /** kv snapEpoch: the epoch the next snapshot takes. */
+  snapEpoch(): number {
+    return (this.kv.get('snapEpoch') as number | undefined) ?? 0;
+  }
+  /** Moves the epoch on past every snapshot (connect, after filling the table from the backends). */
+  setSnapEpoch(e: number): void {
+    this.kv.putSync('snapEpoch', e);
+  }
+  private computeHoldEpoch(): number {
+    let max = -1;
+    for (const { key, value } of this.snapshots.getRange()) max = Math.max(max, this.openSnapshot(key, value).epoch);
+    return max;
+  }
+  private openSnapshot(key: Uint8Array, value: Buffer): SnapshotRecord {
+    const k = Buffer.from(key);
+    return decodeSnapshotRow(k.toString('hex'), this.seal.open('snapshot', k, value));
+  }
+  /**
+   * Takes a snapshot's epoch: returns E and moves it to E + 1. Call in the same synchronous
+   * stretch as the encode of the tree the snapshot names (in a transaction).
+   */
+  takeSnapEpoch(): number {
+    const e = this.snapEpoch();
+    this.kv.putSync('snapEpoch', e + 1);
+    return e;
+  }
+  putSnapshot(r: SnapshotRecord): void {
+    if (!/^[0-9a-f]{16}$/.test(r.id)) throw new RangeError(`bad snapshot id ${r.id}`);
+    const key = Buffer.from(r.id, 'hex');
+    this.snapshots.putSync(key, this.seal.seal('snapshot', key, encodeSnapshotRow(r)));
+    this.holdEpoch = Math.max(this.holdEpoch, r.epoch);
+  }
+  getSnapshot(id: string): SnapshotRecord | undefined {
+    if (!/^[0-9a-f]{16}$/.test(id)) return undefined;
+    const key = Buffer.from(id, 'hex');
+    const v = this.snapshots.get(key);
+    return v ? this.openSnapshot(key, v) : undefined;
+  }
+  /** Every snapshot, oldest (smallest epoch) first. */
+  allSnapshots(): SnapshotRecord[] {
+    return [...this.snapshots.getRange()].map(({ key, value }) => this.openSnapshot(key, value)).sort((a, b) => a.epoch - b.epoch);
+  }
+  /**
+   * Removes a snapshot and frees the blocks it alone held: with prev / next the epochs of the
+   * snapshots around it (-1 / none), the dead blocks that died in (epoch, next] and were born
+   * after prev become gc candidates; those that died after next stay (next holds them). Cost: the
+   * dead blocks in that range. Returns how many were freed.
+   */
+  removeSnapshot(id: string): number {
+    const r = this.getSnapshot(id);
+    if (!r) return 0;
+    this.snapshots.removeSync(Buffer.from(id, 'hex'));
+    const rest = this.allSnapshots();
+    this.holdEpoch = rest.length ? rest[rest.length - 1].epoch : -1;
+    const prev = rest.filter((s) => s.epoch < r.epoch).pop()?.epoch ?? -1;
+    const next = rest.find((s) => s.epoch > r.epoch)?.epoch;
+    const end = next === undefined ? undefined : be(next + 1);
+    let freed = 0;
+    for (const key of [...this.dead.getKeys({ start: be(r.epoch + 1), ...(end ? { end } : {}) })]) {
+      const k = Buffer.from(key);
+      const id = k.subarray(8);
+      const b = this.blocks.get(id);
+      if (b && b.refs === 0 && (b.birth ?? 0) <= prev) continue; // prev holds it
+      this.dead.removeSync(k);
+      if (b && b.refs === 0) {
+        const { death: _death, ...row } = b;
+        this.blocks.putSync(id, row);
+        this.gc.putSync(id, true);
+        freed++;
+      }
+    }
+    return freed;
   }
   *allBlocks(): Iterable<{ id: Buffer; row: BlockRow }> {
     for (const { key, value } of this.blocks.getRange()) yield { id: key, row: value };

@@ -24,8 +24,8 @@ const NAME_TAG_BYTES = 16;
 const TAG_MEMO_ENTRIES = 65536;
 
 /** What a sealed row belongs to: its table, as one byte of the associated data. */
-export type SealedTable = 'inode' | 'dirent' | 'extent' | 'xattr';
-const TABLE_BYTE: Record<SealedTable, number> = { inode: 1, dirent: 2, extent: 3, xattr: 4 };
+export type SealedTable = 'inode' | 'dirent' | 'extent' | 'xattr' | 'snapshot';
+const TABLE_BYTE: Record<SealedTable, number> = { inode: 1, dirent: 2, extent: 3, xattr: 4, snapshot: 5 };
 
 export class MetaSeal {
   private readonly encKey: Buffer;

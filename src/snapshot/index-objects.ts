@@ -109,17 +109,30 @@ const zstd = compressionFor({ name: 'zstd', level: 3 });
 
 /** Encodes one object; its id names it. (The codec's kind byte: INDEX_OBJECT_KIND.) */
 function encodeIndexObject(keys: IndexKeys, entries: readonly IndexEntry[]): { id: Buffer; encoded: Buffer } {
-  const plain = encodeIndexPlain(entries);
-  const id = blockId(keys, plain);
-  return { id, encoded: encodeBlock(keys, keys.compression ?? zstd, id, plain, ObjectKind.index) };
+  return encodeWholeObject(keys, encodeIndexPlain(entries), ObjectKind.index);
 }
 
 /** Stores one object on every backend; a majority must take it. */
-async function storeEverywhere(backends: readonly Backend[], id: Buffer, encoded: Buffer, call?: CallOptions): Promise<void> {
-  const r = await onEveryBackend(backends, (b) => b.put(indexKey(id), encoded, call));
+function storeEverywhere(backends: readonly Backend[], id: Buffer, encoded: Buffer, call?: CallOptions): Promise<void> {
+  return storeWholeObject(backends, indexKey(id), 'index object', id, encoded, call);
+}
+
+/**
+ * Stores an object whole under `key` on every backend (index objects, snapshot lists); a majority
+ * must take it, else an IndexError names the failures.
+ */
+export async function storeWholeObject(
+  backends: readonly Backend[],
+  key: string,
+  what: string,
+  id: Buffer,
+  encoded: Buffer,
+  call?: CallOptions,
+): Promise<void> {
+  const r = await onEveryBackend(backends, (b) => b.put(key, encoded, call));
   if (r.ok.length < majority(backends.length))
     throw new IndexError(
-      `index object ${id.toString('hex').slice(0, 16)}… stored on ${r.ok.length} of ${backends.length} backends, ` +
+      `${what} ${id.toString('hex').slice(0, 16)}… stored on ${r.ok.length} of ${backends.length} backends, ` +
         `${majority(backends.length)} needed: ${r.failed.map((f) => `${f.backend} (${f.error.message})`).join(', ')}`,
     );
 }
@@ -186,22 +199,54 @@ export async function readIndexObject(
   keys: IndexKeys,
   call?: CallOptions,
 ): Promise<IndexEntry[]> {
+  return readWholeObject(
+    backends,
+    indexKey(id),
+    'index object',
+    id,
+    keys,
+    ObjectKind.index,
+    MAX_INDEX_OBJECT_BYTES,
+    (plain, where) => decodeIndexPlain(plain, where),
+    call,
+  );
+}
+
+/**
+ * An object stored whole on every backend (storeWholeObject), from the first backend whose copy
+ * decodes (the codec checks the kind, the tag and that the plaintext hashes to the id) and parses.
+ */
+export async function readWholeObject<T>(
+  backends: readonly Backend[],
+  key: string,
+  what: string,
+  id: Buffer,
+  keys: IndexKeys,
+  kind: ObjectKind,
+  maxBytes: number,
+  parse: (plain: Buffer, where: string) => T,
+  call?: CallOptions,
+): Promise<T> {
   const why: string[] = [];
   for (const b of backends) {
     try {
-      const encoded = await getSmallObject(b, indexKey(id), MAX_INDEX_OBJECT_BYTES, call);
+      const encoded = await getSmallObject(b, key, maxBytes, call);
       if (!encoded) {
         why.push(`${b.name}: absent`);
         continue;
       }
-      // The codec checks the tag and that the plaintext hashes to the id.
-      const plain = decodeBlock(keys, keys.compression ?? zstd, id, encoded, ObjectKind.index);
-      return decodeIndexPlain(plain, `${b.name}: ${indexKey(id)}`);
+      return parse(decodeBlock(keys, keys.compression ?? zstd, id, encoded, kind), `${b.name}: ${key}`);
     } catch (e) {
       why.push(`${b.name}: ${(e as Error).message}`);
     }
   }
-  throw new IndexError(`index object ${id.toString('hex').slice(0, 16)}… cannot be read: ${why.join('; ')}`);
+  throw new IndexError(`${what} ${id.toString('hex').slice(0, 16)}… cannot be read: ${why.join('; ')}`);
+}
+
+/** Encodes an object with the block codec (zstd unless `keys` says otherwise); its id names it. */
+export function encodeWholeObject(keys: IndexKeys, plain: Buffer, kind: ObjectKind): { id: Buffer; encoded: Buffer } {
+  const id = blockId(keys, plain);
+  return { id, encoded: encodeBlock(keys, keys.compression ?? zstd, id, plain, kind) };
 }
 
 /**
