@@ -22,6 +22,8 @@ import { log, setLogLevel } from '../src/log';
 import { mountpointsOf, mountRepository, unmountByPath } from '../mount/daemon';
 import { connectRepository } from '../src/repo/connect';
 import type { RecoveryProgress } from '../src/snapshot/connect';
+import { runSnapshotOp, SnapshotInfo, SnapshotOp } from '../src/repo/snapshot-ops';
+import type { TreeDiff } from '../src/snapshot/snapshots';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -281,13 +283,14 @@ async function passwordUnlessMounted(dataDir: string, passwordFile: string | und
 async function inDaemonOrHere<T>(
   dataDir: string,
   password: string | undefined,
-  cmd: 'flush' | 'cache-drop',
+  cmd: 'flush' | 'cache-drop' | 'snapshot',
   here: (s: Session) => Promise<T>,
   onProgress?: (p: unknown) => void,
+  args?: unknown,
 ): Promise<unknown> {
   const holder = readLock(dataDir);
   if (holder) {
-    return callControl(dataDir, cmd, onProgress).catch((e: unknown) => {
+    return callControl(dataDir, cmd, onProgress, args).catch((e: unknown) => {
       if (!(e instanceof ControlUnreachableError)) throw e;
       throw new RepoError(
         `${repoPaths(dataDir).root} is in use by pid ${holder.pid}${holder.mountpoint ? ` (mounted on ${holder.mountpoint})` : ''}, ` +
@@ -367,6 +370,93 @@ cache
       const password = await passwordUnlessMounted(dataDir, o.passwordFile);
       const freed = await inDaemonOrHere(dataDir, password, 'cache-drop', (s) => s.cacheDrop());
       process.stdout.write(`dropped ${((freed as number) / 1048576).toFixed(1)} MiB from the local tier\n`);
+    }),
+  );
+
+/** A snapshot operation in the mounted daemon, or on a Session of this process. */
+async function snapshotOp(dataDir: string, passwordFile: string | undefined, op: SnapshotOp): Promise<unknown> {
+  const password = await passwordUnlessMounted(dataDir, passwordFile);
+  return inDaemonOrHere(dataDir, password, 'snapshot', (s) => runSnapshotOp(s, op), undefined, op);
+}
+
+const snapshot = program.command('snapshot').description('point-in-time views of the whole filesystem, kept on the backends');
+snapshot
+  .command('create')
+  .description('take a snapshot (writes acknowledged before the call are in it); prints its id')
+  .argument('<data-dir>')
+  .option('--tag <tag>', 'a label kept with the snapshot')
+  .option('--json', 'the snapshot as one JSON object on one line')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(
+    action(async (dataDir: string, o: { tag?: string; json?: boolean; passwordFile?: string }) => {
+      const r = (await snapshotOp(dataDir, o.passwordFile, {
+        op: 'create',
+        ...(o.tag !== undefined ? { tag: o.tag } : {}),
+      })) as SnapshotInfo;
+      process.stdout.write(o.json ? JSON.stringify(r) + '\n' : `${r.id}\n`);
+    }),
+  );
+snapshot
+  .command('ls')
+  .description('list the snapshots: id, time, tag, files, logical bytes, head sequence')
+  .argument('<data-dir>')
+  .option('--json', 'one JSON array on one line')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(
+    action(async (dataDir: string, o: { json?: boolean; passwordFile?: string }) => {
+      const list = (await snapshotOp(dataDir, o.passwordFile, { op: 'ls' })) as SnapshotInfo[];
+      if (o.json) {
+        process.stdout.write(JSON.stringify(list) + '\n');
+        return;
+      }
+      const rows = [['ID', 'TIME', 'FILES', 'BYTES', 'HEAD', 'TAG']];
+      for (const r of list) rows.push([r.id, r.time, String(r.files), String(r.bytes), String(r.headSeq), r.tag ?? '']);
+      const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+      process.stdout.write(
+        rows
+          .map((row) =>
+            row
+              .map((c, i) => c.padEnd(widths[i]))
+              .join('  ')
+              .trimEnd(),
+          )
+          .join('\n') + '\n',
+      );
+    }),
+  );
+snapshot
+  .command('rm')
+  .description('remove a snapshot: the blocks only it kept are freed')
+  .argument('<data-dir>')
+  .argument('<id>', 'a snapshot id, or a unique prefix of at least 4 hex digits')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(
+    action(async (dataDir: string, id: string, o: { passwordFile?: string }) => {
+      const r = (await snapshotOp(dataDir, o.passwordFile, { op: 'rm', id })) as { id: string; freed: number };
+      process.stdout.write(`removed snapshot ${r.id} (${r.freed} blocks no longer kept)\n`);
+    }),
+  );
+snapshot
+  .command('diff')
+  .description('paths added, removed and modified from snapshot <a> to <b> (`live`: the filesystem now)')
+  .argument('<data-dir>')
+  .argument('<a>', 'a snapshot id or `latest`')
+  .argument('<b>', 'a snapshot id, `latest` or `live`')
+  .option('--json', 'one JSON object on one line (with objectsRead)')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .action(
+    action(async (dataDir: string, a: string, b: string, o: { json?: boolean; passwordFile?: string }) => {
+      const d = (await snapshotOp(dataDir, o.passwordFile, { op: 'diff', a, b })) as TreeDiff;
+      if (o.json) {
+        process.stdout.write(JSON.stringify(d) + '\n');
+        return;
+      }
+      const lines = [
+        ...d.added.map((p) => ({ p, l: `+ ${p}` })),
+        ...d.removed.map((p) => ({ p, l: `- ${p}` })),
+        ...d.modified.map((m) => ({ p: m.path, l: `M ${m.path} (${m.what.join(', ')})` })),
+      ].sort((x, y) => (x.p < y.p ? -1 : x.p > y.p ? 1 : 0));
+      process.stdout.write(lines.map((x) => x.l + '\n').join(''));
     }),
   );
 

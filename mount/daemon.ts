@@ -10,6 +10,7 @@ import { Session } from '../src/repo/session';
 import { readLock, RepoError } from '../src/repo/repository';
 import { log } from '../src/log';
 import { serveControl } from '../src/repo/control';
+import { runSnapshotOp, SnapshotOp } from '../src/repo/snapshot-ops';
 import { fuseOps } from './ops';
 import { FUSE_DEFAULTS, mountFuse } from './fuse';
 import { isFuseMounted, stopRequested, unmountOrDetach } from './stop';
@@ -85,8 +86,9 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   // mount of the same repository.
   const stopControl = o.readOnly
     ? async () => undefined
-    : serveControl(dataDir, async (cmd, progress) => {
+    : serveControl(dataDir, async (cmd, progress, args) => {
         if (cmd === 'flush') return session.flush(progress);
+        if (cmd === 'snapshot') return runSnapshotOp(session, args as SnapshotOp);
         if (cmd === 'cache-drop') return session.cacheDrop();
         if (cmd === 'status') return session.backgroundStatus();
         return session.backends.map((b) => ({ name: b.name, ...b.health() }));

@@ -715,10 +715,10 @@ export class Meta {
     for (const hex of this.getPublishValue<string[]>('unref') ?? []) yield Buffer.from(hex, 'hex');
   }
   /** A value of the publisher's own (its last head, its index list, objects waiting to be unreferenced). */
-  getPublishValue<T>(name: 'head' | 'top' | 'unref' | 'index'): T | undefined {
+  getPublishValue<T>(name: 'head' | 'top' | 'unref' | 'index' | 'snapshots'): T | undefined {
     return this.kv.get(`publish.${name}`) as T | undefined;
   }
-  setPublishValue(name: 'head' | 'top' | 'unref' | 'index', value: unknown): void {
+  setPublishValue(name: 'head' | 'top' | 'unref' | 'index' | 'snapshots', value: unknown): void {
     if (value === undefined) this.kv.removeSync(`publish.${name}`);
     else this.kv.putSync(`publish.${name}`, value);
   }

@@ -240,7 +240,7 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
           backends: reachable,
           keys: { ...keys.block, pack: keys.pack },
           compression: compressionFor(config.compression),
-          head: head && { root: head.root, index: head.index },
+          head: head && { root: head.root, index: head.index, ...(head.snapshots ? { snapshots: head.snapshots } : {}) },
           restore: o.restore ?? restoreTree,
           onProgress: o.onProgress,
         });
@@ -250,6 +250,7 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
             const hex = (b: Buffer) => b.toString('hex');
             meta.setPublishValue('head', { seq: head.seq, hash: hex(head.hash), root: hex(head.root), time: head.time });
             meta.setPublishValue('index', head.index.map(hex));
+            if (head.snapshots) meta.setPublishValue('snapshots', hex(head.snapshots));
           });
       } finally {
         await meta.close();

@@ -23,7 +23,8 @@ import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, Re
 import { ensureRecords } from './replicas';
 import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
-import { Publisher, PublishResult } from '../snapshot/publish';
+import { Publisher, PublishRequest, PublishResult } from '../snapshot/publish';
+import { publishSnapshotList } from '../snapshot/snapshots';
 import { treeSplitKey } from '../snapshot/tree';
 import { blockId } from '../block/codec';
 import { hostname } from 'node:os';
@@ -171,6 +172,7 @@ export class Session {
           host: hostname(),
           drain: () => packer.drain(),
           publishIndex: (locations, previous) => publishIndex(backends, locations, repo.keys.block, previous),
+          publishSnapshots: (records, previous) => publishSnapshotList(backends, records, repo.keys.block, previous),
           onWarning: (m) => log.warn(m),
         });
       }
@@ -237,11 +239,11 @@ export class Session {
    * Publishes what changed since the last head (null when nothing did, or on a read-only session).
    * Not once the writer lease is lost: another writer may own the repository's heads.
    */
-  async publish(): Promise<PublishResult | null> {
+  async publish(req?: PublishRequest): Promise<PublishResult | null> {
     if (!this.publisher) return null;
     const lost = this.lease?.lostError;
     if (lost) throw lost;
-    return this.publisher.publish();
+    return this.publisher.publish(req);
   }
 
   /** Live values of the background work, for `isg status` (over the control socket). */

@@ -19,11 +19,12 @@ import { BlockKeys, decodeBlock, ObjectKind } from '../block/codec';
 import { FetchObject, restoreTree } from './tree';
 import { Compression } from '../block/compression';
 import { BlockMissingError } from '../store/blockstore';
-import { Meta } from '../meta/meta';
+import { Meta, SnapshotRecord } from '../meta/meta';
 import { ShardReader } from '../pack/fetch';
 import { isKind } from '../errors';
 import { log } from '../log';
 import { readIndex, rebuildIndexFromTrailers, scanPacks, ScannedPacks } from './index-objects';
+import { adoptSnapshots, computeAggregates, readSnapshotList } from './snapshots';
 
 /** The tree restore: `restoreTree` (./tree.ts); tests give another to look at what connect hands it. */
 export type RestoreTree = typeof restoreTree;
@@ -39,8 +40,8 @@ export interface RecoverOptions {
   backends: readonly Backend[];
   keys: BlockKeys & { pack: Buffer };
   compression: Compression;
-  /** The head's root tree and index objects; null when no head was ever published. */
-  head: { root: Buffer; index: Buffer[] } | null;
+  /** The head's root tree, index objects and snapshot list; null when no head was ever published. */
+  head: { root: Buffer; index: Buffer[]; snapshots?: Buffer } | null;
   restore: RestoreTree;
   onProgress?: (p: RecoveryProgress) => void;
 }
@@ -54,6 +55,8 @@ export interface Recovered {
   indexProblem?: string;
   /** Packs and shards that could not be used. */
   problems: string[];
+  /** Snapshots the head's list names (now in the local table). */
+  snapshots: number;
 }
 
 /** A reader of objects in packs, over pack rows and locations in `meta`. */
@@ -107,6 +110,7 @@ export async function recoverMetadata(o: RecoverOptions): Promise<Recovered> {
     problems = rebuilt.problems;
   }
   const { meta } = o;
+  let snapshots: SnapshotRecord[] = [];
   meta.txn(() => {
     for (const [id, row] of scanned.packs) meta.putPack(id, row);
     for (const [hex, loc] of locs) meta.putLoc(Buffer.from(hex, 'hex'), loc);
@@ -116,7 +120,20 @@ export async function recoverMetadata(o: RecoverOptions): Promise<Recovered> {
     await o.restore(meta, o.head.root, objectFetcher(meta, o.backends, o.keys, o.compression), (objects) =>
       progress({ stage: 'tree', done: objects }),
     );
+    // After the restore (its blocks keep birth 0: every snapshot may name them).
+    computeAggregates(meta);
+    if (o.head.snapshots) {
+      snapshots = await readSnapshotList(o.backends, o.head.snapshots, o.keys);
+      adoptSnapshots(meta, snapshots);
+    }
     await meta.sync();
   }
-  return { packs: scanned.packs.size, blocks: locs.size, index: source, ...(indexProblem ? { indexProblem } : {}), problems };
+  return {
+    packs: scanned.packs.size,
+    blocks: locs.size,
+    index: source,
+    ...(indexProblem ? { indexProblem } : {}),
+    problems,
+    snapshots: snapshots.length,
+  };
 }

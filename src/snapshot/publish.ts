@@ -26,10 +26,11 @@ import type { KeyObject } from 'node:crypto';
 import { Backend } from '../backend/backend';
 import { ObjectKind } from '../block/codec';
 import { findHeads, Head, signHead, storeHead } from '../head/head';
-import { Meta, ROOT_INO } from '../meta/meta';
+import { Meta, ROOT_INO, SnapshotRecord } from '../meta/meta';
 import type { BlockStore } from '../store/blockstore';
 import { EncodedObject, encodeChunks, encodeDirectory, encodeLeaf, entryOfInode, EntryType, TreeCodec, TreeEntry } from './tree';
 import { constants as C } from 'node:fs';
+import { addEntry, Aggregate, computeAggregates, newSnapshotId } from './snapshots';
 
 /** Where a block lies in a pack (what index objects list). */
 export interface BlockLocation {
@@ -55,6 +56,11 @@ export interface PublisherOptions {
    */
   /** Stores index objects for the new locations; returns the whole list the head names (`previous` and the new ones, maybe merged). */
   publishIndex?: (newLocations: BlockLocation[], previous: Buffer[]) => Promise<Buffer[]>;
+  /**
+   * Stores the snapshot list (src/snapshot/snapshots.ts publishSnapshotList) unless `previous` is
+   * the same object; returns the id the head names. Absent: heads name no snapshot list.
+   */
+  publishSnapshots?: (records: SnapshotRecord[], previous: Buffer | undefined) => Promise<Buffer | undefined>;
   /** Backends that failed to take the head (the head is on the others). */
   onWarning?: (message: string) => void;
 }
@@ -74,6 +80,16 @@ export interface PublishResult {
   read: number;
   /** References dropped after the head: replaced objects and released pins. */
   released: number;
+  /** The snapshot this publish took, when asked for one. */
+  snapshot?: SnapshotRecord;
+}
+
+/** What a publish is asked for beyond the changes (src/snapshot/snapshots.ts). */
+export interface PublishRequest {
+  /** Record the published tree as a snapshot. */
+  snapshot?: { tag?: string };
+  /** Publish a head even when nothing changed (the snapshot list did). */
+  force?: boolean;
 }
 
 /** The last head this data directory wrote (kv `publish.head`). */
@@ -94,6 +110,10 @@ interface Encoded {
   dirs: number;
   /** Queued data blocks the tree names (pinned until the head). */
   pins: Buffer[];
+  /** Directories' aggregates computed by this encode (stored with the objects). */
+  aggregates: Map<number, Aggregate>;
+  /** The snapshot taken with this encode (its epoch taken in the same synchronous stretch). */
+  snapshot?: SnapshotRecord;
 }
 
 const isDir = (mode: number) => (mode & C.S_IFMT) === C.S_IFDIR;
@@ -121,21 +141,39 @@ export class Publisher {
    * Publishes a new head if anything changed since the last (null when nothing did). Publishes
    * run one at a time: a call during one waits for it and then runs.
    */
-  publish(): Promise<PublishResult | null> {
-    const next = this.running.catch(() => null).then(() => this.publishNow());
+  publish(req: PublishRequest = {}): Promise<PublishResult | null> {
+    const next = this.running.catch(() => null).then(() => this.publishNow(req));
     this.running = next;
     return next;
   }
 
-  private async publishNow(): Promise<PublishResult | null> {
+  private async publishNow(req: PublishRequest): Promise<PublishResult | null> {
     const { meta } = this.o;
     const covered = meta.beginPublish();
     const dirty = meta.dirtyInodes().filter((d) => d.gen <= covered);
     const last = this.publishedHead();
     const pending = meta.getPublishValue<string[]>('unref') ?? [];
-    if (!dirty.length && last && !pending.length && meta.getPublishValue<string>('top') === last.root) return null;
+    if (!dirty.length && last && !pending.length && meta.getPublishValue<string>('top') === last.root && !req.snapshot && !req.force)
+      return null;
 
     const enc = this.encode(dirty.map((d) => d.ino));
+    if (req.snapshot) this.takeSnapshot(enc, req.snapshot.tag); // no await since the encode
+    try {
+      return await this.finishPublish(enc, dirty, covered, last);
+    } catch (e) {
+      // A snapshot no head names is dropped again (its holds released).
+      if (enc.snapshot) meta.txn(() => meta.removeSnapshot(enc.snapshot!.id));
+      throw e;
+    }
+  }
+
+  private async finishPublish(
+    enc: Encoded,
+    dirty: { ino: number; gen: number }[],
+    covered: number,
+    last: PublishedHead | undefined,
+  ): Promise<PublishResult> {
+    const { meta } = this.o;
     const written = await this.storeObjects(
       enc,
       dirty.map((d) => d.ino),
@@ -147,7 +185,9 @@ export class Publisher {
     const previous = (meta.getPublishValue<string[]>('index') ?? []).map((h) => Buffer.from(h, 'hex'));
     const newLocations = unindexed.flatMap((u) => u.entries.map((e) => ({ ...e, pack: u.pack })));
     const index = this.o.publishIndex ? await this.o.publishIndex(newLocations, previous) : previous;
-    const head = await this.writeHead(enc.top.id, index, last);
+    const prev = await this.previousHead(last);
+    const snapshots = await this.storeSnapshotList(enc, prev);
+    const head = await this.writeHead(enc.top.id, index, prev, snapshots);
     meta.txn(() => {
       meta.clearUnindexed(unindexed.map((u) => u.pack));
       meta.setPublishValue(
@@ -164,6 +204,7 @@ export class Publisher {
       written,
       read: 0,
       released,
+      ...(enc.snapshot ? { snapshot: meta.getSnapshot(enc.snapshot.id) } : {}),
     };
     this.last = result;
     return result;
@@ -191,11 +232,13 @@ export class Publisher {
     const objects = new Map<number, EncodedObject[]>();
     const dirRoots = new Map<number, Buffer>();
     const pins = new Map<string, Buffer>();
+    const aggregates = new Map<number, Aggregate>();
     let dirs = 0;
     const encodeDir = (ino: number): Buffer => {
       const done = dirRoots.get(ino);
       if (done) return done;
       const entries: TreeEntry[] = [];
+      const agg: Aggregate = { files: 0, bytes: 0 };
       const named = [...meta.entries(ino)].map((e) => ({ name: Buffer.from(e.name), ino: e.ino }));
       named.sort((a, b) => Buffer.compare(a.name, b.name));
       for (const { name, ino: child } of named) {
@@ -205,6 +248,12 @@ export class Publisher {
         if (e.type === EntryType.dir) {
           const published = toEncode.has(child) ? undefined : meta.publishedObjects(child)?.[0];
           e.dir = published ?? encodeDir(child);
+          addEntry(
+            agg,
+            i.mode,
+            i.size,
+            aggregates.get(child) ?? meta.getAggregate(child) ?? computeAggregates(meta, child, false, aggregates),
+          );
         } else if (e.type === EntryType.file) {
           const extents = meta.extentsOf(child);
           for (const x of extents) {
@@ -214,8 +263,10 @@ export class Publisher {
           e.chunks = encodeChunks(extents, codec, lists);
           if (lists.length || meta.publishedObjects(child)) objects.set(child, lists);
         }
+        if (e.type !== EntryType.dir) addEntry(agg, i.mode, i.size);
         entries.push(e);
       }
+      aggregates.set(ino, agg);
       const dir = encodeDirectory(entries, codec);
       objects.set(ino, dir.objects);
       dirRoots.set(ino, dir.root);
@@ -227,7 +278,54 @@ export class Publisher {
     const rootInode = meta.getInode(ROOT_INO)!;
     const top: TreeEntry = { ...entryOfInode(Buffer.alloc(0), rootInode, meta.xattrsOf(ROOT_INO)), dir: dirRoots.get(ROOT_INO) };
     const plain = encodeLeaf([top]);
-    return { objects, top: { id: codec.idOf(plain), plain, kind: ObjectKind.tree }, dirs, pins: [...pins.values()] };
+    return { objects, top: { id: codec.idOf(plain), plain, kind: ObjectKind.tree }, dirs, pins: [...pins.values()], aggregates };
+  }
+
+  /**
+   * Records the encoded tree as a snapshot: its epoch is taken (and the counter moved on) and the
+   * record put, in one transaction right after the synchronous encode, so that the tree and the
+   * epoch agree and every block the tree names is held from here on. headSeq is set before the
+   * list is stored.
+   */
+  private takeSnapshot(enc: Encoded, tag: string | undefined): void {
+    const { meta } = this.o;
+    const root = enc.aggregates.get(ROOT_INO) ?? { files: 0, bytes: 0 };
+    meta.txn(() => {
+      const record: SnapshotRecord = {
+        id: newSnapshotId(),
+        time: Date.now(),
+        ...(tag !== undefined ? { tag } : {}),
+        root: enc.top.id,
+        files: root.files,
+        bytes: root.bytes,
+        headSeq: 0,
+        epoch: meta.takeSnapEpoch(),
+      };
+      meta.putSnapshot(record);
+      enc.snapshot = record;
+    });
+  }
+
+  /** In storeObjects' transaction: the aggregates, and the snapshot's objects born in its epoch. */
+  private noteStored(enc: Encoded): void {
+    const { meta } = this.o;
+    for (const [ino, a] of enc.aggregates) if (meta.getInode(ino)) meta.setAggregate(ino, a);
+    if (!enc.snapshot) return;
+    for (const objs of enc.objects.values()) for (const o of objs) meta.lowerBirth(o.id, enc.snapshot.epoch);
+    meta.lowerBirth(enc.top.id, enc.snapshot.epoch);
+  }
+
+  /** The snapshot list the head names: stored again only when it changed (src/snapshot/snapshots.ts). */
+  private async storeSnapshotList(enc: Encoded, prev: { seq: number } | undefined): Promise<Buffer | undefined> {
+    const { meta } = this.o;
+    if (enc.snapshot) {
+      const r = { ...meta.getSnapshot(enc.snapshot.id)!, headSeq: prev ? prev.seq + 1 : 1 };
+      meta.txn(() => meta.putSnapshot(r));
+    }
+    if (!this.o.publishSnapshots) return undefined;
+    const previous = meta.getPublishValue<string>('snapshots');
+    const id = await this.o.publishSnapshots(meta.allSnapshots(), previous ? Buffer.from(previous, 'hex') : undefined);
+    return id;
   }
 
   /**
@@ -283,20 +381,28 @@ export class Publisher {
         meta.clearDirty(ino, covered);
       }
       for (const id of enc.pins) if (meta.ref(id)) release.push(id.toString('hex'));
+      this.noteStored(enc);
       meta.setPublishValue('unref', release.length ? release : undefined);
       void ids;
     });
     return list.length;
   }
 
-  private async writeHead(root: Buffer, index: Buffer[], last: PublishedHead | undefined): Promise<{ seq: number }> {
+  /** The head the next one follows: the last written from here, else the chain the backends hold. */
+  private async previousHead(last: PublishedHead | undefined): Promise<{ seq: number; hash: Buffer } | undefined> {
     const { o } = this;
-    let prev: { seq: number; hash: Buffer } | undefined = last ? { seq: last.seq, hash: Buffer.from(last.hash, 'hex') } : undefined;
-    if (!prev) {
-      // No head written from here: continue the chain the backends hold, if any.
-      const found = await findHeads(o.backends, { repoId: o.repoId, publicKey: o.signing.publicKey });
-      if (found.head) prev = { seq: found.head.seq, hash: found.head.hash };
-    }
+    if (last) return { seq: last.seq, hash: Buffer.from(last.hash, 'hex') };
+    const found = await findHeads(o.backends, { repoId: o.repoId, publicKey: o.signing.publicKey });
+    return found.head ? { seq: found.head.seq, hash: found.head.hash } : undefined;
+  }
+
+  private async writeHead(
+    root: Buffer,
+    index: Buffer[],
+    prev: { seq: number; hash: Buffer } | undefined,
+    snapshots: Buffer | undefined,
+  ): Promise<{ seq: number }> {
+    const { o } = this;
     const head: Head = {
       repoId: o.repoId,
       seq: prev ? prev.seq + 1 : 1,
@@ -305,6 +411,7 @@ export class Publisher {
       index,
       time: Date.now(),
       host: o.host.slice(0, 200) || 'unknown',
+      ...(snapshots ? { snapshots } : {}),
     };
     const signed = signHead(head, o.signing.privateKey);
     const stored = await storeHead(o.backends, signed);
@@ -314,7 +421,10 @@ export class Publisher {
       );
     for (const f of stored.failed) o.onWarning?.(`head ${head.seq} not stored on ${f.backend}: ${f.error.message}`);
     const record: PublishedHead = { seq: head.seq, hash: signed.hash.toString('hex'), root: root.toString('hex'), time: head.time };
-    o.meta.txn(() => o.meta.setPublishValue('head', record));
+    o.meta.txn(() => {
+      o.meta.setPublishValue('head', record);
+      o.meta.setPublishValue('snapshots', snapshots?.toString('hex'));
+    });
     return { seq: head.seq };
   }
 
