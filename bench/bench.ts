@@ -11,6 +11,8 @@
  * missing, and upload throughput (packing + erasure coding + stores) to six local backends and to
  * an S3 server on loopback. Each cold read is the median of five, each after its own cache drop.
  *
+ * `isg snapshot create` after 100 changes in trees of 10,000 and 100,000 files (bench/snapshot.ts).
+ *
  * `--only <list>` runs a subset: a comma list of workload names (WORKLOADS), e.g. `--only tar,seq-write`.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -23,6 +25,7 @@ import { initRepository, InitOptions } from '../src/repo/repository';
 import { Session } from '../src/repo/session';
 import type { RepoConfig } from '../src/repo/format';
 import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
+import { benchSnapshot, SnapshotBench } from './snapshot';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -34,7 +37,7 @@ const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
 
 /** Workload names for `--only`. */
-const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup'] as const;
+const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 function selectedWorkloads(argv: string[]): Set<Workload> {
@@ -175,6 +178,7 @@ async function main(): Promise<void> {
     fuseTarget('isgfs', path.join(work, 'isg'), [ISG, 'mount', data, path.join(work, 'isg'), '--log-level', 'warn']),
   ];
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
+  let snap: SnapshotBench | undefined;
   try {
     say(`preparing inputs in ${shm}`);
     if (['seq-write', 'cold-read', 'backend-read', 'upload'].some((w) => only.has(w as Workload)))
@@ -319,6 +323,7 @@ async function main(): Promise<void> {
       results.isgfs.three_version_stored_over_logical = st.storedBytes / st.logicalBytes;
       results.isgfs.three_version_logical_bytes = st.logicalBytes;
     }
+    if (only.has('snapshot')) snap = await benchSnapshot(work, say);
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -349,6 +354,7 @@ async function main(): Promise<void> {
     upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
     upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
+    ...(snap ? { snapshot: snap } : {}),
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
   const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'].filter((k) => k in results.isgfs);
@@ -376,6 +382,11 @@ async function main(): Promise<void> {
   if (only.has('upload'))
     console.log(
       `upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`,
+    );
+  if (snap)
+    console.log(
+      `snapshot create after ${100} changes: 10,000 files ${f(snap.create_ms[10_000])} ms, 100,000 files ${f(snap.create_ms[100_000])} ms ` +
+        `(${f(snap.ratio_100k_over_10k)}x); a publish without snapshot: ${f(snap.publish_ms[10_000])} / ${f(snap.publish_ms[100_000])} ms`,
     );
   if (json) console.log(JSON.stringify(figures));
 }
