@@ -43,7 +43,7 @@ export function newSnapshotId(): string {
 
 /** What is wrong with a tag a user gave (kept in the records and the list), or undefined. */
 export function tagProblem(tag: string): string | undefined {
-  if (!tag.length || Buffer.byteLength(tag) > TAG_MAX_BYTES || /[\0-\x1f]/.test(tag))
+  if (!tag.length || Buffer.byteLength(tag) > TAG_MAX_BYTES || [...tag].some((c) => c.charCodeAt(0) < 0x20))
     return `bad tag ${JSON.stringify(tag)}: 1 to ${TAG_MAX_BYTES} bytes, no control characters`;
   return undefined;
 }
