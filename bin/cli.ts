@@ -132,7 +132,8 @@ program
         process.stdout.write(
           `connected ${path.resolve(dataDir)} to repository ${r.repository}: ` +
             (r.head ? `head ${r.head.seq} (${r.head.time} by ${r.head.host})` : 'no head published yet (empty filesystem)') +
-            `, ${r.packs} packs, ${r.blocks} blocks (index from ${r.index === 'objects' ? 'index objects' : 'pack trailers'})\n`,
+            `, ${r.packs} packs, ${r.blocks} blocks (index from ${r.index === 'objects' ? 'index objects' : 'pack trailers'})` +
+            `${r.snapshots ? `, ${r.snapshots} snapshots` : ''}\n`,
         );
       },
     ),

@@ -97,5 +97,14 @@ describe('isg snapshot on a mount', () => {
     } finally {
       await s.close();
     }
+
+    // Not mounted: the command line opens the repository itself.
+    const rm = await isg(['snapshot', 'rm', data, snap.id]);
+    expect(rm.stderr).toBe('');
+    expect(rm.stdout).toMatch(new RegExp(`removed snapshot ${snap.id} \\(\\d+ blocks no longer kept\\)`));
+    expect(JSON.parse((await isg(['snapshot', 'ls', data, '--json'])).stdout)).toEqual([]);
+    const again = await isg(['snapshot', 'diff', data, snap.id, 'latest']);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/no snapshot/);
   });
 });
