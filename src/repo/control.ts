@@ -11,7 +11,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { log } from '../log';
 
-export type ControlCommand = 'flush' | 'cache-drop' | 'health' | 'status';
+export type ControlCommand = 'flush' | 'cache-drop' | 'health' | 'status' | 'clone';
+
+/** A command's arguments (`clone`: the tree and the destination), strings by name. */
+export type ControlArgs = Record<string, string>;
 
 export interface ControlReply {
   progress?: unknown;
@@ -91,7 +94,7 @@ function answers(file: string): Promise<boolean> {
   });
 }
 
-export type ControlHandler = (cmd: ControlCommand, progress: (p: unknown) => void) => Promise<unknown>;
+export type ControlHandler = (cmd: ControlCommand, progress: (p: unknown) => void, args: ControlArgs) => Promise<unknown>;
 
 /**
  * Listens for `isg flush` and `isg cache drop`. Never throws and never leaves an 'error' event
@@ -109,8 +112,9 @@ export function serveControl(dataDir: string, handler: ControlHandler, file = co
       const line = buf.slice(0, nl);
       buf = '';
       let cmd: ControlCommand;
+      let args: ControlArgs;
       try {
-        cmd = (JSON.parse(line) as { cmd: ControlCommand }).cmd;
+        ({ cmd, args = {} } = JSON.parse(line) as { cmd: ControlCommand; args?: ControlArgs });
       } catch {
         sock.end(JSON.stringify({ error: 'bad request' }) + '\n');
         return;
@@ -118,7 +122,7 @@ export function serveControl(dataDir: string, handler: ControlHandler, file = co
       const send = (r: ControlReply) => {
         if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
       };
-      handler(cmd, (p) => send({ progress: p })).then(
+      handler(cmd, (p) => send({ progress: p }), args).then(
         (done) => {
           send({ done: done ?? true });
           sock.end();
@@ -195,18 +199,27 @@ export class ControlUnreachableError extends Error {
  * Sends one command to the daemon of the repository, trying each place its socket may be;
  * resolves with the final answer. Rejects with ControlUnreachableError when no daemon listens.
  */
-export async function callControl(dataDir: string, cmd: ControlCommand, onProgress?: (p: unknown) => void): Promise<unknown> {
+export async function callControl(
+  dataDir: string,
+  cmd: ControlCommand,
+  onProgress?: (p: unknown) => void,
+  args?: ControlArgs,
+): Promise<unknown> {
   const tried = controlSocketCandidates(dataDir);
   let code = 'ENOENT';
   for (const file of tried) {
-    const r = await callOne(file, cmd, onProgress);
+    const r = await callOne(file, { cmd, args }, onProgress);
     if (!r.unreachable) return r.value;
     if (r.unreachable !== 'ENOENT') code = r.unreachable;
   }
   throw new ControlUnreachableError(code, tried);
 }
 
-function callOne(file: string, cmd: ControlCommand, onProgress?: (p: unknown) => void): Promise<{ value?: unknown; unreachable?: string }> {
+function callOne(
+  file: string,
+  request: { cmd: ControlCommand; args?: ControlArgs },
+  onProgress?: (p: unknown) => void,
+): Promise<{ value?: unknown; unreachable?: string }> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(file);
     let buf = '';
@@ -214,7 +227,7 @@ function callOne(file: string, cmd: ControlCommand, onProgress?: (p: unknown) =>
     let settled = false;
     sock.on('connect', () => {
       connected = true;
-      sock.write(JSON.stringify({ cmd }) + '\n');
+      sock.write(JSON.stringify(request) + '\n');
     });
     sock.on('data', (d) => {
       buf += d.toString();
