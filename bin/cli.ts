@@ -374,15 +374,18 @@ program
   .argument('<tree>', '<ref>[:<path>]')
   .argument('<dest>')
   .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .option('--json', 'one JSON object on one line: entries, objects read, ms')
   .action(
-    action(async (dataDir: string, tree: string, dest: string, o: { passwordFile?: string }) => {
+    action(async (dataDir: string, tree: string, dest: string, o: { passwordFile?: string; json?: boolean }) => {
       const password = await passwordUnlessMounted(dataDir, o.passwordFile);
       const fsPath = pathInFilesystem(dataDir, dest);
       const r = (await inDaemonOrHere(dataDir, password, 'clone', (s) => s.clone(tree, fsPath), undefined, {
         tree,
         dest: fsPath,
       })) as CloneResult;
-      process.stdout.write(`cloned ${tree} to ${dest}: ${r.entries} entries, no data copied\n`);
+      process.stdout.write(
+        o.json ? JSON.stringify(r) + '\n' : `cloned ${tree} to ${dest}: ${r.entries} entries in ${r.ms} ms, no data copied\n`,
+      );
     }),
   );
 

@@ -64,10 +64,11 @@ export interface SessionOptions {
   snapshot?: string;
 }
 
-/** What `isg clone` did: names made, tree objects read. */
+/** What `isg clone` did: names made, tree objects read, time taken. */
 export interface CloneResult {
   entries: number;
   objects: number;
+  ms: number;
 }
 
 export const DEFAULT_PUBLISH_INTERVAL_MS = 60_000;
@@ -347,6 +348,7 @@ export class Session {
    * filesystem (`isg clone`; src/snapshot/clone.ts). Refuses an existing destination.
    */
   async clone(tree: string, dest: string): Promise<CloneResult> {
+    const started = Date.now();
     const { ref, path: inTree } = splitTreeArg(tree);
     const { root, label } = resolveTreeRef(this.meta, ref);
     const plan = await readSubtree(root, inTree, (id) => this.store.readPlain(id), label);
@@ -358,7 +360,7 @@ export class Session {
         throw new RepoError(`the directory ${posix.dirname(dest)} of ${dest} does not exist in the filesystem`);
       throw e;
     }
-    return { entries: plan.nodes.length, objects: plan.objects };
+    return { entries: plan.nodes.length, objects: plan.objects, ms: Date.now() - started };
   }
 
   /** Evicts every block of the local tier that is safe on the backends (`isg cache drop`). */

@@ -8,7 +8,8 @@
  *
  * Decisions (why):
  * - The plan is read before the transaction (fetching objects awaits, a transaction must not), and
- *   planted in one transaction: a clone is whole or absent, also after a crash.
+ *   planted in one transaction: a clone is whole or absent, also after a crash. Directories are
+ *   read side by side (READ_CONCURRENCY): each object read waits on the local tier or a backend.
  * - New inodes are marked dirty by Meta as every change is, so the next publish encodes them (the
  *   tree objects may not be reused as they are: they name the writer's inode numbers).
  * - Hard links inside the subtree stay one inode (the entries' link identity); the link count is
@@ -28,19 +29,22 @@ export interface PlannedNode {
   entry: TreeEntry;
   /** Index of its directory in the plan (-1: the top). */
   parent: number;
-  /** A regular file's extents (the first name of an inode only). */
-  extents?: TreeExtent[];
   /** Path inside the tree, for messages. */
   path: string;
 }
 
 export interface SubtreePlan {
   nodes: PlannedNode[];
+  /** Regular files' extents, by link identity (one inode, however many names). */
+  extents: Map<number, TreeExtent[]>;
   /** Objects read. */
   objects: number;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Objects read at once: a directory's are read one after another, directories side by side. */
+const READ_CONCURRENCY = 16;
 
 /** Reads the subtree at `path` of the tree `root` (`label` names the tree in messages). */
 export async function readSubtree(root: Buffer, path: string, fetch: FetchObject, label: string): Promise<SubtreePlan> {
@@ -60,19 +64,37 @@ export async function readSubtree(root: Buffer, path: string, fetch: FetchObject
     if (!found) throw new UnknownTreeError(`no ${at} in tree ${label}`);
     entry = found;
   }
-  const nodes: PlannedNode[] = [{ entry, parent: -1, path: at || '/' }];
-  const seen = new Set<number>();
-  for (let i = 0; i < nodes.length; i++) {
-    const n = nodes[i];
-    if (n.entry.type === EntryType.file && !seen.has(n.entry.link)) {
-      seen.add(n.entry.link);
-      n.extents = await extentsOfEntry(n.entry, fetch, count);
+  const plan: SubtreePlan = { nodes: [], extents: new Map(), objects: 0 };
+  // Nodes are added as their directory is read; a directory's children after it.
+  const add = (e: TreeEntry, parent: number, p: string): (() => Promise<void>) | undefined => {
+    const i = plan.nodes.push({ entry: e, parent, path: p }) - 1;
+    if (e.type === EntryType.dir)
+      return async () => {
+        for (const c of await readDirectory(e.dir!, fetch, count)) {
+          const more = add(c, i, `${p === '/' ? '' : p}/${utf8.decode(c.name)}`);
+          if (more) queue.push(more);
+        }
+      };
+    if (e.type !== EntryType.file || plan.extents.has(e.link)) return undefined;
+    if (e.chunks && 'inline' in e.chunks) {
+      plan.extents.set(e.link, e.chunks.inline);
+      return undefined;
     }
-    if (n.entry.type !== EntryType.dir) continue;
-    for (const e of await readDirectory(n.entry.dir!, fetch, count))
-      nodes.push({ entry: e, parent: i, path: `${n.path === '/' ? '' : n.path}/${utf8.decode(e.name)}` });
-  }
-  return { nodes, objects };
+    plan.extents.set(e.link, []);
+    return async () => {
+      plan.extents.set(e.link, await extentsOfEntry(e, fetch, count));
+    };
+  };
+  const queue: (() => Promise<void>)[] = [];
+  const first = add(entry, -1, at || '/');
+  if (first) queue.push(first);
+  const worker = async () => {
+    for (let job = queue.shift(); job; job = queue.shift()) await job();
+  };
+  // Workers end when the queue is empty; a job may refill it, so keep starting them until it stays so.
+  while (queue.length) await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, queue.length) }, worker));
+  plan.objects = objects;
+  return plan;
 }
 
 /**
@@ -107,7 +129,7 @@ export function plantSubtree(meta: Meta, plan: SubtreePlan): Inode {
       meta.link(parentIno, name, inode.ino);
     }
     for (const x of e.xattrs) meta.setXattr(inode.ino, utf8.decode(x.name), x.value);
-    for (const x of n.extents ?? []) {
+    for (const x of e.type === EntryType.file ? (plan.extents.get(e.link) ?? []) : []) {
       if (!meta.ref(x.id)) {
         const loc = meta.getLoc(x.id);
         if (!loc)
