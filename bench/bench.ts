@@ -9,7 +9,8 @@
  * bytes after writing three published versions of one npm package; then, over the backends:
  * cold sequential read after `isg cache drop` with all six local backends and with m of them
  * missing, and upload throughput (packing + erasure coding + stores) to six local backends and to
- * an S3 server on loopback. Each cold read is the median of five, each after its own cache drop.
+ * an S3 server on loopback; `isg clone` of the small-files tree beside `cp -a` of it inside the
+ * mount (bench/clone.ts). Each cold read is the median of five, each after its own cache drop.
  *
  * `isg snapshot create` after 100 changes in trees of 10,000 and 100,000 files (bench/snapshot.ts).
  *
@@ -26,6 +27,7 @@ import { Session } from '../src/repo/session';
 import type { RepoConfig } from '../src/repo/format';
 import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
 import { benchSnapshot, SnapshotBench } from './snapshot';
+import { benchClone, CloneFigures } from './clone';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -37,7 +39,7 @@ const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
 
 /** Workload names for `--only`. */
-const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot'] as const;
+const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot', 'clone'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 function selectedWorkloads(argv: string[]): Set<Workload> {
@@ -179,6 +181,7 @@ async function main(): Promise<void> {
   ];
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
   let snap: SnapshotBench | undefined;
+  let clone: CloneFigures | undefined;
   try {
     say(`preparing inputs in ${shm}`);
     if (['seq-write', 'cold-read', 'backend-read', 'upload'].some((w) => only.has(w as Workload)))
@@ -324,6 +327,14 @@ async function main(): Promise<void> {
       results.isgfs.three_version_logical_bytes = st.logicalBytes;
     }
     if (only.has('snapshot')) snap = await benchSnapshot(work, say);
+    if (only.has('clone')) {
+      const mount = async (d: string, m: string) => {
+        const t = fuseTarget('isgfs', m, [ISG, 'mount', d, m, '--log-level', 'warn', '--publish-interval', '1h']);
+        await t.start();
+        return () => t.stop();
+      };
+      clone = await benchClone({ work, treeTar: `${shm}/tree.tar`, treeEntries, isg: ISG, mount, say });
+    }
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -353,15 +364,17 @@ async function main(): Promise<void> {
     m_missing_vs_all: results.isgfs.backend_cold_read_m_missing_MBps / results.isgfs.backend_cold_read_MBps,
     upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
     upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
+    ...(clone ? { clone } : {}),
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
     ...(snap ? { snapshot: snap } : {}),
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
   const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'].filter((k) => k in results.isgfs);
-  console.log(
-    `${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
-      `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`,
-  );
+  if (rows.length)
+    console.log(
+      `${'workload'.padEnd(22)}${'plain'.padStart(10)}${'noop FUSE'.padStart(11)}${'gocryptfs'.padStart(11)}${'isgfs'.padStart(10)}` +
+        `${'vs plain'.padStart(10)}${'vs noop'.padStart(9)}${'vs gocryptfs'.padStart(14)}`,
+    );
   for (const k of rows) {
     console.log(
       `${k.padEnd(22)}${f(results.plain[k]).padStart(10)}${f(results.noop[k]).padStart(11)}${f(results.gocryptfs[k]).padStart(11)}` +
@@ -387,6 +400,11 @@ async function main(): Promise<void> {
     console.log(
       `snapshot create after ${100} changes: 10,000 files ${f(snap.create_ms[10_000])} ms, 100,000 files ${f(snap.create_ms[100_000])} ms ` +
         `(${f(snap.ratio_100k_over_10k)}x); a publish without snapshot: ${f(snap.publish_ms[10_000])} / ${f(snap.publish_ms[100_000])} ms`,
+    );
+  if (clone)
+    console.log(
+      `clone of the small-files tree: isg clone ${f(clone.clone_s)} s (${f(clone.clone_daemon_s)} s in the daemon, ` +
+        `${f(clone.clone_entries_per_s)} entries/s), cp -a ${f(clone.cp_a_s)} s: ${f(clone.clone_vs_cp_a)}x (target >= 100x)`,
     );
   if (json) console.log(JSON.stringify(figures));
 }

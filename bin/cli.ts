@@ -15,7 +15,7 @@ import { callControl, ControlUnreachableError } from '../src/repo/control';
 import { readLock } from '../src/repo/repository';
 import type { UploadProgress } from '../src/pack/packer';
 import { repoStatus } from '../src/repo/status';
-import { Session } from '../src/repo/session';
+import { CloneResult, Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
 import { inspectLmdbFile } from '../src/meta/header';
 import { log, setLogLevel } from '../src/log';
@@ -150,6 +150,10 @@ program
   .option('--writeback <duration>', 'data written and not fsynced is durable within this time, open files too (e.g. 5s, 500ms)', '5s')
   .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
+  .option(
+    '--snapshot <ref>',
+    'mount the published tree <ref> (latest, or a snapshot id) read-only; also while the live filesystem is mounted',
+  )
   .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
   .option('--publish-interval <duration>', 'a change is published to the backends (a new signed head) at most this long after it', '60s')
   .option('--allow-other', 'let other users access the mount')
@@ -172,6 +176,7 @@ program
           writeback: string;
           writeBuffer: string;
           readOnly?: boolean;
+          snapshot?: string;
           takeOver?: boolean;
           publishInterval: string;
           allowOther?: boolean;
@@ -191,6 +196,7 @@ program
         if (publishIntervalMs < 100) throw new RepoError('--publish-interval: at least 100ms');
         if (writeBufferBytes < 1024 * 1024) throw new RepoError('--write-buffer: at least 1M');
         if (!isRepository(dataDir)) {
+          if (o.snapshot !== undefined) throw new RepoError(`${dataDir} holds no repository`);
           if (o.readOnly) throw new RepoError(`${dataDir} holds no repository (a read-only mount cannot create one)`);
           await initRepository(dataDir, { password });
           log.info(`initialised a new repository in ${path.resolve(dataDir)}`);
@@ -204,7 +210,8 @@ program
           cacheDirBytes,
           writebackMs,
           writeBufferBytes,
-          readOnly: !!o.readOnly,
+          readOnly: !!o.readOnly || o.snapshot !== undefined,
+          snapshot: o.snapshot,
           takeOver: !!o.takeOver,
           publishIntervalMs,
           allowOther: !!o.allowOther,
@@ -284,7 +291,7 @@ async function passwordUnlessMounted(dataDir: string, passwordFile: string | und
 async function inDaemonOrHere<T>(
   dataDir: string,
   password: string | undefined,
-  cmd: 'flush' | 'cache-drop' | 'snapshot',
+  cmd: 'flush' | 'cache-drop' | 'snapshot' | 'clone',
   here: (s: Session) => Promise<T>,
   onProgress?: (p: unknown) => void,
   args?: unknown,
@@ -359,6 +366,48 @@ program
       process.stdout.write('flushed: everything written is on the backends\n');
     }),
   );
+
+program
+  .command('clone')
+  .description(
+    'graft the subtree <ref>[:<path>] of a published tree (latest, or a snapshot id) at <dest> in the live filesystem, ' +
+      'sharing its blocks (no data is copied); <dest> is a path under the mountpoint while mounted, else a path from the filesystem root',
+  )
+  .argument('<data-dir>')
+  .argument('<tree>', '<ref>[:<path>]')
+  .argument('<dest>')
+  .option('--password-file <file>', 'password for a password-protected repository (when not mounted)')
+  .option('--json', 'one JSON object on one line: entries, objects read, ms')
+  .action(
+    action(async (dataDir: string, tree: string, dest: string, o: { passwordFile?: string; json?: boolean }) => {
+      const password = await passwordUnlessMounted(dataDir, o.passwordFile);
+      const fsPath = pathInFilesystem(dataDir, dest);
+      const r = (await inDaemonOrHere(dataDir, password, 'clone', (s) => s.clone(tree, fsPath), undefined, {
+        tree,
+        dest: fsPath,
+      })) as CloneResult;
+      process.stdout.write(
+        o.json ? JSON.stringify(r) + '\n' : `cloned ${tree} to ${dest}: ${r.entries} entries in ${r.ms} ms, no data copied\n`,
+      );
+    }),
+  );
+
+/**
+ * A destination of `isg clone` as a path from the filesystem's root: while mounted, a path under
+ * the mountpoint (absolute or relative to the working directory); else one from the root.
+ */
+function pathInFilesystem(dataDir: string, dest: string): string {
+  const mountpoint = readLock(dataDir)?.mountpoint;
+  if (!mountpoint) {
+    if (!dest.startsWith('/'))
+      throw new RepoError(`${dest}: not mounted, the destination is a path from the filesystem's root (starting with /)`);
+    return path.posix.normalize(dest);
+  }
+  const rel = path.relative(mountpoint, path.resolve(dest));
+  if (!rel || rel.startsWith('..') || path.isAbsolute(rel))
+    throw new RepoError(`${dest} is not inside the filesystem mounted on ${mountpoint}`);
+  return '/' + rel;
+}
 
 const cache = program.command('cache').description('the local tier');
 cache

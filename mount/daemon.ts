@@ -43,6 +43,8 @@ export interface MountOptions {
   /** Budget of written bytes not yet committed, over all files (`--write-buffer`). */
   writeBufferBytes?: number;
   readOnly: boolean;
+  /** Serve this published tree read-only (`--snapshot <ref>`) instead of the live namespace. */
+  snapshot?: string;
   /** Take the writer lease from another writer (`--take-over`). */
   takeOver?: boolean;
   /** A change is published (a new head) at most this long after it (`--publish-interval`). */
@@ -69,9 +71,11 @@ export async function mountRepository(o: MountOptions): Promise<number> {
   const mountpoint = path.resolve(o.mountpoint);
   const dataDir = path.resolve(o.dataDir);
   checkMountpoint(mountpoint);
+  const readOnly = o.readOnly || o.snapshot !== undefined;
   const session = await Session.open(dataDir, {
     password: o.password,
-    readOnly: o.readOnly,
+    readOnly,
+    snapshot: o.snapshot,
     takeOver: o.takeOver,
     publishIntervalMs: o.publishIntervalMs,
     cacheBytes: o.cacheBytes,
@@ -79,16 +83,20 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     syncIntervalMs: o.writebackMs,
     writeBuffer: o.writeBufferBytes,
     mountpoint,
-    background: !o.readOnly,
+    background: !readOnly,
   });
   // A read-only mount has no control socket: it has nothing to flush, may drop nothing from the
   // local tier, runs no background work to report, and must not take the socket of a read-write
   // mount of the same repository.
-  const stopControl = o.readOnly
+  const stopControl = readOnly
     ? async () => undefined
     : serveControl(dataDir, async (cmd, progress, args) => {
         if (cmd === 'flush') return session.flush(progress);
         if (cmd === 'snapshot') return runSnapshotOp(session, args as SnapshotOp);
+        if (cmd === 'clone') {
+          const a = (args ?? {}) as { tree?: string; dest?: string };
+          return session.clone(a.tree ?? '', a.dest ?? '');
+        }
         if (cmd === 'cache-drop') return session.cacheDrop();
         if (cmd === 'status') return session.backgroundStatus();
         return session.backends.map((b) => ({ name: b.name, ...b.health() }));
@@ -104,7 +112,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
       // Without, FUSE admits only the mounting user, and the check would cost a getattr of every
       // path component on every access (attr_timeout is 0): 20 requests per `ls -l` entry.
       defaultPermissions: o.allowOther,
-      options: [...(o.readOnly ? ['ro'] : []), ...o.fuseOptions],
+      options: [...(readOnly ? ['ro'] : []), ...o.fuseOptions],
       ...xattrShortcuts(session.fs),
     });
   } catch (e) {
@@ -112,7 +120,8 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     await session.close();
     throw e;
   }
-  log.info(`mounted ${dataDir} on ${mountpoint}${o.readOnly ? ' (read-only)' : ''}`);
+  const what = o.snapshot !== undefined ? ` (tree ${o.snapshot}, read-only)` : readOnly ? ' (read-only)' : '';
+  log.info(`mounted ${dataDir} on ${mountpoint}${what}`);
 
   const reason = await stopRequested(mountpoint);
   log.info(`${reason}: flushing and unmounting ${mountpoint}`);

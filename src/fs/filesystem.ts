@@ -291,6 +291,18 @@ export class FileSystem {
     });
   }
 
+  /**
+   * Names a subtree made by `plant` at `path` (`isg clone`): `plant` makes its inodes, names below
+   * the top and chunk-map references inside this operation's transaction and returns the top
+   * inode. Under the store's guard, so that the references it takes cannot race a sweep. The
+   * kernel caches no failed lookups (negative_timeout 0) and no attributes, so a name added here
+   * without a FUSE request is seen at the next lookup.
+   */
+  graft(path: string, isDirectory: boolean, plant: () => Inode): Promise<Attr> {
+    this.writable();
+    return this.store.guard(() => Promise.resolve(this.attrOf(this.addEntry(path, plant, isDirectory))));
+  }
+
   // The operations that change or make an inode answer with its new attributes (FUSE asks for
   // them right after each).
 

@@ -15,7 +15,8 @@ export class PackRemote implements RemoteBlocks {
   constructor(
     private readonly reader: ShardReader,
     private readonly pool: CodecPool,
-    private readonly meta: Meta,
+    /** Where blocks lie: the repository's metadata (a tree view adds its own copies). */
+    private readonly meta: Pick<Meta, 'getLoc' | 'getPack'>,
   ) {}
 
   /**

@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { log } from '../log';
 
-/** `snapshot` carries its operation in the request's `args` (src/repo/snapshot-ops.ts SnapshotOp). */
-export type ControlCommand = 'flush' | 'cache-drop' | 'health' | 'status' | 'snapshot';
+/** `snapshot` carries its operation in the request's `args` (src/repo/snapshot-ops.ts SnapshotOp), `clone` its tree and destination. */
+export type ControlCommand = 'flush' | 'cache-drop' | 'health' | 'status' | 'snapshot' | 'clone';
 
 export interface ControlReply {
   progress?: unknown;

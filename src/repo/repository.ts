@@ -1,6 +1,7 @@
 /**
  * A repository is a data directory: `config` (format record), `key` (master key, maybe wrapped),
- * `id` (this data directory's own id), `meta/` (LMDB), `cache/` (the local block tier) and, while
+ * `id` (this data directory's own id), `meta/` (LMDB), `cache/` (the local block tier), `views/`
+ * (namespaces of published trees, built for `isg mount --snapshot`) and, while
  * a process has it open for writing, `lock` (its pid and mountpoint). Its backends hold the
  * format record and the key envelope too (replicas.ts).
  */
@@ -40,6 +41,8 @@ export interface RepoPaths {
   meta: string;
   cache: string;
   blocks: string;
+  /** Tree views (`isg mount --snapshot`), one directory per root: src/snapshot/view.ts. */
+  views: string;
   lock: string;
 }
 
@@ -53,6 +56,7 @@ export function repoPaths(root: string): RepoPaths {
     meta: path.join(r, 'meta'),
     cache: path.join(r, 'cache'),
     blocks: path.join(r, 'cache', 'blocks'),
+    views: path.join(r, 'views'),
     lock: path.join(r, 'lock'),
   };
 }

@@ -25,7 +25,12 @@ import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 import { Publisher, PublishRequest, PublishResult } from '../snapshot/publish';
 import { publishSnapshotList } from '../snapshot/snapshots';
-import { treeSplitKey } from '../snapshot/tree';
+import { EntryType, treeSplitKey } from '../snapshot/tree';
+import { plantSubtree, readSubtree } from '../snapshot/clone';
+import { FsError } from '../fs/errors';
+import { posix } from 'node:path';
+import { fallbackLocator, openTreeView } from '../snapshot/view';
+import { resolveTreeRef, splitTreeArg } from '../snapshot/refs';
 import { blockId } from '../block/codec';
 import { hostname } from 'node:os';
 
@@ -53,6 +58,18 @@ export interface SessionOptions {
    * after it (`--publish-interval`, 60 s by default). Flush and close publish at once.
    */
   publishIntervalMs?: number;
+  /**
+   * Serve this published tree (`latest`, a snapshot id) instead of the live namespace: read-only,
+   * its namespace from a tree view (src/snapshot/view.ts), its data from this repository's blocks.
+   */
+  snapshot?: string;
+}
+
+/** What `isg clone` did: names made, tree objects read, time taken. */
+export interface CloneResult {
+  entries: number;
+  objects: number;
+  ms: number;
 }
 
 export const DEFAULT_PUBLISH_INTERVAL_MS = 60_000;
@@ -81,13 +98,18 @@ export class Session {
     readonly packer: Packer,
     readonly reader: ShardReader,
     private readonly unlock: () => void,
+    /** The tree view a `snapshot` session serves (the FileSystem's metadata), closed with it. */
+    readonly view?: Meta,
   ) {}
 
   static async open(dataDir: string, o: SessionOptions = {}): Promise<Session> {
+    if (o.snapshot !== undefined && !o.readOnly) throw new RepoError('a published tree is served read-only');
     const repo = await openRepository(dataDir, o.password);
     const unlock = o.readOnly ? () => undefined : acquireLock(dataDir, o.mountpoint);
     const opened: Backend[] = [];
     let lease: WriterLease | undefined;
+    let meta: Meta | undefined;
+    let view: Meta | undefined;
     try {
       const st = repo.config.storage;
       const backends: ResilientBackend[] = [];
@@ -115,7 +137,7 @@ export class Session {
           });
         }
       }
-      const meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
+      meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
         idKey: repo.keys.block.idKey,
@@ -130,7 +152,12 @@ export class Session {
         blocksDir: repo.paths.blocks,
         meta,
         pool,
-        remote: new PackRemote(reader, pool, meta),
+        // A view's own copies of block locations serve blocks the live filesystem has dropped since.
+        remote: new PackRemote(
+          reader,
+          pool,
+          fallbackLocator(meta, () => view),
+        ),
         readOnly: o.readOnly,
         onError: (m) => log.warn(m),
         memoryBytes: o.cacheBytes ?? repo.config.cache.memoryBytes,
@@ -146,9 +173,19 @@ export class Session {
         targetSize: st.packSize,
         quietMs: st.packQuietMs,
       });
+      if (o.snapshot !== undefined) {
+        const { root } = resolveTreeRef(meta, o.snapshot);
+        view = await openTreeView({
+          viewsDir: repo.paths.views,
+          root,
+          seal: repo.keys.meta,
+          fetch: (id) => store.readPlain(id),
+          locator: meta,
+        });
+      }
       const fs = new FileSystem({
         deps: {
-          meta,
+          meta: view ?? meta,
           store,
           pool,
           chunker: repo.config.chunker,
@@ -159,7 +196,7 @@ export class Session {
         dataDir: repo.paths.root,
         readOnly: o.readOnly,
       });
-      const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
+      const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock, view);
       s.lease = lease;
       if (!o.readOnly) {
         s.publisher = new Publisher({
@@ -209,6 +246,8 @@ export class Session {
     } catch (e) {
       await lease?.release().catch(() => undefined);
       await Promise.all(opened.map((b) => b.close().catch(() => undefined)));
+      await view?.close().catch(() => undefined);
+      await meta?.close().catch(() => undefined);
       unlock();
       throw e;
     }
@@ -306,6 +345,26 @@ export class Session {
     return repaired;
   }
 
+  /**
+   * Grafts the subtree `<ref>[:<path>]` of a published tree at `dest`, a path inside this
+   * filesystem (`isg clone`; src/snapshot/clone.ts). Refuses an existing destination.
+   */
+  async clone(tree: string, dest: string): Promise<CloneResult> {
+    const started = Date.now();
+    const { ref, path: inTree } = splitTreeArg(tree);
+    const { root, label } = resolveTreeRef(this.meta, ref);
+    const plan = await readSubtree(root, inTree, (id) => this.store.readPlain(id), label);
+    try {
+      await this.fs.graft(dest, plan.nodes[0].entry.type === EntryType.dir, () => plantSubtree(this.meta, plan));
+    } catch (e) {
+      if (e instanceof FsError && e.code === 'EEXIST') throw new RepoError(`${dest} exists: clone does not replace anything`);
+      if (e instanceof FsError && (e.code === 'ENOENT' || e.code === 'ENOTDIR'))
+        throw new RepoError(`the directory ${posix.dirname(dest)} of ${dest} does not exist in the filesystem`);
+      throw e;
+    }
+    return { entries: plan.nodes.length, objects: plan.objects, ms: Date.now() - started };
+  }
+
   /** Evicts every block of the local tier that is safe on the backends (`isg cache drop`). */
   cacheDrop(): Promise<number> {
     return this.store.evict(0);
@@ -330,6 +389,7 @@ export class Session {
       // After the last write to the backends, before they close.
       await this.lease?.release().catch((e: unknown) => log.warn(`writer lease not released: ${(e as Error).message}`));
       await Promise.all(this.backends.map((b) => b.close().catch(() => undefined)));
+      await this.view?.close();
       await this.meta.close();
       this.unlock();
     }

@@ -536,7 +536,8 @@ export async function extentsOfEntry(
   return out;
 }
 
-function inodeOfEntry(ino: number, e: TreeEntry): Inode {
+/** The inode an entry describes, numbered `ino` (its link count as the entry gives it). */
+export function inodeOfEntry(ino: number, e: TreeEntry): Inode {
   const i: Inode = {
     ino,
     mode: e.mode,
