@@ -10,6 +10,8 @@
  * cold sequential read after `isg cache drop` with all six local backends and with m of them
  * missing, and upload throughput (packing + erasure coding + stores) to six local backends and to
  * an S3 server on loopback. Each cold read is the median of five, each after its own cache drop.
+ * `restore` (bench/restore.ts): `isg restore` of the tree and of the 1 GiB file from six local
+ * backends beside `restic restore` of the same data.
  *
  * `--only <list>` runs a subset: a comma list of workload names (WORKLOADS), e.g. `--only tar,seq-write`.
  */
@@ -23,6 +25,7 @@ import { initRepository, InitOptions } from '../src/repo/repository';
 import { Session } from '../src/repo/session';
 import type { RepoConfig } from '../src/repo/format';
 import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
+import { restoreBench, RestoreFigures } from './restore';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -34,7 +37,7 @@ const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
 
 /** Workload names for `--only`. */
-const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup'] as const;
+const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'restore'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 function selectedWorkloads(argv: string[]): Set<Workload> {
@@ -175,9 +178,10 @@ async function main(): Promise<void> {
     fuseTarget('isgfs', path.join(work, 'isg'), [ISG, 'mount', data, path.join(work, 'isg'), '--log-level', 'warn']),
   ];
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
+  let restored: RestoreFigures | undefined;
   try {
     say(`preparing inputs in ${shm}`);
-    if (['seq-write', 'cold-read', 'backend-read', 'upload'].some((w) => only.has(w as Workload)))
+    if (['seq-write', 'cold-read', 'backend-read', 'upload', 'restore'].some((w) => only.has(w as Workload)))
       sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
     // A tree of thousands of small files: this project's node_modules, minus the largest packages.
     sh(`tar -C ${ROOT}/node_modules -cf ${shm}/tree.tar --exclude='typescript' --exclude='@aws-sdk' --exclude='*.node' .`);
@@ -319,6 +323,25 @@ async function main(): Promise<void> {
       results.isgfs.three_version_stored_over_logical = st.storedBytes / st.logicalBytes;
       results.isgfs.three_version_logical_bytes = st.logicalBytes;
     }
+    // isg restore against restic restore (bench/restore.ts).
+    if (only.has('restore')) {
+      const rw = path.join(work, 'restore');
+      fs.mkdirSync(rw);
+      restored = await restoreBench({
+        isg: ISG,
+        work: rw,
+        treeTar: `${shm}/tree.tar`,
+        treeFiles,
+        bigFile: `${shm}/random.bin`,
+        mount: async (d, m) => {
+          const t = fuseTarget('isgfs', m, [ISG, 'mount', d, m, '--log-level', 'warn']);
+          await t.start();
+          return () => t.stop();
+        },
+        dropCaches,
+        say,
+      });
+    }
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -348,6 +371,7 @@ async function main(): Promise<void> {
     m_missing_vs_all: results.isgfs.backend_cold_read_m_missing_MBps / results.isgfs.backend_cold_read_MBps,
     upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
     upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
+    ...restored,
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
@@ -376,6 +400,12 @@ async function main(): Promise<void> {
   if (only.has('upload'))
     console.log(
       `upload: six local backends ${f(figures.upload_6_local_MBps)} MB/s, six S3 backends (s3rver) ${f(figures.upload_6_s3_MBps)} MB/s`,
+    );
+  if (restored)
+    console.log(
+      `restore (six local backends, cold): tree ${f(restored.isg_restore_tree_files_per_s)} files/s ` +
+        `(restic ${f(restored.restic_restore_tree_files_per_s)}, ${f(restored.restore_tree_vs_restic)}x), ` +
+        `1 GiB file ${f(restored.isg_restore_file_MBps)} MB/s (restic ${f(restored.restic_restore_file_MBps)}, ${f(restored.restore_file_vs_restic)}x)`,
     );
   if (json) console.log(JSON.stringify(figures));
 }

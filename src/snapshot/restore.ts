@@ -12,9 +12,9 @@
  *   chunk list is read one chunk-list object at a time. Memory grows with the number of entries
  *   (the scan keeps them, for totals and hard links), never with their sizes.
  * - Holes are never written: a file gets its extents at their offsets and is truncated to its size.
- * - Order: directories are made first (owner-writable, whatever their mode), then files and
- *   symlinks in parallel (a file's content, then owner, mode, xattrs, and its times last), then
- *   the other names of hard links (joined by the entries' `link` identity), then each
+ * - Order: directories are made first (owner-writable, whatever their mode), then files in
+ *   parallel (a file's content, then owner, mode, xattrs, its other hard-link names (joined by
+ *   the entries' `link` identity), and its times last), then symlinks, then each
  *   directory's owner, mode, xattrs and times, deepest first: a directory's mtime is set once
  *   nothing more is made inside it, and a read-only directory is read-only only at the end.
  * - Resumable: the destination holds a marker (RESTORE_MARKER: the tree's id and path) while a
@@ -253,7 +253,7 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
   // 1. The scan: every entry under the top, directories made as they are found.
   const dirs: Item[] = [];
   const files: Item[] = [];
-  const links: { item: Item; primary: Item }[] = [];
+  const links = new Map<Item, Item[]>(); // a file's other names
   const symlinks: Item[] = [];
   const byLink = new Map<number, Item>();
   const progress: RestoreProgress = { entries: 0, totalEntries: 0, bytes: 0, totalBytes: 0 };
@@ -267,7 +267,7 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
       return void result.skipped.push(item.dest);
     }
     const primary = byLink.get(e.link);
-    if (primary) return void links.push({ item, primary });
+    if (primary) return void links.set(primary, [...(links.get(primary) ?? []), item]);
     byLink.set(e.link, item);
     progress.totalBytes += e.size;
     files.push(item);
@@ -315,8 +315,11 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
     };
     await eachLimited(files, o.files ?? 32, async (f) => {
       try {
-        const kept = await restoreFile(deps, f, budget, resumed || !!o.overwrite, result, onBytes);
+        const names = links.get(f) ?? [];
+        const kept = await restoreFile(deps, f, names, budget, resumed || !!o.overwrite, result, onBytes);
         if (kept) result.filesKept++;
+        result.hardLinks += names.length;
+        progress.entries += names.length;
         result.files++;
         result.bytes += f.entry.size;
       } catch (e) {
@@ -333,21 +336,7 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
       }
       progress.entries++;
     }
-    // 3. The other names of hard links.
-    for (const { item, primary } of links) {
-      try {
-        const [st, pst] = await Promise.all([lstatOrNull(item.dest), lstatOrNull(primary.dest)]);
-        if (!st || !pst || st.ino !== pst.ino || st.dev !== pst.dev) {
-          if (st) await removeAt(item.dest);
-          await fs.promises.link(primary.dest, item.dest);
-        }
-        result.hardLinks++;
-      } catch (e) {
-        fail(item.dest, e);
-      }
-      progress.entries++;
-    }
-    // 4. Directories' attributes, deepest first; the marker goes before the top's times.
+    // 3. Directories' attributes, deepest first; the marker goes before the top's times.
     await fs.promises.rm(marker, { force: true });
     const order = [...dirs].sort((a, b) => b.depth - a.depth);
     for (const d of order) {
@@ -442,14 +431,27 @@ async function* extentsOf(e: TreeEntry, fetch: FetchObject): AsyncGenerator<Tree
   if (n !== c.extents) throw new IsgError('corrupt', `chunk list of ${n} extents, its entry says ${c.extents}`);
 }
 
+/** The other names of a file's inode (made unless they are there). */
+async function linkNames(primary: Item, names: Item[]): Promise<void> {
+  const pst = await fs.promises.lstat(primary.dest, { bigint: true });
+  for (const item of names) {
+    const st = await lstatOrNull(item.dest);
+    if (st && st.ino === pst.ino && st.dev === pst.dev) continue;
+    if (st) await removeAt(item.dest);
+    await fs.promises.link(primary.dest, item.dest);
+  }
+}
+
 /**
- * One file's content and attributes. `reuse`: what is there may be kept (a resume or
+ * One file's content, attributes and other names (`names`: made before its times, so a file
+ * with its mtime has them all and is left untouched by a later run). `reuse`: what is there may be kept (a resume or
  * --overwrite): a complete file is left alone (returns true), extents already right are not
  * written again (a resume only: an interrupted restore of this tree wrote nothing but its extents).
  */
 async function restoreFile(
   deps: RestoreDeps,
   f: Item,
+  names: Item[],
   budget: Budget,
   reuse: boolean,
   result: RestoreResult,
@@ -464,6 +466,7 @@ async function restoreFile(
   if (st && st.size === BigInt(e.size) && sameMtime(st, e)) {
     result.bytesKept += e.size;
     onBytes(e.size);
+    await linkNames(f, names);
     return true;
   }
   const check = st !== null && result.resumed;
@@ -515,6 +518,7 @@ async function restoreFile(
   }
   onBytes(Math.max(0, e.size - extentBytes)); // holes
   setXattrs(f.dest, e);
+  await linkNames(f, names);
   setTimes(f.dest, e);
   return false;
 }
