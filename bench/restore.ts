@@ -32,6 +32,9 @@ export interface RestoreFigures {
   isg_restore_file_MBps: number;
   restic_restore_file_MBps: number;
   restore_file_vs_restic: number;
+  /** Peak resident memory of the restoring process, for the 1 GiB file. */
+  isg_restore_file_peak_rss_MB: number;
+  restic_restore_file_peak_rss_MB: number;
 }
 
 function sh(cmd: string, env?: NodeJS.ProcessEnv): string {
@@ -42,6 +45,12 @@ function timed(fn: () => void): number {
   const t = process.hrtime.bigint();
   fn();
   return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+/** Runs `cmd` under GNU time: seconds, and peak resident memory in MB. */
+function measured(cmd: string, rssFile: string, env?: NodeJS.ProcessEnv): { s: number; rssMB: number } {
+  const s = timed(() => sh(`/usr/bin/time -f %M -o ${rssFile} ${cmd}`, env));
+  return { s, rssMB: Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop()) / 1024 };
 }
 
 export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures> {
@@ -66,16 +75,19 @@ export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures
   } finally {
     await unmount();
   }
+  const rss = path.join(o.work, 'rss');
   const isgRestore = (what: string, dest: string) => {
     sh(`${o.isg} cache drop ${data} >/dev/null`);
     o.dropCaches();
-    return timed(() => sh(`${o.isg} restore ${data} latest:${what} ${dest} >/dev/null`));
+    return measured(`${o.isg} restore ${data} latest:${what} ${dest} >/dev/null`, rss);
   };
   o.say('[restore] isg restore of the tree');
-  const isgTree = isgRestore('/tree', path.join(o.work, 'isg-tree'));
+  const isgTree = isgRestore('/tree', path.join(o.work, 'isg-tree')).s;
   o.say('[restore] isg restore of the file');
-  const isgFile = isgRestore('/big.bin', path.join(o.work, 'isg-big.bin'));
-  sh(`diff -rq ${src}/tree ${o.work}/isg-tree && cmp ${src}/big.bin ${o.work}/isg-big.bin`);
+  const isgBig = isgRestore('/big.bin', path.join(o.work, 'isg-big.bin'));
+  const isgFile = isgBig.s;
+  o.say(`[restore] isg: tree ${isgTree.toFixed(2)} s, file ${isgFile.toFixed(2)} s (peak ${isgBig.rssMB.toFixed(0)} MB)`);
+  sh(`diff -rq --no-dereference ${src}/tree ${o.work}/isg-tree && cmp ${src}/big.bin ${o.work}/isg-big.bin`);
 
   o.say('[restore] restic: the same data backed up to a local repository');
   const repo = path.join(o.work, 'restic');
@@ -84,12 +96,14 @@ export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures
   sh(`cd ${src} && restic backup -q --tag tree tree && restic backup -q --tag big big.bin`, env);
   const resticRestore = (tag: string, dest: string) => {
     o.dropCaches();
-    return timed(() => sh(`cd ${src} && restic restore -q latest --tag ${tag} --target ${dest}`, env));
+    return measured(`restic restore -q latest --tag ${tag} --target ${dest}`, rss, env);
   };
   o.say('[restore] restic restore of the tree');
-  const resticTree = resticRestore('tree', path.join(o.work, 'restic-tree'));
+  const resticTree = resticRestore('tree', path.join(o.work, 'restic-tree')).s;
   o.say('[restore] restic restore of the file');
-  const resticFile = resticRestore('big', path.join(o.work, 'restic-big'));
+  const resticBig = resticRestore('big', path.join(o.work, 'restic-big'));
+  const resticFile = resticBig.s;
+  o.say(`[restore] restic: tree ${resticTree.toFixed(2)} s, file ${resticFile.toFixed(2)} s (peak ${resticBig.rssMB.toFixed(0)} MB)`);
 
   const figures: RestoreFigures = {
     isg_restore_tree_files_per_s: o.treeFiles / isgTree,
@@ -98,6 +112,8 @@ export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures
     isg_restore_file_MBps: mb / isgFile,
     restic_restore_file_MBps: mb / resticFile,
     restore_file_vs_restic: resticFile / isgFile,
+    isg_restore_file_peak_rss_MB: isgBig.rssMB,
+    restic_restore_file_peak_rss_MB: resticBig.rssMB,
   };
   return figures;
 }

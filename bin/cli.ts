@@ -372,7 +372,7 @@ cache
     }),
   );
 
-/** `isg restore`'s line on a terminal's stdout: entries, bytes, rate, ETA. Nothing when stdout is not a terminal. */
+/** `isg restore`'s line on a terminal's stdout: files, bytes, rate, ETA. Nothing when stdout is not a terminal. */
 function restoreProgress(enabled: boolean): { update: (p: RestoreProgress) => void; end: () => void } {
   if (!enabled || !process.stdout.isTTY) return { update: () => undefined, end: () => undefined };
   const started = Date.now();
@@ -383,13 +383,11 @@ function restoreProgress(enabled: boolean): { update: (p: RestoreProgress) => vo
       shown = true;
       const s = Math.max(0.001, (Date.now() - started) / 1000);
       const rate = p.bytes / s;
-      const frac = p.totalBytes ? p.bytes / p.totalBytes : p.totalEntries ? p.entries / p.totalEntries : 1;
+      const frac = p.totalBytes ? p.bytes / p.totalBytes : p.totalFiles ? p.files / p.totalFiles : 1;
       const eta = frac > 0 && frac < 1 ? `ETA ${Math.ceil((s / frac) * (1 - frac))}s` : '';
       const width = 30;
       const bar = '#'.repeat(Math.round(Math.min(1, frac) * width)).padEnd(width, '.');
-      process.stdout.write(
-        `\r[${bar}] ${p.entries}/${p.totalEntries} files  ${mib(p.bytes)}/${mib(p.totalBytes)}  ${mib(rate)}/s  ${eta}   `,
-      );
+      process.stdout.write(`\r[${bar}] ${p.files}/${p.totalFiles} files  ${mib(p.bytes)}/${mib(p.totalBytes)}  ${mib(rate)}/s  ${eta}   `);
     },
     end: () => {
       if (shown) process.stdout.write('\n');

@@ -68,9 +68,9 @@ export interface RestoreDeps {
 }
 
 export interface RestoreProgress {
-  /** Entries done (files, symlinks, links, directories) and their total. */
-  entries: number;
-  totalEntries: number;
+  /** Names done (files, their other hard-link names, symlinks; not directories) and their total. */
+  files: number;
+  totalFiles: number;
   /** Logical bytes of files done (holes count) and their total. */
   bytes: number;
   totalBytes: number;
@@ -256,14 +256,14 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
   const links = new Map<Item, Item[]>(); // a file's other names
   const symlinks: Item[] = [];
   const byLink = new Map<number, Item>();
-  const progress: RestoreProgress = { entries: 0, totalEntries: 0, bytes: 0, totalBytes: 0 };
+  const progress: RestoreProgress = { files: 0, totalFiles: 0, bytes: 0, totalBytes: 0 };
   const add = (item: Item) => {
-    progress.totalEntries++;
     const e = item.entry;
     if (e.type === EntryType.dir) return void dirs.push(item);
+    progress.totalFiles++;
     if (e.type === EntryType.symlink) return void symlinks.push(item);
     if (e.type !== EntryType.file) {
-      progress.entries++;
+      progress.files++;
       return void result.skipped.push(item.dest);
     }
     const primary = byLink.get(e.link);
@@ -274,34 +274,40 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
   };
   add({ entry: top, dest, depth: 0 });
   if (!isDir) await fs.promises.writeFile(marker, markerText);
-  for (let i = 0; i < dirs.length; i++) {
-    const d = dirs[i];
-    if (!(await makeDir(d.dest, d.depth === 0, fail))) {
-      failedDirs.add(d.dest);
-      continue;
-    }
-    if (d.depth === 0) await fs.promises.writeFile(marker, markerText);
-    let list: TreeEntry[];
-    try {
-      list = await readDirectory(d.entry.dir!, deps.fetch);
-    } catch (e) {
-      fail(d.dest, new Error(`directory not restored: its listing cannot be read: ${message(e)}`));
-      continue;
-    }
-    for (const e of list) {
-      let name: string;
+  // Level by level, 16 directories at a time (their objects are small reads, latency-bound).
+  for (let level = dirs.slice(); level.length;) {
+    const found: Item[] = [];
+    await eachLimited(level, 16, async (d) => {
+      if (!(await makeDir(d.dest, d.depth === 0, fail))) {
+        failedDirs.add(d.dest);
+        return;
+      }
+      if (d.depth === 0) await fs.promises.writeFile(marker, markerText);
+      let list: TreeEntry[];
       try {
-        name = entryName(e);
-      } catch (err) {
-        fail(path.join(d.dest, '?'), err);
-        continue;
+        list = await readDirectory(d.entry.dir!, deps.fetch);
+      } catch (e) {
+        fail(d.dest, new Error(`directory not restored: its listing cannot be read: ${message(e)}`));
+        return;
       }
-      if (d.depth === 0 && name === RESTORE_MARKER) {
-        fail(path.join(d.dest, name), new Error('not restored: the name of the restore marker'));
-        continue;
+      for (const e of list) {
+        let name: string;
+        try {
+          name = entryName(e);
+        } catch (err) {
+          fail(path.join(d.dest, '?'), err);
+          continue;
+        }
+        if (d.depth === 0 && name === RESTORE_MARKER) {
+          fail(path.join(d.dest, name), new Error('not restored: the name of the restore marker'));
+          continue;
+        }
+        found.push({ entry: e, dest: path.join(d.dest, name), depth: d.depth + 1 });
       }
-      add({ entry: e, dest: path.join(d.dest, name), depth: d.depth + 1 });
-    }
+    });
+    const before = dirs.length;
+    for (const item of found) add(item);
+    level = dirs.slice(before);
   }
   const report = o.onProgress ? () => o.onProgress!(progress) : () => undefined;
   const ticker = o.onProgress ? setInterval(report, 200) : undefined;
@@ -319,13 +325,13 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
         const kept = await restoreFile(deps, f, names, budget, resumed || !!o.overwrite, result, onBytes);
         if (kept) result.filesKept++;
         result.hardLinks += names.length;
-        progress.entries += names.length;
+        progress.files += names.length;
         result.files++;
         result.bytes += f.entry.size;
       } catch (e) {
         fail(f.dest, e);
       }
-      progress.entries++;
+      progress.files++;
     });
     for (const s of symlinks) {
       try {
@@ -334,7 +340,7 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
       } catch (e) {
         fail(s.dest, e);
       }
-      progress.entries++;
+      progress.files++;
     }
     // 3. Directories' attributes, deepest first; the marker goes before the top's times.
     await fs.promises.rm(marker, { force: true });
@@ -347,7 +353,6 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
       } catch (e) {
         fail(d.dest, e);
       }
-      progress.entries++;
     }
     if (result.failed.length) await fs.promises.writeFile(marker, markerText).catch(() => undefined); // a rerun resumes
   } finally {
@@ -433,6 +438,7 @@ async function* extentsOf(e: TreeEntry, fetch: FetchObject): AsyncGenerator<Tree
 
 /** The other names of a file's inode (made unless they are there). */
 async function linkNames(primary: Item, names: Item[]): Promise<void> {
+  if (!names.length) return;
   const pst = await fs.promises.lstat(primary.dest, { bigint: true });
   for (const item of names) {
     const st = await lstatOrNull(item.dest);
