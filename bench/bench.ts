@@ -13,6 +13,8 @@
  * mount (bench/clone.ts). Each cold read is the median of five, each after its own cache drop.
  *
  * `isg snapshot create` after 100 changes in trees of 10,000 and 100,000 files (bench/snapshot.ts).
+ * `restore` (bench/restore.ts): `isg restore` of the tree and of the 1 GiB file from six local
+ * backends beside `restic restore` of the same data.
  *
  * `--only <list>` runs a subset: a comma list of workload names (WORKLOADS), e.g. `--only tar,seq-write`.
  */
@@ -28,6 +30,7 @@ import type { RepoConfig } from '../src/repo/format';
 import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
 import { benchSnapshot, SnapshotBench } from './snapshot';
 import { benchClone, CloneFigures } from './clone';
+import { restoreBench, RestoreFigures } from './restore';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -39,7 +42,7 @@ const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
 
 /** Workload names for `--only`. */
-const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot', 'clone'] as const;
+const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot', 'clone', 'restore'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 function selectedWorkloads(argv: string[]): Set<Workload> {
@@ -182,9 +185,10 @@ async function main(): Promise<void> {
   const results: Record<string, Record<string, number>> = { plain: {}, noop: {}, gocryptfs: {}, isgfs: {} };
   let snap: SnapshotBench | undefined;
   let clone: CloneFigures | undefined;
+  let restored: RestoreFigures | undefined;
   try {
     say(`preparing inputs in ${shm}`);
-    if (['seq-write', 'cold-read', 'backend-read', 'upload'].some((w) => only.has(w as Workload)))
+    if (['seq-write', 'cold-read', 'backend-read', 'upload', 'restore'].some((w) => only.has(w as Workload)))
       sh(`head -c ${SEQ_BYTES} /dev/urandom > ${shm}/random.bin`);
     // A tree of thousands of small files: this project's node_modules, minus the largest packages.
     sh(`tar -C ${ROOT}/node_modules -cf ${shm}/tree.tar --exclude='typescript' --exclude='@aws-sdk' --exclude='*.node' .`);
@@ -335,6 +339,25 @@ async function main(): Promise<void> {
       };
       clone = await benchClone({ work, treeTar: `${shm}/tree.tar`, treeEntries, isg: ISG, mount, say });
     }
+    // isg restore against restic restore (bench/restore.ts).
+    if (only.has('restore')) {
+      const rw = path.join(work, 'restore');
+      fs.mkdirSync(rw);
+      restored = await restoreBench({
+        isg: ISG,
+        work: rw,
+        treeTar: `${shm}/tree.tar`,
+        treeFiles,
+        bigFile: `${shm}/random.bin`,
+        mount: async (d, m) => {
+          const t = fuseTarget('isgfs', m, [ISG, 'mount', d, m, '--log-level', 'warn']);
+          await t.start();
+          return () => t.stop();
+        },
+        dropCaches,
+        say,
+      });
+    }
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -365,6 +388,7 @@ async function main(): Promise<void> {
     upload_6_local_MBps: results.isgfs.upload_6_local_MBps,
     upload_6_s3_MBps: results.isgfs.upload_6_s3_MBps,
     ...(clone ? { clone } : {}),
+    ...restored,
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
     ...(snap ? { snapshot: snap } : {}),
   };
@@ -405,6 +429,13 @@ async function main(): Promise<void> {
     console.log(
       `clone of the small-files tree: isg clone ${f(clone.clone_s)} s (${f(clone.clone_daemon_s)} s in the daemon, ` +
         `${f(clone.clone_entries_per_s)} entries/s), cp -a ${f(clone.cp_a_s)} s: ${f(clone.clone_vs_cp_a)}x (target >= 100x)`,
+    );
+  if (restored)
+    console.log(
+      `restore (six local backends, cold): tree ${f(restored.isg_restore_tree_files_per_s)} files/s ` +
+        `(restic ${f(restored.restic_restore_tree_files_per_s)}, ${f(restored.restore_tree_vs_restic)}x), ` +
+        `1 GiB file ${f(restored.isg_restore_file_MBps)} MB/s (restic ${f(restored.restic_restore_file_MBps)}, ${f(restored.restore_file_vs_restic)}x); ` +
+        `peak memory ${f(restored.isg_restore_file_peak_rss_MB)} MB (restic ${f(restored.restic_restore_file_peak_rss_MB)} MB)`,
     );
   if (json) console.log(JSON.stringify(figures));
 }

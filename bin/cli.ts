@@ -24,6 +24,8 @@ import { connectRepository } from '../src/repo/connect';
 import type { RecoveryProgress } from '../src/snapshot/connect';
 import { runSnapshotOp, SnapshotInfo, SnapshotOp } from '../src/repo/snapshot-ops';
 import type { TreeDiff } from '../src/snapshot/snapshots';
+import { resolveTreeRef, splitTreeArg } from '../src/snapshot/refs';
+import { restoreTreeTo, RestoreProgress } from '../src/snapshot/restore';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -508,6 +510,91 @@ snapshot
       ].sort((x, y) => (x.p < y.p ? -1 : x.p > y.p ? 1 : 0));
       process.stdout.write(lines.map((x) => x.l + '\n').join(''));
     }),
+  );
+
+/** `isg restore`'s line on a terminal's stdout: files, bytes, rate, ETA. Nothing when stdout is not a terminal. */
+function restoreProgress(enabled: boolean): { update: (p: RestoreProgress) => void; end: () => void } {
+  if (!enabled || !process.stdout.isTTY) return { update: () => undefined, end: () => undefined };
+  const started = Date.now();
+  let shown = false;
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  return {
+    update: (p) => {
+      shown = true;
+      const s = Math.max(0.001, (Date.now() - started) / 1000);
+      const rate = p.bytes / s;
+      const frac = p.totalBytes ? p.bytes / p.totalBytes : p.totalFiles ? p.files / p.totalFiles : 1;
+      const eta = frac > 0 && frac < 1 ? `ETA ${Math.ceil((s / frac) * (1 - frac))}s` : '';
+      const width = 30;
+      const bar = '#'.repeat(Math.round(Math.min(1, frac) * width)).padEnd(width, '.');
+      process.stdout.write(`\r[${bar}] ${p.files}/${p.totalFiles} files  ${mib(p.bytes)}/${mib(p.totalBytes)}  ${mib(rate)}/s  ${eta}   `);
+    },
+    end: () => {
+      if (shown) process.stdout.write('\n');
+    },
+  };
+}
+
+program
+  .command('restore')
+  .description(
+    'write a published tree (or a path in it) to <dest>: files, directories, symlinks, hard links, modes, owners, times, xattrs, holes',
+  )
+  .argument('<data-dir>')
+  .argument('<tree>', '<ref>[:<path>], e.g. latest or latest:/src/lib (ref: latest or a snapshot id)')
+  .argument('<dest>', 'a new or empty directory (a file path when <path> names a file); an interrupted restore there resumes')
+  .option('--overwrite', 'restore into a destination that exists and is not empty (files complete there are kept)')
+  .option('--json', 'a summary as one JSON object on one line (no progress line)')
+  .option('--parallel <n>', 'block reads at once', '16')
+  .option('--password-file <file>', 'password for a password-protected repository')
+  .action(
+    action(
+      async (
+        dataDir: string,
+        tree: string,
+        dest: string,
+        o: { overwrite?: boolean; json?: boolean; parallel: string; passwordFile?: string },
+      ) => {
+        if (!isRepository(dataDir)) throw new RepoError(`${dataDir} holds no repository`);
+        const reads = Number(o.parallel);
+        if (!Number.isInteger(reads) || reads < 1 || reads > 1024)
+          throw new RepoError(`--parallel: a whole number from 1 to 1024, not ${o.parallel}`);
+        const password = await readPasswordFile(o.passwordFile);
+        const { ref, path: inTree } = splitTreeArg(tree);
+        // Read-only: no lock, nothing written to the data directory; runs beside a mount of it.
+        const session = await Session.open(dataDir, { password, readOnly: true, cacheBytes: 32 * 1024 * 1024 });
+        const bar = restoreProgress(!o.json);
+        let r;
+        try {
+          const { root } = resolveTreeRef(session.meta, ref);
+          r = await restoreTreeTo(
+            {
+              readBlock: (id) => session.store.readPlain(id),
+              fetch: (id) => session.store.readPlain(id),
+              idOf: (data) => session.pool.idOf(data),
+            },
+            { root, path: inTree, dest, overwrite: !!o.overwrite, reads, onProgress: bar.update },
+          );
+        } finally {
+          bar.end();
+          await session.close();
+        }
+        if (o.json) process.stdout.write(JSON.stringify({ ref, ...r }) + '\n');
+        else {
+          for (const s of r.skipped) process.stderr.write(`isg: not restored (device, fifo or socket): ${s}\n`);
+          process.stdout.write(
+            `restored ${ref}:${r.path} to ${r.dest}${r.resumed ? ' (resumed)' : ''}: ${r.files} files, ${r.directories} directories, ` +
+              `${r.symlinks} symlinks, ${r.hardLinks} hard links, ${(r.bytes / 1048576).toFixed(1)} MiB ` +
+              `(${(r.bytesWritten / 1048576).toFixed(1)} MiB written, ${r.filesKept} files already complete) in ${r.seconds.toFixed(1)}s\n`,
+          );
+        }
+        for (const f of r.failed) process.stderr.write(`isg: NOT restored: ${f.path}: ${f.error}\n`);
+        if (r.failed.length) {
+          process.stderr.write(`isg: ${r.failed.length} path(s) could not be restored; the rest is restored\n`);
+          process.exitCode = 1;
+        }
+      },
+    ),
   );
 
 program

@@ -2,7 +2,7 @@
 // out) is in its own file: rs_glue.cc (Reed-Solomon through ISA-L, on the libuv pool),
 // crc_glue.cc (CRC64 shard checksums), cdc_glue.cc (FastCDC scanning), pread_glue.cc (one-call
 // ranged file reads), aead_glue.cc (AES-256-GCM into given memory), blockfile_glue.cc (blocks
-// decoded straight from their files) and lock_glue.cc (flock(2), the repository's write lock). The TypeScript side (src/native/addon.ts, type Binding)
+// decoded straight from their files) lock_glue.cc (flock(2), the repository's write lock) and xattr_glue.cc (lsetxattr(2) and utimensat(2) in nanoseconds, for isg restore). The TypeScript side (src/native/addon.ts, type Binding)
 // checks arguments and splits large jobs; the checks in the glue only keep a bad call from
 // touching memory it does not own. Test and benchmark hooks are under `testing`, apart from
 // what isgfs itself calls.
@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   isg::glue::registerCdc(env, exports);
   isg::glue::registerPread(env, exports);
   isg::glue::registerLock(env, exports);
+  isg::glue::registerXattr(env, exports);
   if (isg::aeadAvailable()) {  // absent when this Node does not export its OpenSSL
     isg::glue::registerAead(env, exports);
     isg::glue::registerBlockfile(env, exports);

@@ -88,6 +88,7 @@ void registerPread(Napi::Env env, Napi::Object exports);  // pread_glue.cc
 void registerAead(Napi::Env env, Napi::Object exports);  // aead_glue.cc
 void registerBlockfile(Napi::Env env, Napi::Object exports);  // blockfile_glue.cc
 void registerLock(Napi::Env env, Napi::Object exports);  // lock_glue.cc
+void registerXattr(Napi::Env env, Napi::Object exports);  // xattr_glue.cc
 
 }  // namespace glue
 }  // namespace isg

@@ -28,7 +28,8 @@ export type CodecRequest =
   | { op: 'cut'; segments: { sab: SharedArrayBuffer; rel: number; length: number }[]; final: boolean }
   | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string; kind?: ObjectKind }
   | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string; kind?: ObjectKind }
-  | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] };
+  | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] }
+  | { op: 'id'; data: Uint8Array };
 
 /**
  * Bytes of a file: [offset, offset + length), or the whole file when they are absent. Or (the
@@ -241,6 +242,17 @@ export class CodecPool {
       wrote: r.wrote,
       madeDir: r.madeDir,
     };
+  }
+
+  /**
+   * The block id plaintext `data` would have (its keyed hash), computed by a worker, which takes
+   * the memory under `data` over (the caller gives it up) unless it is a slab of Node's pool.
+   */
+  async idOf(data: Buffer): Promise<Buffer> {
+    const mem = data.buffer;
+    const handOver = !(mem instanceof SharedArrayBuffer) && mem.byteLength > Buffer.poolSize;
+    const r = await this.run<Uint8Array>({ op: 'id', data }, handOver ? [mem as ArrayBuffer] : []);
+    return Buffer.from(r.buffer, r.byteOffset, r.length);
   }
 
   /**

@@ -107,6 +107,10 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
       const out = transferable(encoded);
       return { result: { id: new Uint8Array(id), length: encoded.length, encoded: out, ...stored }, transfer: [out.buffer as ArrayBuffer] };
     }
+    case 'id': {
+      const id = blockId(keys, req.data);
+      return { result: new Uint8Array(id), transfer: [] };
+    }
     case 'decode': {
       const plain = transferable(decodeBlock(keys, compression, Buffer.from(req.id), req.encoded, req.kind));
       if (req.keepIn) keep(req.keepIn, req.id, req.encoded);

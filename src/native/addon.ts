@@ -69,6 +69,10 @@ export interface Binding {
   tryFlock(fd: number, exclusive: boolean): boolean;
   /** flock(fd, LOCK_UN). */
   funlock(fd: number): void;
+  /** lsetxattr(2): sets an extended attribute, never following a symlink (native/xattr_glue.cc). */
+  lsetxattr(file: string, name: string, value: Uint8Array): void;
+  /** utimensat(2) with AT_SYMLINK_NOFOLLOW, times in nanoseconds since the epoch (native/xattr_glue.cc). */
+  lutimesNs(file: string, atimeNs: bigint, mtimeNs: bigint): void;
   testing: BindingTesting;
 }
 

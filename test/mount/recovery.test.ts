@@ -8,34 +8,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { S3rverProcess, S3RVER_KEY } from '../backend/s3rver';
 import { isg, mount, mountDirs, sh, umount } from '../helpers/mount';
+import { treeListing } from '../helpers/listing';
 
 jest.setTimeout(600_000);
-
-/** Every entry under `root`: relative path, type, mode, uid, gid, mtime (ns), nlink, size, xattrs, link target. */
-const LISTING = `
-import os, sys, json
-root = sys.argv[1]
-out = []
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        try:
-            xs = sorted((x, os.getxattr(p, x, follow_symlinks=False).hex()) for x in os.listxattr(p, follow_symlinks=False))
-        except OSError:
-            xs = []
-        out.append([os.path.relpath(p, root), st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_nlink,
-                    st.st_size if not os.path.isdir(p) else 0, xs, os.readlink(p) if os.path.islink(p) else None])
-json.dump(out, sys.stdout)
-`;
 
 describe('recovery on a new machine (isg connect)', () => {
   let s3: S3rverProcess;
   const { t, data, mnt } = mountDirs(() => s3.close());
   const disk = (i: number) => path.join(t.dir, `disk${i}`);
   let specs: string[];
-  const listing = async (dir: string) => sh(`python3 -c '${LISTING}' ${dir}`);
+  const listing = treeListing;
 
   beforeAll(async () => {
     s3 = await S3rverProcess.start('isgrec');
