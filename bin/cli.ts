@@ -148,6 +148,7 @@ program
   .option('--write-buffer <size>', 'memory for written data not yet committed, over all files; writers wait when it is full', '256M')
   .option('--read-only', 'mount read-only')
   .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
+  .option('--accept-rollback', "open even when the backends' newest head is older than one this data directory saw (and take their state)")
   .option('--publish-interval <duration>', 'a change is published to the backends (a new signed head) at most this long after it', '60s')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
@@ -170,6 +171,7 @@ program
           writeBuffer: string;
           readOnly?: boolean;
           takeOver?: boolean;
+          acceptRollback?: boolean;
           publishInterval: string;
           allowOther?: boolean;
           logLevel: string;
@@ -203,6 +205,7 @@ program
           writeBufferBytes,
           readOnly: !!o.readOnly,
           takeOver: !!o.takeOver,
+          acceptRollback: !!o.acceptRollback,
           publishIntervalMs,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,

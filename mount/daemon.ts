@@ -44,6 +44,8 @@ export interface MountOptions {
   readOnly: boolean;
   /** Take the writer lease from another writer (`--take-over`). */
   takeOver?: boolean;
+  /** Open even when the backends' newest head is older than one this data directory saw (`--accept-rollback`). */
+  acceptRollback?: boolean;
   /** A change is published (a new head) at most this long after it (`--publish-interval`). */
   publishIntervalMs?: number;
   allowOther: boolean;
@@ -72,6 +74,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     password: o.password,
     readOnly: o.readOnly,
     takeOver: o.takeOver,
+    acceptRollback: o.acceptRollback,
     publishIntervalMs: o.publishIntervalMs,
     cacheBytes: o.cacheBytes,
     cacheDirBytes: o.cacheDirBytes,

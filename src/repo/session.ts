@@ -21,6 +21,7 @@ import { log } from '../log';
 import { LeaseLostError, LeaseTimings, WriterLease } from '../head/lease';
 import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, RepoError, resolveBackendSpec } from './repository';
 import { ensureRecords } from './replicas';
+import { refreshFromBackends } from './refresh';
 import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 import { Publisher, PublishResult } from '../snapshot/publish';
@@ -52,6 +53,8 @@ export interface SessionOptions {
    * after it (`--publish-interval`, 60 s by default). Flush and close publish at once.
    */
   publishIntervalMs?: number;
+  /** Open even when the backends' newest head is older than one this data directory saw (`--accept-rollback`). */
+  acceptRollback?: boolean;
 }
 
 export const DEFAULT_PUBLISH_INTERVAL_MS = 60_000;
@@ -114,6 +117,16 @@ export class Session {
           });
         }
       }
+      // The last published state, or a refusal (rollback, divergence): ./refresh.ts.
+      await refreshFromBackends({
+        repo,
+        backends,
+        readOnly: !!o.readOnly,
+        acceptRollback: o.acceptRollback,
+        locked: !o.readOnly,
+        mountpoint: o.mountpoint,
+        call: OPEN_CALL,
+      });
       const meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
