@@ -21,7 +21,7 @@ import { log } from '../log';
 import { LeaseLostError, LeaseTimings, WriterLease } from '../head/lease';
 import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, RepoError, resolveBackendSpec } from './repository';
 import { ensureRecords } from './replicas';
-import { refreshFromBackends } from './refresh';
+import { refreshFromBackends, RefreshOutcome } from './refresh';
 import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 import { Publisher, PublishResult } from '../snapshot/publish';
@@ -68,6 +68,8 @@ export class Session {
   /** The writer lease, for a writer with backends outside the data directory. */
   lease?: WriterLease;
   private leaseLostLogged = false;
+  /** What the open found on the backends against the last head seen (./refresh.ts). */
+  refreshed?: RefreshOutcome;
   /** Publishes the namespace to the backends (a writer's; src/snapshot/publish.ts). */
   publisher?: Publisher;
   /** Failures of the background work below, logged (rate-limited) and kept for `isg status`. */
@@ -118,7 +120,7 @@ export class Session {
         }
       }
       // The last published state, or a refusal (rollback, divergence): ./refresh.ts.
-      await refreshFromBackends({
+      const refreshed = await refreshFromBackends({
         repo,
         backends,
         readOnly: !!o.readOnly,
@@ -173,6 +175,7 @@ export class Session {
       });
       const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock);
       s.lease = lease;
+      s.refreshed = refreshed;
       if (!o.readOnly) {
         s.publisher = new Publisher({
           meta,
