@@ -394,7 +394,7 @@ program
       if (header.length) return damaged(header);
       let session: Session;
       try {
-        session = await Session.open(dataDir, { password, readOnly: true });
+        session = await Session.open(dataDir, { password, readOnly: true, refresh: false });
       } catch (e) {
         if (!isLmdbError(e)) throw e;
         return damaged([`cannot open the metadata database: ${(e as Error).message}`]);

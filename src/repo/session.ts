@@ -55,6 +55,11 @@ export interface SessionOptions {
   publishIntervalMs?: number;
   /** Open even when the backends' newest head is older than one this data directory saw (`--accept-rollback`). */
   acceptRollback?: boolean;
+  /**
+   * Compare with the backends' newest head at open, and catch up with it (./refresh.ts); true by
+   * default. `isg check` says false: it checks the data directory as it is.
+   */
+  refresh?: boolean;
 }
 
 export const DEFAULT_PUBLISH_INTERVAL_MS = 60_000;
@@ -120,15 +125,18 @@ export class Session {
         }
       }
       // The last published state, or a refusal (rollback, divergence): ./refresh.ts.
-      const refreshed = await refreshFromBackends({
-        repo,
-        backends,
-        readOnly: !!o.readOnly,
-        acceptRollback: o.acceptRollback,
-        locked: !o.readOnly,
-        mountpoint: o.mountpoint,
-        call: OPEN_CALL,
-      });
+      const refreshed =
+        o.refresh === false
+          ? undefined
+          : await refreshFromBackends({
+              repo,
+              backends,
+              readOnly: !!o.readOnly,
+              acceptRollback: o.acceptRollback,
+              locked: !o.readOnly,
+              mountpoint: o.mountpoint,
+              call: OPEN_CALL,
+            });
       const meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
