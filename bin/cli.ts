@@ -157,6 +157,7 @@ program
     'mount the published tree <ref> (latest, or a snapshot id) read-only; also while the live filesystem is mounted',
   )
   .option('--take-over', 'take the writer lease from another machine that holds it (use only when that writer is gone)')
+  .option('--accept-rollback', "open even when the backends' newest head is older than one this data directory saw (and take their state)")
   .option('--publish-interval <duration>', 'a change is published to the backends (a new signed head) at most this long after it', '60s')
   .option('--allow-other', 'let other users access the mount')
   .addOption(new Option('--log-level <level>', 'error, warn, info, verbose, debug').default('info'))
@@ -180,6 +181,7 @@ program
           readOnly?: boolean;
           snapshot?: string;
           takeOver?: boolean;
+          acceptRollback?: boolean;
           publishInterval: string;
           allowOther?: boolean;
           logLevel: string;
@@ -215,6 +217,7 @@ program
           readOnly: !!o.readOnly || o.snapshot !== undefined,
           snapshot: o.snapshot,
           takeOver: !!o.takeOver,
+          acceptRollback: !!o.acceptRollback,
           publishIntervalMs,
           allowOther: !!o.allowOther,
           fuseOptions: o.options,
@@ -618,7 +621,7 @@ program
       if (header.length) return damaged(header);
       let session: Session;
       try {
-        session = await Session.open(dataDir, { password, readOnly: true });
+        session = await Session.open(dataDir, { password, readOnly: true, refresh: false });
       } catch (e) {
         if (!isLmdbError(e)) throw e;
         return damaged([`cannot open the metadata database: ${(e as Error).message}`]);

@@ -47,6 +47,8 @@ export interface MountOptions {
   snapshot?: string;
   /** Take the writer lease from another writer (`--take-over`). */
   takeOver?: boolean;
+  /** Open even when the backends' newest head is older than one this data directory saw (`--accept-rollback`). */
+  acceptRollback?: boolean;
   /** A change is published (a new head) at most this long after it (`--publish-interval`). */
   publishIntervalMs?: number;
   allowOther: boolean;
@@ -77,6 +79,7 @@ export async function mountRepository(o: MountOptions): Promise<number> {
     readOnly,
     snapshot: o.snapshot,
     takeOver: o.takeOver,
+    acceptRollback: o.acceptRollback,
     publishIntervalMs: o.publishIntervalMs,
     cacheBytes: o.cacheBytes,
     cacheDirBytes: o.cacheDirBytes,

@@ -90,6 +90,19 @@ export async function readSeenHead(dataDir: string): Promise<SeenHead | undefine
   return { seq: v.seq as number, hash: v.hash };
 }
 
+/**
+ * Records `head` as the last one this data directory's metadata published: the first publish
+ * from here continues its chain and its index list.
+ */
+export function adoptHead(meta: Meta, head: SignedHead): void {
+  const hex = (b: Buffer) => b.toString('hex');
+  meta.txn(() => {
+    meta.setPublishValue('head', { seq: head.seq, hash: hex(head.hash), root: hex(head.root), time: head.time });
+    meta.setPublishValue('index', head.index.map(hex));
+    meta.setPublishValue('snapshots', head.snapshots ? hex(head.snapshots) : undefined);
+  });
+}
+
 const PROBE: CallOptions = { attempts: 2 };
 
 function describeFailures(list: readonly { backend: string; error: string }[]): string {
@@ -244,14 +257,7 @@ export async function connectRepository(o: ConnectOptions): Promise<ConnectResul
           restore: o.restore ?? restoreTree,
           onProgress: o.onProgress,
         });
-        // The first publish from here continues this head's chain and index list.
-        if (head)
-          meta.txn(() => {
-            const hex = (b: Buffer) => b.toString('hex');
-            meta.setPublishValue('head', { seq: head.seq, hash: hex(head.hash), root: hex(head.root), time: head.time });
-            meta.setPublishValue('index', head.index.map(hex));
-            if (head.snapshots) meta.setPublishValue('snapshots', hex(head.snapshots));
-          });
+        if (head) adoptHead(meta, head);
       } finally {
         await meta.close();
       }

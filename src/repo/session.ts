@@ -21,6 +21,7 @@ import { log } from '../log';
 import { LeaseLostError, LeaseTimings, WriterLease } from '../head/lease';
 import { acquireLock, dataDirId, isInsideDataDir, openRepository, OpenedRepo, RepoError, resolveBackendSpec } from './repository';
 import { ensureRecords } from './replicas';
+import { refreshFromBackends, RefreshOutcome } from './refresh';
 import { publishIndex } from '../snapshot/index-objects';
 import { BackgroundProblems, BackgroundStage, BackgroundStatus } from './problems';
 import { Publisher, PublishRequest, PublishResult } from '../snapshot/publish';
@@ -58,6 +59,13 @@ export interface SessionOptions {
    * after it (`--publish-interval`, 60 s by default). Flush and close publish at once.
    */
   publishIntervalMs?: number;
+  /** Open even when the backends' newest head is older than one this data directory saw (`--accept-rollback`). */
+  acceptRollback?: boolean;
+  /**
+   * Compare with the backends' newest head at open, and catch up with it (./refresh.ts); true by
+   * default. `isg check` says false: it checks the data directory as it is.
+   */
+  refresh?: boolean;
   /**
    * Serve this published tree (`latest`, a snapshot id) instead of the live namespace: read-only,
    * its namespace from a tree view (src/snapshot/view.ts), its data from this repository's blocks.
@@ -83,6 +91,8 @@ export class Session {
   /** The writer lease, for a writer with backends outside the data directory. */
   lease?: WriterLease;
   private leaseLostLogged = false;
+  /** What the open found on the backends against the last head seen (./refresh.ts). */
+  refreshed?: RefreshOutcome;
   /** Publishes the namespace to the backends (a writer's; src/snapshot/publish.ts). */
   publisher?: Publisher;
   /** Failures of the background work below, logged (rate-limited) and kept for `isg status`. */
@@ -137,6 +147,19 @@ export class Session {
           });
         }
       }
+      // The last published state, or a refusal (rollback, divergence): ./refresh.ts.
+      const refreshed =
+        o.refresh === false
+          ? undefined
+          : await refreshFromBackends({
+              repo,
+              backends,
+              readOnly: !!o.readOnly,
+              acceptRollback: o.acceptRollback,
+              locked: !o.readOnly,
+              mountpoint: o.mountpoint,
+              call: OPEN_CALL,
+            });
       meta = await Meta.open(repo.paths.meta, repo.keys.meta, o.readOnly);
       if (!o.readOnly) meta.initialise(process.getuid?.() ?? 0, process.getgid?.() ?? 0);
       const pool = new CodecPool({
@@ -198,6 +221,7 @@ export class Session {
       });
       const s = new Session(repo, meta, pool, store, fs, backends, packer, reader, unlock, view);
       s.lease = lease;
+      s.refreshed = refreshed;
       if (!o.readOnly) {
         s.publisher = new Publisher({
           meta,
