@@ -16,6 +16,9 @@
  * `restore` (bench/restore.ts): `isg restore` of the tree and of the 1 GiB file from six local
  * backends beside `restic restore` of the same data.
  *
+ * Publishing (bench/publish.ts): publish after changing 100 files in trees of 10,000 and 100,000;
+ * `isg connect` plus the first `ls -lR` beside `cp -a` into a fresh mount.
+ *
  * `--only <list>` runs a subset: a comma list of workload names (WORKLOADS), e.g. `--only tar,seq-write`.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -31,6 +34,7 @@ import { S3rverProcess, S3RVER_KEY } from '../test/backend/s3rver';
 import { benchSnapshot, SnapshotBench } from './snapshot';
 import { benchClone, CloneFigures } from './clone';
 import { restoreBench, RestoreFigures } from './restore';
+import { connectBench, ConnectFigures, publishBench, PublishFigures } from './publish';
 
 const ROOT = path.resolve(__dirname, '../..');
 const ISG = path.join(ROOT, 'bin/isg');
@@ -42,7 +46,20 @@ const DEDUP_PACKAGE = process.env.ISG_BENCH_PACKAGE ?? 'typescript';
 const DEDUP_VERSIONS = (process.env.ISG_BENCH_VERSIONS ?? '5.4.5,5.5.4,5.6.3').split(',');
 
 /** Workload names for `--only`. */
-const WORKLOADS = ['seq-write', 'cold-read', 'tar', 'ls', 'backend-read', 'upload', 'dedup', 'snapshot', 'clone', 'restore'] as const;
+const WORKLOADS = [
+  'seq-write',
+  'cold-read',
+  'tar',
+  'ls',
+  'backend-read',
+  'upload',
+  'dedup',
+  'snapshot',
+  'clone',
+  'restore',
+  'publish',
+  'connect',
+] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 function selectedWorkloads(argv: string[]): Set<Workload> {
@@ -186,6 +203,8 @@ async function main(): Promise<void> {
   let snap: SnapshotBench | undefined;
   let clone: CloneFigures | undefined;
   let restored: RestoreFigures | undefined;
+  const published: PublishFigures[] = [];
+  let connected: ConnectFigures | undefined;
   try {
     say(`preparing inputs in ${shm}`);
     if (['seq-write', 'cold-read', 'backend-read', 'upload', 'restore'].some((w) => only.has(w as Workload)))
@@ -358,6 +377,17 @@ async function main(): Promise<void> {
         say,
       });
     }
+
+    // Publishing and recovery (bench/publish.ts): trees built in-process, six local backends.
+    if (only.has('publish') || only.has('connect')) {
+      for (const n of only.has('publish') ? [10_000, 100_000] : [10_000]) {
+        const dir = path.join(work, `publish-${n}`);
+        fs.mkdirSync(dir);
+        published.push(await publishBench(dir, n, say));
+        if (n === 10_000 && only.has('connect')) connected = await connectBench(dir, n, say);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
   } finally {
     for (const t of targets) await t.stop().catch(() => undefined);
     fs.rmSync(shm, { recursive: true, force: true });
@@ -391,6 +421,8 @@ async function main(): Promise<void> {
     ...restored,
     baseline: { plain: results.plain, noop_fuse: results.noop, gocryptfs: results.gocryptfs },
     ...(snap ? { snapshot: snap } : {}),
+    publish: published,
+    connect: connected,
   };
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(3));
   const rows = ['seq_write_MBps', 'cold_read_MBps', 'tar_x_files_per_s', 'ls_lR_entries_per_s'].filter((k) => k in results.isgfs);
@@ -436,6 +468,20 @@ async function main(): Promise<void> {
         `(restic ${f(restored.restic_restore_tree_files_per_s)}, ${f(restored.restore_tree_vs_restic)}x), ` +
         `1 GiB file ${f(restored.isg_restore_file_MBps)} MB/s (restic ${f(restored.restic_restore_file_MBps)}, ${f(restored.restore_file_vs_restic)}x); ` +
         `peak memory ${f(restored.isg_restore_file_peak_rss_MB)} MB (restic ${f(restored.restic_restore_file_peak_rss_MB)} MB)`,
+    );
+  for (const p of published)
+    console.log(
+      `publish, ${p.files} files: first ${p.first_publish_s.toFixed(2)} s (max stall ${p.first_publish_max_stall_ms.toFixed(0)} ms), ` +
+        `after changing 100 files ${p.publish_after_100_changes_s.toFixed(3)} s (max stall ${p.publish_after_100_changes_max_stall_ms.toFixed(0)} ms)`,
+    );
+  if (published.length === 2)
+    console.log(
+      `publish after 100 changes, 100,000 vs 10,000 files: ${f(published[1].publish_after_100_changes_s / published[0].publish_after_100_changes_s)}x (target < 2x)`,
+    );
+  if (connected)
+    console.log(
+      `connect + first ls -lR: ${f(connected.connect_and_ls_s_per_10k)} s per 10,000 files (connect ${f(connected.connect_s)} s, ls -lR ${f(connected.first_ls_lR_s)} s); ` +
+        `cp -a into a fresh mount ${f(connected.cp_a_into_mount_s_per_10k)} s per 10,000 files (${f(connected.connect_vs_cp_a)}x)`,
     );
   if (json) console.log(JSON.stringify(figures));
 }

@@ -14,7 +14,7 @@ import type { BackendSpec } from '../src/backend/spec';
 import { callControl, ControlUnreachableError } from '../src/repo/control';
 import { readLock } from '../src/repo/repository';
 import type { UploadProgress } from '../src/pack/packer';
-import { repoStatus } from '../src/repo/status';
+import { formatStatus, repoStatus } from '../src/repo/status';
 import { CloneResult, Session } from '../src/repo/session';
 import { checkRepository } from '../src/repair/check';
 import { inspectLmdbFile } from '../src/meta/header';
@@ -257,32 +257,7 @@ program
         process.stdout.write(JSON.stringify(s) + '\n');
         return;
       }
-      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-      process.stdout.write(
-        [
-          `repository   ${repoPaths(dataDir).root}${s.mounted ? ` (mounted on ${s.mountpoint})` : ''}`,
-          `files        ${s.files}`,
-          `directories  ${s.directories}`,
-          `symlinks     ${s.symlinks}`,
-          `logical      ${mib(s.logicalBytes)} (data in chunks ${mib(s.referencedBytes)})`,
-          `unique       ${s.uniqueBlocks} blocks, ${mib(s.uniqueBytes)}`,
-          `stored       ${mib(s.storedBytes)}`,
-          `dedup        ${s.dedupRatio.toFixed(2)}x`,
-          `compression  ${s.compressionRatio.toFixed(2)}x`,
-          `local tier   ${mib(s.localBytes)}`,
-          `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
-          `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
-          ...(s.uploadStalledSince ? [`uploads      STALLED since ${s.uploadStalledSince}`] : []),
-          ...(s.lastError ? [`last error   ${s.lastError.time} ${s.lastError.stage}: ${s.lastError.message}`] : []),
-          ...(s.unrecoverable ? [`recovery     NOT POSSIBLE from the backends alone: ${s.unrecoverable}`] : []),
-          ...s.backends.map(
-            (b) =>
-              `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
-              `${String(b.shards).padStart(6)} shards ${mib(b.bytes).padStart(12)}${b.missingShards ? `  ${b.missingShards} missing` : ''}` +
-              `${b.path ? `  ${b.path}` : ''}${b.error ? `  (${b.error})` : ''}`,
-          ),
-        ].join('\n') + '\n',
-      );
+      process.stdout.write(formatStatus(s, repoPaths(dataDir).root));
     }),
   );
 

@@ -15,6 +15,7 @@ import { binding, forcedFallback } from '../native';
 import { BlockCorruptError, checkKind, ObjectKind } from './codec';
 import { CompressionSpec } from './compression';
 import { fromWire, IsgError, WireError } from '../errors';
+import type { TreeBatch, TreeBatchResult } from './treelayout';
 
 export interface CodecSetup {
   idKey: Uint8Array;
@@ -29,7 +30,8 @@ export type CodecRequest =
   | { op: 'encode'; buf: SharedArrayBuffer; start: number; end: number; blocksDir?: string; kind?: ObjectKind }
   | { op: 'decode'; id: Uint8Array; encoded: Uint8Array; keepIn?: string; kind?: ObjectKind }
   | { op: 'decodeFile'; id: Uint8Array; parts: FilePart[] }
-  | { op: 'id'; data: Uint8Array };
+  | { op: 'id'; data: Uint8Array }
+  | { op: 'tree'; batch: TreeBatch; splitKey: Uint8Array };
 
 /**
  * Bytes of a file: [offset, offset + length), or the whole file when they are absent. Or (the
@@ -219,6 +221,15 @@ export class CodecPool {
   /** Cut points of the concatenated segments (decided cuts only unless final). */
   cut(segments: { sab: SharedArrayBuffer; rel: number; length: number }[], final: boolean): Promise<number[]> {
     return this.run<number[]>({ op: 'cut', segments, final });
+  }
+
+  /**
+   * Tree objects of a batch of directories and the ids of its raw objects (./treelayout.ts), in a
+   * worker: the keyed hashing of a publish runs off this thread. Input is shared memory, so a
+   * request whose worker dies is sent once more.
+   */
+  tree(batch: TreeBatch, splitKey: Uint8Array): Promise<TreeBatchResult> {
+    return this.run<TreeBatchResult>({ op: 'tree', batch, splitKey });
   }
 
   /**

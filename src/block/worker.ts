@@ -13,6 +13,7 @@ import { preadFile } from '../native';
 import { BlockCorruptError, blockId, decodeBlock, encodeBlock } from './codec';
 import { compressionFor } from './compression';
 import { blockFile, blockTmpDir } from './layout';
+import { layoutBatch } from './treelayout';
 import type { CodecRequest, CodecSetup } from './pool';
 import { toWire } from '../errors';
 
@@ -116,6 +117,8 @@ async function handle(req: CodecRequest): Promise<{ result: unknown; transfer: A
       if (req.keepIn) keep(req.keepIn, req.id, req.encoded);
       return { result: plain, transfer: [plain.buffer as ArrayBuffer] };
     }
+    case 'tree':
+      return { result: layoutBatch(req.batch, req.splitKey, (p) => blockId(keys, p)), transfer: [] };
     case 'decodeFile': {
       const pieces = await Promise.all(
         req.parts.map((p) => {

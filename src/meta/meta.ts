@@ -740,12 +740,14 @@ export class Meta {
     return decodeExtent(beAt(key, 1), this.seal.open('extent', key, value));
   }
   extentsOf(ino: number, from = 0, to = Number.MAX_SAFE_INTEGER): Extent[] {
-    // The extent containing `from` starts before it: step back one entry.
+    // The extent containing `from` starts before it: step back one entry (none starts before 0:
+    // a whole file's list, as a publish reads it for every file, takes one range read).
     const out: Extent[] = [];
-    for (const { key, value } of this.extents.getRange({ start: be(ino, from), end: be(ino), reverse: true, limit: 1 })) {
-      const e = this.extentAt(key, value);
-      if (e.offset + e.length > from) out.push(e);
-    }
+    if (from > 0)
+      for (const { key, value } of this.extents.getRange({ start: be(ino, from), end: be(ino), reverse: true, limit: 1 })) {
+        const e = this.extentAt(key, value);
+        if (e.offset + e.length > from) out.push(e);
+      }
     for (const { key, value } of this.extents.getRange({ start: be(ino, from), end: be(ino, to) })) {
       if (out.length && out[0].offset === beAt(key, 1)) continue;
       out.push(this.extentAt(key, value));

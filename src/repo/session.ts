@@ -227,7 +227,11 @@ export class Session {
           meta,
           store,
           backends,
-          codec: { idOf: (plain) => blockId(repo.keys.block, plain), splitKey: treeSplitKey(repo.keys.block.idKey) },
+          codec: {
+            idOf: (plain) => blockId(repo.keys.block, plain),
+            splitKey: treeSplitKey(repo.keys.block.idKey),
+            layout: (batch, splitKey) => pool.tree(batch, splitKey),
+          },
           repoId: repo.config.id,
           signing: repo.keys.head,
           host: hostname(),

@@ -239,3 +239,41 @@ export async function repoStatus(dataDir: string, openMeta?: Meta, password?: st
     if (!openMeta) await meta.close();
   }
 }
+
+/** The published state in words: the head's sequence number and time, and what is not in it yet. */
+function published(s: RepoStatus): string {
+  const pending = `${s.unpublishedChanges} unpublished change${s.unpublishedChanges === 1 ? '' : 's'}`;
+  if (s.publishedHead === null) return `no head on the backends yet (${pending})`;
+  return `head ${s.publishedHead} at ${s.publishedAt}, ${pending}`;
+}
+
+/** `isg status` without --json: one line per figure (`root`: the data directory). */
+export function formatStatus(s: RepoStatus, root: string): string {
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  return (
+    [
+      `repository   ${root}${s.mounted ? ` (mounted on ${s.mountpoint})` : ''}`,
+      `files        ${s.files}`,
+      `directories  ${s.directories}`,
+      `symlinks     ${s.symlinks}`,
+      `logical      ${mib(s.logicalBytes)} (data in chunks ${mib(s.referencedBytes)})`,
+      `unique       ${s.uniqueBlocks} blocks, ${mib(s.uniqueBytes)}`,
+      `stored       ${mib(s.storedBytes)}`,
+      `dedup        ${s.dedupRatio.toFixed(2)}x`,
+      `compression  ${s.compressionRatio.toFixed(2)}x`,
+      `local tier   ${mib(s.localBytes)}`,
+      `pending      ${mib(s.pendingUploadBytes)} (${s.pendingUploadBlocks} blocks) not yet on the backends`,
+      `erasure      ${s.dataShards}+${s.parityShards}, ${s.packs} packs, ${s.missingShards} shards missing`,
+      ...(s.uploadStalledSince ? [`uploads      STALLED since ${s.uploadStalledSince}`] : []),
+      ...(s.lastError ? [`last error   ${s.lastError.time} ${s.lastError.stage}: ${s.lastError.message}`] : []),
+      `published    ${published(s)}`,
+      ...(s.unrecoverable ? [`recovery     NOT POSSIBLE from the backends alone: ${s.unrecoverable}`] : []),
+      ...s.backends.map(
+        (b) =>
+          `  ${b.name.padEnd(10)} ${b.type.padEnd(6)} ${b.tier.padEnd(5)} ${b.healthy ? 'healthy  ' : 'UNHEALTHY'} ` +
+          `${String(b.shards).padStart(6)} shards ${mib(b.bytes).padStart(12)}${b.missingShards ? `  ${b.missingShards} missing` : ''}` +
+          `${b.path ? `  ${b.path}` : ''}${b.error ? `  (${b.error})` : ''}`,
+      ),
+    ].join('\n') + '\n'
+  );
+}

@@ -9,7 +9,10 @@
  *
  * Decisions (why):
  * - Encoding reads the local metadata, never the backends, in one synchronous stretch: no
- *   operation runs meanwhile, so the tree is the namespace at one instant. Objects already stored
+ *   operation runs meanwhile, so the tree is the namespace at one instant. That stretch only
+ *   reads; the hashing (keyed split of large directories, object ids) runs after it in the codec
+ *   workers, one depth level at a time from the deepest, since a parent names its children's
+ *   ids. The FUSE thread keeps serving between the batches. Objects already stored
  *   keep their ids (content addressing) and are neither stored nor referenced twice: a publish
  *   writes the objects of the changed paths only.
  * - Order: blocks and tree objects packed and stored, then the index (seam below), then the head;
@@ -26,9 +29,20 @@ import type { KeyObject } from 'node:crypto';
 import { Backend } from '../backend/backend';
 import { ObjectKind } from '../block/codec';
 import { findHeads, Head, signHead, storeHead } from '../head/head';
-import { Meta, ROOT_INO, SnapshotRecord } from '../meta/meta';
 import type { BlockStore } from '../store/blockstore';
-import { EncodedObject, encodeChunks, encodeDirectory, encodeLeaf, entryOfInode, EntryType, TreeCodec, TreeEntry } from './tree';
+import { ID_BYTES, layoutBatch, TreeBatch } from '../block/treelayout';
+import { Extent, Meta, ROOT_INO, SnapshotRecord } from '../meta/meta';
+import {
+  CHUNK_LIST_EXTENTS,
+  EncodedObject,
+  encodeChunkList,
+  encodeEntries,
+  entryOfInode,
+  EntryType,
+  INLINE_EXTENTS,
+  TreeCodec,
+  TreeEntry,
+} from './tree';
 import { constants as C } from 'node:fs';
 import { addEntry, Aggregate, computeAggregates, newSnapshotId } from './snapshots';
 
@@ -103,6 +117,69 @@ export interface PublishedHead {
   time: number;
 }
 
+/** A directory's rows, read in the synchronous stretch. */
+interface DirRows {
+  ino: number;
+  /** Sorted by name bytes; a subdirectory to encode lacks its `dir`, a long chunk list its `chunks`. */
+  entries: TreeEntry[];
+  /** Entries (by index) of subdirectories encoded in this publish. */
+  subdirs: { at: number; ino: number; depth: number }[];
+  /** Entries of files whose chunk lists go to chunk-list objects. */
+  lists: { at: number; ino: number; extents: Extent[] }[];
+  /** Files with inline chunk lists that had chunk-list objects (released now). */
+  fileObjects: number[];
+}
+
+interface Rows {
+  /** Directories to encode by depth below the root (0). */
+  levels: DirRows[][];
+  /** The root's entry, without its `dir`. */
+  top: TreeEntry;
+  pins: Buffer[];
+  /** Directories' aggregates (whole subtree), of the same instant as the rows. */
+  aggregates: Map<number, Aggregate>;
+}
+
+/** A batch for a worker holds about this many bytes of entries. */
+const BATCH_BYTES = 256 * 1024;
+
+/** Directories in batches of about BATCH_BYTES (counted by entries: about 100 bytes each). */
+function inBatches(dirs: DirRows[]): DirRows[][] {
+  const out: DirRows[][] = [];
+  let cur: DirRows[] = [];
+  let n = 0;
+  for (const d of dirs) {
+    cur.push(d);
+    n += d.entries.length + 1;
+    if (n * 100 >= BATCH_BYTES) {
+      out.push(cur);
+      cur = [];
+      n = 0;
+    }
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+/** Buffers copied back to back into shared memory (a worker reads it without a copy). */
+function shared(parts: Uint8Array[]): { sab: SharedArrayBuffer; ranges: { start: number; end: number }[] } {
+  const sab = new SharedArrayBuffer(parts.reduce((n, p) => n + p.length, 0));
+  const view = new Uint8Array(sab);
+  const ranges: { start: number; end: number }[] = [];
+  let at = 0;
+  for (const p of parts) {
+    view.set(p, at);
+    ranges.push({ start: at, end: at + p.length });
+    at += p.length;
+  }
+  return { sab, ranges };
+}
+
+const idAt = (ids: Uint8Array, i: number): Buffer => Buffer.from(ids.subarray(i * ID_BYTES, (i + 1) * ID_BYTES));
+
+/** Lets the event loop run (FUSE requests) between two pieces of a publish's work. */
+const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 interface Encoded {
   /** Per inode (directories and files with chunk-list objects): its objects, the directory's own first. */
   objects: Map<number, EncodedObject[]>;
@@ -156,13 +233,16 @@ export class Publisher {
     if (!dirty.length && last && !pending.length && meta.getPublishValue<string>('top') === last.root && !req.snapshot && !req.force)
       return null;
 
-    const enc = this.encode(dirty.map((d) => d.ino));
-    if (req.snapshot) this.takeSnapshot(enc, req.snapshot.tag); // no await since the encode
+    const rows = this.readRows(dirty.map((d) => d.ino));
+    // In the synchronous stretch of the rows: the snapshot's epoch agrees with its tree.
+    const snapshot = req.snapshot ? this.takeSnapshot(rows, req.snapshot.tag) : undefined;
     try {
+      const enc = { ...(await this.encodeRows(rows)), ...(snapshot ? { snapshot } : {}) };
+      if (snapshot) meta.txn(() => meta.putSnapshot({ ...meta.getSnapshot(snapshot.id)!, root: enc.top.id }));
       return await this.finishPublish(enc, dirty, covered, last);
     } catch (e) {
       // A snapshot no head names is dropped again (its holds released).
-      if (enc.snapshot) meta.txn(() => meta.removeSnapshot(enc.snapshot!.id));
+      if (snapshot) meta.txn(() => meta.removeSnapshot(snapshot.id));
       throw e;
     }
   }
@@ -210,9 +290,14 @@ export class Publisher {
     return result;
   }
 
-  /** Synchronous: the namespace at one instant (no await until the objects are made). */
-  private encode(dirtyInos: number[]): Encoded {
-    const { meta, codec } = this.o;
+  /**
+   * Synchronous: the rows of the directories to encode, the namespace at one instant (no await
+   * from the first read to the last). Only reads and plain objects here: hashing and encoding
+   * come after, off this thread (encodeRows). Something that must see the same instant as the
+   * tree (an epoch, totals per directory) belongs in this stretch.
+   */
+  private readRows(dirtyInos: number[]): Rows {
+    const { meta } = this.o;
     const toEncode = new Set<number>([ROOT_INO]);
     for (const ino of dirtyInos) {
       const i = meta.getInode(ino);
@@ -229,15 +314,13 @@ export class Publisher {
       }
       if (reached) for (const d of chain) toEncode.add(d);
     }
-    const objects = new Map<number, EncodedObject[]>();
-    const dirRoots = new Map<number, Buffer>();
+    const levels: DirRows[][] = [];
     const pins = new Map<string, Buffer>();
+    const visited = new Set<number>();
     const aggregates = new Map<number, Aggregate>();
-    let dirs = 0;
-    const encodeDir = (ino: number): Buffer => {
-      const done = dirRoots.get(ino);
-      if (done) return done;
-      const entries: TreeEntry[] = [];
+    const readDir = (ino: number, depth: number): DirRows => {
+      const dir: DirRows = { ino, entries: [], subdirs: [], lists: [], fileObjects: [] };
+      // Without the subdirectories encoded now: added bottom-up once every level is read.
       const agg: Aggregate = { files: 0, bytes: 0 };
       const named = [...meta.entries(ino)].map((e) => ({ name: Buffer.from(e.name), ino: e.ino }));
       named.sort((a, b) => Buffer.compare(a.name, b.name));
@@ -247,63 +330,165 @@ export class Publisher {
         const e = entryOfInode(name, i, meta.xattrsOf(child));
         if (e.type === EntryType.dir) {
           const published = toEncode.has(child) ? undefined : meta.publishedObjects(child)?.[0];
-          e.dir = published ?? encodeDir(child);
-          addEntry(
-            agg,
-            i.mode,
-            i.size,
-            aggregates.get(child) ?? meta.getAggregate(child) ?? computeAggregates(meta, child, false, aggregates),
-          );
+          if (published) {
+            e.dir = published;
+            addEntry(agg, i.mode, i.size, meta.getAggregate(child) ?? computeAggregates(meta, child, false, aggregates));
+          } else dir.subdirs.push({ at: dir.entries.length, ino: child, depth: depth + 1 });
         } else if (e.type === EntryType.file) {
           const extents = meta.extentsOf(child);
           for (const x of extents) {
             if (meta.getLoc(x.id) === undefined && !pins.has(x.id.toString('hex'))) pins.set(x.id.toString('hex'), x.id);
           }
-          const lists: EncodedObject[] = [];
-          e.chunks = encodeChunks(extents, codec, lists);
-          if (lists.length || meta.publishedObjects(child)) objects.set(child, lists);
+          if (extents.length <= INLINE_EXTENTS) {
+            e.chunks = { inline: extents };
+            if (meta.publishedObjects(child)) dir.fileObjects.push(child);
+          } else dir.lists.push({ at: dir.entries.length, ino: child, extents });
         }
         if (e.type !== EntryType.dir) addEntry(agg, i.mode, i.size);
-        entries.push(e);
+        dir.entries.push(e);
       }
       aggregates.set(ino, agg);
-      const dir = encodeDirectory(entries, codec);
-      objects.set(ino, dir.objects);
-      dirRoots.set(ino, dir.root);
-      dirs++;
-      return dir.root;
+      (levels[depth] ??= []).push(dir);
+      return dir;
     };
-    // Deepest first is not needed: encodeDir encodes a changed child before its parent names it.
-    for (const ino of toEncode) encodeDir(ino);
+    // Breadth first from the root (a directory not yet published is encoded whether or not it
+    // was marked), then any marked directory the walk did not reach, as the walk from the root did.
+    const walk = (start: number) => {
+      const queue = [{ ino: start, depth: 0 }];
+      visited.add(start);
+      while (queue.length) {
+        const { ino, depth } = queue.shift()!;
+        for (const sub of readDir(ino, depth).subdirs) {
+          if (visited.has(sub.ino)) continue;
+          visited.add(sub.ino);
+          queue.push(sub);
+        }
+      }
+    };
+    walk(ROOT_INO);
+    for (const ino of toEncode) if (!visited.has(ino)) walk(ino);
+    for (let depth = levels.length - 1; depth >= 0; depth--)
+      for (const d of levels[depth] ?? []) {
+        const agg = aggregates.get(d.ino)!;
+        for (const sub of d.subdirs) addEntry(agg, C.S_IFDIR, 0, aggregates.get(sub.ino));
+      }
     const rootInode = meta.getInode(ROOT_INO)!;
-    const top: TreeEntry = { ...entryOfInode(Buffer.alloc(0), rootInode, meta.xattrsOf(ROOT_INO)), dir: dirRoots.get(ROOT_INO) };
-    const plain = encodeLeaf([top]);
-    return { objects, top: { id: codec.idOf(plain), plain, kind: ObjectKind.tree }, dirs, pins: [...pins.values()], aggregates };
+    return {
+      levels,
+      top: entryOfInode(Buffer.alloc(0), rootInode, meta.xattrsOf(ROOT_INO)),
+      pins: [...pins.values()],
+      aggregates,
+    };
   }
 
   /**
-   * Records the encoded tree as a snapshot: its epoch is taken (and the counter moved on) and the
-   * record put, in one transaction right after the synchronous encode, so that the tree and the
-   * epoch agree and every block the tree names is held from here on. headSeq is set before the
-   * list is stored.
+   * The objects of the rows, bottom-up: chunk-list objects first, then each depth level of
+   * directories, deepest first (a parent names its children's ids), then the top object. The
+   * entries are encoded here in batches, with a turn of the event loop between them; the split
+   * and the hashing run in the codec workers (codec.layout), else in this thread.
    */
-  private takeSnapshot(enc: Encoded, tag: string | undefined): void {
+  private async encodeRows(rows: Rows): Promise<Encoded> {
+    const { codec } = this.o;
+    const run = (batch: TreeBatch) =>
+      codec.layout ? codec.layout(batch, codec.splitKey) : Promise.resolve(layoutBatch(batch, codec.splitKey, codec.idOf));
+    const objects = new Map<number, EncodedObject[]>();
+    const dirRoots = new Map<number, Buffer>();
+    const all = rows.levels.flat();
+
+    // Chunk-list objects: only hashed.
+    const lists = all.flatMap((d) => d.lists.map((l) => ({ dir: d, ...l })));
+    for (let i = 0; i < lists.length;) {
+      const plains: Buffer[] = [];
+      const owners: { list: (typeof lists)[number]; count: number }[] = [];
+      let bytes = 0;
+      for (; i < lists.length && bytes < BATCH_BYTES; i++) {
+        const list = lists[i];
+        let count = 0;
+        for (let at = 0; at < list.extents.length; at += CHUNK_LIST_EXTENTS) {
+          const plain = encodeChunkList(list.extents.slice(at, at + CHUNK_LIST_EXTENTS));
+          plains.push(plain);
+          bytes += plain.length;
+          count++;
+        }
+        owners.push({ list, count });
+      }
+      const { sab, ranges } = shared(plains);
+      const r = await run({ sab, dirs: [], raw: ranges });
+      let k = 0;
+      for (const { list, count } of owners) {
+        const made: EncodedObject[] = [];
+        for (let j = 0; j < count; j++, k++) {
+          const { start, end } = ranges[k];
+          made.push({ id: idAt(r.ids, k), plain: Buffer.from(sab, start, end - start), kind: ObjectKind.chunkList });
+        }
+        objects.set(list.ino, made);
+        list.dir.entries[list.at].chunks = { objects: made.map((o) => o.id), extents: list.extents.length };
+      }
+    }
+    for (const d of all) for (const ino of d.fileObjects) objects.set(ino, []);
+
+    // Directories, deepest level first; each level in batches spread over the workers.
+    const layout = async (dirs: DirRows[][]) => {
+      const batches: { dirs: DirRows[]; batch: TreeBatch }[] = [];
+      for (const group of dirs) {
+        const encoded = group.map((d) => {
+          for (const s of d.subdirs) d.entries[s.at].dir = dirRoots.get(s.ino);
+          return encodeEntries(d.entries);
+        });
+        const { sab, ranges } = shared(encoded.map((e) => e.bytes));
+        batches.push({ dirs: group, batch: { sab, raw: [], dirs: encoded.map((e, i) => ({ start: ranges[i].start, ends: e.ends })) } });
+        await yieldTurn();
+      }
+      const results = await Promise.all(batches.map((b) => run(b.batch)));
+      batches.forEach((b, n) => {
+        const r = results[n];
+        let k = 0;
+        b.dirs.forEach((d, i) => {
+          const made: EncodedObject[] = [];
+          for (let j = 0; j < r.counts[i]; j++, k++) {
+            const start = k === 0 ? 0 : r.ends[k - 1];
+            made.push({ id: idAt(r.ids, k), plain: Buffer.from(r.sab, start, r.ends[k] - start), kind: ObjectKind.tree });
+          }
+          objects.set(d.ino, made);
+          dirRoots.set(d.ino, made[0].id);
+        });
+      });
+    };
+    for (let depth = rows.levels.length - 1; depth >= 0; depth--) await layout(inBatches(rows.levels[depth]));
+
+    const top = { ...rows.top, dir: dirRoots.get(ROOT_INO) };
+    const topDir: DirRows = { ino: -1, entries: [top], subdirs: [], lists: [], fileObjects: [] };
+    await layout([[topDir]]);
+    const topObject = objects.get(-1)![0];
+    objects.delete(-1);
+    dirRoots.delete(-1);
+    return { objects, top: topObject, dirs: all.length, pins: rows.pins, aggregates: rows.aggregates };
+  }
+
+  /**
+   * Records the tree being published as a snapshot: its epoch is taken (and the counter moved on)
+   * and the record put, in one transaction in the synchronous stretch of the rows, so that the
+   * tree and the epoch agree and every block the tree names is held from here on. The top
+   * object's id (hashed after the stretch) and headSeq are filled in before the list is stored.
+   */
+  private takeSnapshot(rows: Rows, tag: string | undefined): SnapshotRecord {
     const { meta } = this.o;
-    const root = enc.aggregates.get(ROOT_INO) ?? { files: 0, bytes: 0 };
+    const root = rows.aggregates.get(ROOT_INO) ?? { files: 0, bytes: 0 };
+    let record: SnapshotRecord | undefined;
     meta.txn(() => {
-      const record: SnapshotRecord = {
+      record = {
         id: newSnapshotId(),
         time: Date.now(),
         ...(tag !== undefined ? { tag } : {}),
-        root: enc.top.id,
+        root: Buffer.alloc(32),
         files: root.files,
         bytes: root.bytes,
         headSeq: 0,
         epoch: meta.takeSnapEpoch(),
       };
       meta.putSnapshot(record);
-      enc.snapshot = record;
     });
+    return record!;
   }
 
   /** In storeObjects' transaction: the aggregates, and the snapshot's objects born in its epoch. */
@@ -352,6 +537,9 @@ export class Publisher {
     const list = [...unique.values()];
     const position = new Map(list.map((o, i) => [o.id.toString('hex'), i]));
     const chunks = list.map((o) => {
+      // The workers' objects are in shared memory already.
+      if (o.plain.buffer instanceof SharedArrayBuffer)
+        return { sab: o.plain.buffer, start: o.plain.byteOffset, end: o.plain.byteOffset + o.plain.length, kind: o.kind };
       const sab = new SharedArrayBuffer(o.plain.length);
       Buffer.from(sab).set(o.plain);
       return { sab, start: 0, end: o.plain.length, kind: o.kind };

@@ -23,25 +23,15 @@ import { constants as C } from 'node:fs';
 import { blake3Keyed } from '../native';
 import { ObjectKind } from '../block/codec';
 import { IsgError } from '../errors';
+import { EncodedEntries, ID_BYTES, layoutDirectory, TreeBatch, TreeBatchResult, TREE_FORMAT, TREE_MAGIC } from '../block/treelayout';
 import { Extent, Inode, MAX_INO, Meta, ROOT_INO } from '../meta/meta';
 
-export const TREE_MAGIC = Buffer.from('ISGT');
 export const CHUNK_LIST_MAGIC = Buffer.from('ISGC');
-export const TREE_FORMAT = 1;
-export const ID_BYTES = 32;
 /** A file with more extents than this lists them in chunk-list objects. */
 export const INLINE_EXTENTS = 64;
 /** Extents per chunk-list object (45 bytes each: about 360 KiB). */
 export const CHUNK_LIST_EXTENTS = 8192;
-/** Split rule: a cut after an entry whose keyed name hash has these low bits zero (mean 128 entries)... */
-export const SPLIT_BITS = 7;
-/** ...when the object holds at least this many entries... */
-export const SPLIT_MIN_ENTRIES = 32;
-/** ...and always at this many, or once it holds this many bytes. */
-export const SPLIT_MAX_ENTRIES = 1024;
-export const SPLIT_MAX_BYTES = 1 << 20;
-const EXTENT_BYTES = 8 + 4 + 1 + ID_BYTES;
-const HEADER_BYTES = 4 + 1 + 1 + 4;
+export { ID_BYTES, SPLIT_BITS, SPLIT_MAX_BYTES, SPLIT_MAX_ENTRIES, SPLIT_MIN_ENTRIES, TREE_FORMAT, TREE_MAGIC } from '../block/treelayout';
 
 /** Entry types (the S_IFMT bits of the mode say the same; a reader checks that they agree). */
 export const EntryType = { file: 1, dir: 2, symlink: 3, charDev: 4, blockDev: 5, fifo: 6, socket: 7 } as const;
@@ -380,6 +370,11 @@ export function decodeChunkList(plain: Buffer): TreeExtent[] {
 export interface TreeCodec {
   idOf: (plain: Buffer) => Buffer;
   splitKey: Buffer;
+  /**
+   * Runs a batch of directory layouts and hashes off this thread (the codec workers); absent,
+   * the publisher runs them in this thread (same objects).
+   */
+  layout?: (batch: TreeBatch, splitKey: Buffer) => Promise<TreeBatchResult>;
 }
 
 /** The split key: BLAKE3 keyed with the block-id subkey over "isgfs tree split v1". */
@@ -387,72 +382,26 @@ export function treeSplitKey(idKey: Buffer): Buffer {
   return blake3Keyed(idKey, Buffer.from('isgfs tree split v1'));
 }
 
-/** Whether an object may end after the item named `name` at `level`. */
-function cutsAfter(splitKey: Buffer, level: number, name: Buffer): boolean {
-  const h = blake3Keyed(splitKey, Buffer.concat([Buffer.from([level]), name]));
-  return (h.readUInt32LE(0) & ((1 << SPLIT_BITS) - 1)) === 0;
-}
-
-/** Groups items into objects by the split rule; `size` is an item's encoded size. */
-function groups<T>(items: T[], level: number, nameOf: (t: T) => Buffer, sizeOf: (t: T) => number, key: Buffer): T[][] {
-  const out: T[][] = [];
-  let cur: T[] = [];
-  let bytes = HEADER_BYTES;
-  for (const item of items) {
-    cur.push(item);
-    bytes += sizeOf(item);
-    if (
-      cur.length >= SPLIT_MAX_ENTRIES ||
-      bytes >= SPLIT_MAX_BYTES ||
-      (cur.length >= SPLIT_MIN_ENTRIES && cutsAfter(key, level, nameOf(item)))
-    ) {
-      out.push(cur);
-      cur = [];
-      bytes = HEADER_BYTES;
-    }
+/** The entries encoded back to back (as a leaf holds them), and where each ends. */
+export function encodeEntries(entries: TreeEntry[]): EncodedEntries & { ends: number[] } {
+  const w = new Writer();
+  const ends: number[] = [];
+  for (const e of entries) {
+    writeEntry(w, e);
+    ends.push(w.length);
   }
-  if (cur.length || !out.length) out.push(cur);
-  return out;
-}
-
-function entrySize(e: TreeEntry): number {
-  let n = 2 + e.name.length + 1 + 4 * 5 + 8 * 5 + 2;
-  for (const x of e.xattrs) n += 6 + x.name.length + x.value.length;
-  if (e.dir) n += ID_BYTES;
-  if (e.target) n += 4 + e.target.length;
-  if (e.chunks) n += 'inline' in e.chunks ? 5 + e.chunks.inline.length * EXTENT_BYTES : 13 + e.chunks.objects.length * ID_BYTES;
-  return n;
+  return { bytes: w.done(), ends };
 }
 
 /**
  * The objects of one directory, given its entries sorted by name bytes: leaves, then interior
  * levels until one object remains, which is the directory's id (`root`). `objects` lists every
- * object, the root first.
+ * object, the root first. In the calling thread; the publisher has the codec workers run the
+ * same layout (../block/treelayout.ts).
  */
 export function encodeDirectory(entries: TreeEntry[], codec: TreeCodec): { root: Buffer; objects: EncodedObject[] } {
-  const objects: EncodedObject[] = [];
-  const make = (plain: Buffer): Buffer => {
-    const id = codec.idOf(plain);
-    objects.push({ id, plain, kind: ObjectKind.tree });
-    return id;
-  };
-  let level: TreeChild[] = groups(entries, 0, (e) => e.name, entrySize, codec.splitKey).map((g) => ({
-    first: g[0]?.name ?? Buffer.alloc(0),
-    id: make(encodeLeaf(g)),
-    count: g.length,
-  }));
-  for (let depth = 1; level.length > 1; depth++) {
-    level = groups(
-      level,
-      depth,
-      (c) => c.first,
-      (c) => 2 + c.first.length + ID_BYTES + 8,
-      codec.splitKey,
-    ).map((g) => ({ first: g[0].first, id: make(encodeInterior(depth, g)), count: g.reduce((n, c) => n + c.count, 0) }));
-  }
-  const root = level[0].id;
-  objects.reverse(); // the root was made last
-  return { root, objects };
+  const laid = layoutDirectory(encodeEntries(entries), codec.splitKey, codec.idOf);
+  return { root: laid.root, objects: laid.objects.map((o) => ({ ...o, kind: ObjectKind.tree })) };
 }
 
 /** A file's chunk list: inline, or chunk-list objects (added to `objects`). */

@@ -8,9 +8,19 @@ import { ObjectKind } from '../../src/block/codec';
 import { findHeads } from '../../src/head/head';
 import { Meta, ROOT_INO } from '../../src/meta/meta';
 import { Session } from '../../src/repo/session';
-import { repoStatus } from '../../src/repo/status';
+import { formatStatus, repoStatus } from '../../src/repo/status';
 import { checkRepository } from '../../src/repair/check';
-import { restoreTree } from '../../src/snapshot/tree';
+import {
+  encodeChunks,
+  encodeDirectory,
+  encodeLeaf,
+  entryOfInode,
+  EntryType,
+  restoreTree,
+  TreeEntry,
+  treeSplitKey,
+} from '../../src/snapshot/tree';
+import { blockId } from '../../src/block/codec';
 import { readIndex } from '../../src/snapshot/index-objects';
 import { openMeta } from '../helpers/meta';
 import { smallRepo } from '../helpers/session';
@@ -72,6 +82,28 @@ async function restoreInto(dir: string, s: Session, root: Buffer): Promise<Meta>
   await s.cacheDrop(); // the objects come from the packs
   await restoreTree(meta, root, packFetch(s).fetch);
   return meta;
+}
+
+/**
+ * The tree of a database encoded in this thread, directory by directory, with tree.ts alone (the
+ * reference the publisher's worker batches must agree with): the top object's id.
+ */
+function referenceTop(s: Session): Buffer {
+  const codec = { idOf: (p: Buffer) => blockId(s.repo.keys.block, p), splitKey: treeSplitKey(s.repo.keys.block.idKey) };
+  const m = s.meta;
+  const dirId = (ino: number): Buffer => {
+    const named = [...m.entries(ino)].map((e) => ({ name: Buffer.from(e.name), ino: e.ino }));
+    named.sort((a, b) => Buffer.compare(a.name, b.name));
+    const entries: TreeEntry[] = named.map(({ name, ino: child }) => {
+      const e = entryOfInode(name, m.getInode(child)!, m.xattrsOf(child));
+      if (e.type === EntryType.dir) e.dir = dirId(child);
+      if (e.type === EntryType.file) e.chunks = encodeChunks(m.extentsOf(child), codec, []);
+      return e;
+    });
+    return encodeDirectory(entries, codec).root;
+  };
+  const top = { ...entryOfInode(Buffer.alloc(0), m.getInode(ROOT_INO)!, m.xattrsOf(ROOT_INO)), dir: dirId(ROOT_INO) };
+  return codec.idOf(encodeLeaf([top]));
 }
 
 describe('publish and restore', () => {
@@ -156,6 +188,41 @@ describe('publish and restore', () => {
       expect((await checkRepository(s.meta, s.store)).problems).toEqual([]);
     } finally {
       await restored?.close();
+      await s.close();
+    }
+  });
+
+  test('the codec workers encode the same objects as tree.ts in this thread: splits, chunk lists, links, a deep path', async () => {
+    const s = await smallRepo(path.join(tmp.dir, 'repo'));
+    try {
+      const r = prng(9);
+      let at = '';
+      for (let d = 0; d < 12; d++) s.fs.mkdir((at += `/deep${d}`), 0o750, me); // twelve levels
+      await writeFile(s, `${at}/long`, r.bytes(600_000)); // more than 64 extents: a chunk-list object
+      for (let i = 0; i < 3000; i++) s.fs.mknod(`/big-${i}`, C.S_IFIFO | 0o600, 0, me); // a split directory
+      s.fs.link(`${at}/long`, '/big-link');
+      s.fs.symlink('deep0', '/sym', me);
+      s.fs.setxattr('/deep0', 'user.x', Buffer.from('y'), 0);
+      const text = async () => formatStatus(await repoStatus(s.repo.paths.root, s.meta), s.repo.paths.root);
+      expect(await text()).toMatch(/^published {4}no head on the backends yet \(\d+ unpublished changes\)$/m);
+      await s.flush();
+      const first = s.publisher!.last!;
+      const head = s.publisher!.publishedHead()!;
+      expect(await text()).toContain(`\npublished    head ${first.seq} at ${new Date(head.time).toISOString()}, 0 unpublished changes\n`);
+      let ino = ROOT_INO;
+      for (const name of `${at}/long`.split('/').slice(1)) ino = [...s.meta.entries(ino)].find((e) => e.name === name)!.ino;
+      expect(s.meta.extentsOf(ino).length).toBeGreaterThan(64);
+      expect(s.meta.publishedObjects(ino)?.length).toBe(1); // its chunk-list object
+      expect(first.root.equals(referenceTop(s))).toBe(true);
+      expect(first.encoded).toBeGreaterThan(12 + 3000 / 1024);
+
+      // A second publish (a few directories changed) agrees as well.
+      await writeFile(s, `${at}/deep-new`, Buffer.from('x'));
+      s.fs.unlink('/big-17');
+      await s.flush();
+      expect(s.publisher!.last!.seq).toBe(first.seq + 1);
+      expect(s.publisher!.last!.root.equals(referenceTop(s))).toBe(true);
+    } finally {
       await s.close();
     }
   });
