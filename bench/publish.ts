@@ -69,6 +69,20 @@ export async function buildTree(s: Session, n: number): Promise<void> {
   }
 }
 
+/**
+ * Changes 100 files spread over a tree of buildTree's (as many directories as there are, up to
+ * 100), writes flushed; `round` varies the contents.
+ */
+export async function changeFiles(s: Session, files: number, round: number): Promise<void> {
+  for (let c = 0; c < 100; c++) {
+    const i = Math.floor((c * files) / 100) + ((c + round) % PER_DIR);
+    const fh = await s.fs.open(fileOf(Math.min(i, files - 1)).file, C.O_RDWR);
+    await s.fs.write(fh, 0, Buffer.from(`changed ${c} in round ${round}\n`));
+    await s.fs.release(fh);
+  }
+  await s.fs.flushAll();
+}
+
 /** Runs fn and reports its time and the longest event-loop stall meanwhile. */
 export async function withStall<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number; maxStallMs: number }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -97,14 +111,7 @@ export async function publishBench(dir: string, files: number, say: (line: strin
     say(`[publish] ${files} files built in ${build.toFixed(1)} s`);
     const first = await withStall(() => s.publish());
     say(`[publish] first publish of ${files} files: ${first.seconds.toFixed(2)} s, max stall ${first.maxStallMs.toFixed(0)} ms`);
-    // 100 files spread over the tree: as many directories as there are, up to 100.
-    for (let c = 0; c < 100; c++) {
-      const i = Math.floor((c * files) / 100) + (c % PER_DIR);
-      const fh = await s.fs.open(fileOf(Math.min(i, files - 1)).file, C.O_RDWR);
-      await s.fs.write(fh, 0, Buffer.from(`changed ${c}\n`));
-      await s.fs.release(fh);
-    }
-    await s.fs.flushAll();
+    await changeFiles(s, files, 0);
     const again = await withStall(() => s.publish());
     say(
       `[publish] after changing 100 of ${files} files: ${again.seconds.toFixed(3)} s, max stall ${again.maxStallMs.toFixed(0)} ms, ` +

@@ -1,19 +1,17 @@
 /**
  * `isg snapshot create` after changing 100 files, in trees of 10,000 and of 100,000 files (the
  * daemon's work: flush, publish with the snapshot; on a Session in this process, the trees built
- * through the filesystem core, not FUSE, to keep the setup short). Target: the two less than 2x
+ * through the filesystem core, not FUSE, to keep the setup short, in bench/publish.ts's shape:
+ * directories of 100 files under directories of 100). Target: the two less than 2x
  * apart, well under 100 ms. The baseline, measured in the same run: a plain publish (no snapshot)
  * after the same kind of change.
  */
-import { constants as C } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initRepository } from '../src/repo/repository';
 import { Session } from '../src/repo/session';
 import { createSnapshot } from '../src/repo/snapshot-ops';
-
-const me = { uid: 0, gid: 0 };
-const CHANGED = 100;
+import { buildTree, changeFiles } from './publish';
 
 export interface SnapshotBench {
   /** ms of a snapshot after CHANGED changes, per tree size. */
@@ -24,36 +22,22 @@ export interface SnapshotBench {
   ratio_100k_over_10k: number;
 }
 
-async function change(s: Session, files: number, round: number): Promise<void> {
-  for (let n = 0; n < CHANGED; n++) {
-    const i = (n * 7919 + round * 104_729) % files;
-    const p = `/d${Math.floor(i / 1000)}/f${i % 1000}`;
-    const fh = await s.fs.open(p, C.O_WRONLY);
-    await s.fs.write(fh, 0, Buffer.from(`round ${round} change ${n}`));
-    await s.fs.release(fh);
-  }
-}
-
 async function one(dir: string, files: number): Promise<{ create: number; publish: number }> {
   await initRepository(dir, {});
   const s = await Session.open(dir, {});
   try {
-    for (let d = 0; d < files / 1000; d++) {
-      s.fs.mkdir(`/d${d}`, 0o755, me);
-      for (let f = 0; f < 1000; f++) await s.fs.release(await s.fs.create(`/d${d}/f${f}`, 0o644, C.O_RDWR, me));
-    }
+    await buildTree(s, files);
     await s.flush();
     await createSnapshot(s, 'base');
     const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
     const creates: number[] = [];
     const publishes: number[] = [];
     for (let round = 1; round <= 5; round++) {
-      await change(s, files, 2 * round);
+      await changeFiles(s, files, 2 * round);
       let t = performance.now();
       await createSnapshot(s, `round ${round}`);
       creates.push(performance.now() - t);
-      await change(s, files, 2 * round + 1);
-      await s.fs.flushAll();
+      await changeFiles(s, files, 2 * round + 1);
       t = performance.now();
       await s.publish();
       publishes.push(performance.now() - t);
