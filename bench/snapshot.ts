@@ -14,9 +14,9 @@ import { createSnapshot } from '../src/repo/snapshot-ops';
 import { buildTree, changeFiles } from './publish';
 
 export interface SnapshotBench {
-  /** ms of a snapshot after CHANGED changes, per tree size. */
+  /** ms of a snapshot after 100 changes, per tree size. */
   create_ms: Record<string, number>;
-  /** ms of a publish without a snapshot after CHANGED changes, per tree size (baseline). */
+  /** ms of a publish without a snapshot after 100 changes, per tree size (baseline). */
   publish_ms: Record<string, number>;
   /** create_ms of the 100,000-file tree over the 10,000-file one. */
   ratio_100k_over_10k: number;
