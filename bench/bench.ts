@@ -459,7 +459,8 @@ async function main(): Promise<void> {
     );
   if (clone)
     console.log(
-      `clone of the small-files tree: isg clone ${f(clone.clone_s)} s (${f(clone.clone_daemon_s)} s in the daemon, ` +
+      `clone of the small-files tree: isg clone ${f(clone.clone_s)} s (${f(clone.clone_daemon_s)} s in the daemon: ` +
+        `read ${f(clone.clone_read_s)} s, graft ${f(clone.clone_graft_s)} s; ` +
         `${f(clone.clone_entries_per_s)} entries/s), cp -a ${f(clone.cp_a_s)} s: ${f(clone.clone_vs_cp_a)}x (target >= 100x)`,
     );
   if (restored)

@@ -26,6 +26,9 @@ export interface CloneFigures {
   clone_s: number;
   /** Time the daemon spent on the clone (the rest is the CLI's start and the control socket). */
   clone_daemon_s: number;
+  /** Of the daemon's time: reading the tree objects, and the graft's transaction. */
+  clone_read_s: number;
+  clone_graft_s: number;
   cp_a_s: number;
   clone_entries_per_s: number;
   clone_vs_cp_a: number;
@@ -52,11 +55,13 @@ export async function benchClone(o: CloneBenchOptions): Promise<CloneFigures> {
     const cp = seconds(() => sh(`cp -a ${mnt}/src ${mnt}/cp && sync ${mnt}/cp`));
     o.say('[clone] isg clone latest:/src');
     const cl = seconds(() => sh(`${process.execPath} ${o.isg} clone ${data} latest:/src ${mnt}/clone --json`));
-    const r = JSON.parse(cl.out) as { entries: number; ms: number };
+    const r = JSON.parse(cl.out) as { entries: number; ms: number; readMs: number; graftMs: number };
     sh(`diff -r --no-dereference ${mnt}/src ${mnt}/clone`);
     return {
       clone_s: cl.s,
       clone_daemon_s: r.ms / 1000,
+      clone_read_s: r.readMs / 1000,
+      clone_graft_s: r.graftMs / 1000,
       cp_a_s: cp.s,
       clone_entries_per_s: r.entries / cl.s,
       clone_vs_cp_a: cp.s / cl.s,

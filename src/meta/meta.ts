@@ -575,6 +575,42 @@ export class Meta {
     this.kv.putSync('nextIno', ino + 1);
     return ino;
   }
+  /** `n` consecutive new inode numbers in one read and one write; returns the first. */
+  allocInos(n: number): number {
+    const ino = this.kv.get('nextIno') as number;
+    if (ino + n - 1 > MAX_INO) throw new IsgError('no-space', `inode numbers are exhausted (the largest is ${MAX_INO})`);
+    this.kv.putSync('nextIno', ino + n);
+    return ino;
+  }
+  /**
+   * Rows of a batch of fresh inodes (numbers from allocInos in this transaction, named only by
+   * entries of the batch, in directories of the batch; `isg clone`): each is one write, none of
+   * the reads an ordinary change does (a row to replace, the parents to mark dirty: there are
+   * none yet). The inode is marked dirty once, when its row is put; its directory, a fresh inode
+   * too, is dirty already. The batch's top is named with putInode and link as any new inode.
+   */
+  putFreshInode(i: Inode): void {
+    const key = be(i.ino);
+    this.inodes.putSync(key, this.seal.seal('inode', key, encodeInode(i)));
+    this.pubdirty.putSync(key, this.publishGen);
+  }
+  /** A fresh name (see putFreshInode); `links`: the names of `ino` in `parent` so far, this one included. */
+  linkFresh(parent: number, name: string, ino: number, links: number): void {
+    const key = this.direntKey(parent, name);
+    const inoBytes = be(ino);
+    this.dirents.putSync(key, Buffer.concat([inoBytes, this.seal.seal('dirent', Buffer.concat([key, inoBytes]), Buffer.from(name))]));
+    this.parents.putSync(be(ino, parent), links);
+  }
+  /** A chunk map entry of a fresh inode (see putFreshInode). */
+  putFreshExtent(ino: number, e: Extent): void {
+    const key = be(ino, e.offset);
+    this.extents.putSync(key, this.seal.seal('extent', key, encodeExtent(e)));
+  }
+  /** An xattr of a fresh inode (see putFreshInode). */
+  setFreshXattr(ino: number, name: string, value: Buffer): void {
+    const key = this.xattrKey(ino, name);
+    this.xattrs.putSync(key, this.seal.seal('xattr', key, encodeXattr(name, value)));
+  }
   /** The next inode number to give (tests; numbers are never reused, so only upward makes sense). */
   setNextIno(ino: number): void {
     if (!Number.isSafeInteger(ino) || ino <= ROOT_INO) throw new RangeError(`bad inode number ${ino}`);
@@ -771,11 +807,11 @@ export class Meta {
   getBlock(id: Buffer): BlockRow | undefined {
     return this.blocks.get(id);
   }
-  /** +1 reference; returns false when the block is unknown (its data must be stored first). */
-  ref(id: Buffer): boolean {
+  /** +n references (1 by default); returns false when the block is unknown (its data must be stored first). */
+  ref(id: Buffer, n = 1): boolean {
     const b = this.blocks.get(id);
     if (!b) return false;
-    const row = { ...b, refs: b.refs + 1 };
+    const row = { ...b, refs: b.refs + n };
     if (b.refs === 0) {
       this.gc.removeSync(id);
       if (b.death !== undefined) {
@@ -788,11 +824,11 @@ export class Meta {
   }
   /**
    * A block known to be on the backends but not in the local tier (a restore): +1 reference, or a
-   * new row with one. `stored`: its encoded size, when known (the pack index gives it), else 0.
+   * new row with one (`n`: that many). `stored`: its encoded size, when known (the pack index gives it), else 0.
    */
-  refRemote(id: Buffer, plain: number, stored: number): void {
-    if (this.ref(id)) return;
-    this.blocks.putSync(id, { refs: 1, plain, stored, local: false, birth: this.snapEpoch() });
+  refRemote(id: Buffer, plain: number, stored: number, n = 1): void {
+    if (this.ref(id, n)) return;
+    this.blocks.putSync(id, { refs: n, plain, stored, local: false, birth: this.snapEpoch() });
   }
   /** A new block, present in the local tier; it joins the upload queue. */
   addBlock(id: Buffer, plain: number, stored: number): void {

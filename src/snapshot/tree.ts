@@ -455,8 +455,10 @@ export async function readDirectory(id: Buffer, fetch: FetchObject, onObject?: (
   const o = decodeTreeObject(plain);
   if ('entries' in o) return o.entries;
   const out: TreeEntry[] = [];
-  for (const c of o.children) {
-    const sub = await readDirectory(c.id, fetch, onObject);
+  // The children side by side: each read waits on the local tier or a backend.
+  const subs = await Promise.all(o.children.map((c) => readDirectory(c.id, fetch, onObject)));
+  for (const [i, c] of o.children.entries()) {
+    const sub = subs[i];
     if (sub.length !== c.count)
       throw corrupt(`child ${c.id.toString('hex').slice(0, 16)} holds ${sub.length} entries, its parent says ${c.count}`);
     if (sub.length && !sub[0].name.equals(c.first)) throw corrupt('a child does not start with the name its parent gives');

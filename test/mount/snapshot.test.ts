@@ -1,7 +1,8 @@
 /**
  * `isg snapshot` against a real mount (the daemon answers over its control socket): a snapshot
  * taken while a writer appends holds a prefix of the appends, never a torn record; a file
- * overwritten after the snapshot still reads its old contents through the snapshot's tree.
+ * overwritten after the snapshot still reads its old contents through the snapshot's tree, a
+ * `--snapshot` mount beside the live one, `isg restore` and `isg clone`.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -84,9 +85,11 @@ describe('isg snapshot on a mount', () => {
     const finalLog = fs.readFileSync(log);
     expect(await umount(m)).toBe(0);
 
+    let inSnapLog: Buffer | undefined;
     const s = await Session.open(data, { readOnly: true });
     try {
       const inSnap = await readThroughTree(s, Buffer.from(snap.root, 'hex'), '/log');
+      inSnapLog = inSnap;
       const n = checkRecords(inSnap);
       expect(inSnap.length).toBeGreaterThanOrEqual(acknowledged);
       expect(finalLog.subarray(0, inSnap.length).equals(inSnap)).toBe(true);
@@ -97,6 +100,32 @@ describe('isg snapshot on a mount', () => {
     } finally {
       await s.close();
     }
+
+    // The same snapshot, by id, through the three ways of reading it: a --snapshot mount beside
+    // the live one, `isg restore` and `isg clone`; each has the contents from before the overwrite.
+    m = await mount(data, mnt, ['--publish-interval', '1h']);
+    const snapMnt = path.join(path.dirname(mnt), 'snapshot-mount');
+    const view = await mount(data, snapMnt, ['--snapshot', snap.id]);
+    try {
+      expect(fs.readFileSync(path.join(snapMnt, 'over'), 'utf8')).toBe('the contents before the snapshot\n');
+      expect(fs.readFileSync(path.join(snapMnt, 'log')).equals(inSnapLog!)).toBe(true);
+      expect(fs.readFileSync(path.join(mnt, 'over'), 'utf8')).toBe('overwritten after it\n');
+    } finally {
+      expect(await umount(view)).toBe(0);
+    }
+    const restored = path.join(path.dirname(mnt), 'restored');
+    const r = await isg(['restore', data, snap.id, restored]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(fs.readFileSync(path.join(restored, 'over'), 'utf8')).toBe('the contents before the snapshot\n');
+    expect(fs.readFileSync(path.join(restored, 'log')).equals(inSnapLog!)).toBe(true);
+    const c = await isg(['clone', data, snap.id, path.join(mnt, 'cloned')]);
+    expect(c.stderr).toBe('');
+    expect(c.code).toBe(0);
+    expect(fs.readFileSync(path.join(mnt, 'cloned', 'over'), 'utf8')).toBe('the contents before the snapshot\n');
+    fs.appendFileSync(path.join(mnt, 'cloned', 'over'), 'the clone is writable\n');
+    expect(fs.readFileSync(path.join(mnt, 'over'), 'utf8')).toBe('overwritten after it\n');
+    expect(await umount(m)).toBe(0);
 
     // Not mounted: the command line opens the repository itself.
     const rm = await isg(['snapshot', 'rm', data, snap.id]);
