@@ -5,7 +5,7 @@
  * straight from its data shard(s) does not decode.
  */
 import { Meta } from '../meta/meta';
-import { CodecPool } from '../block/pool';
+import { CodecPool, FilePart } from '../block/pool';
 import { BlockMissingError } from '../store/blockstore';
 import type { KeepTarget, RemoteBlocks } from '../store/remote';
 import { isKind } from '../errors';
@@ -50,6 +50,12 @@ export class PackRemote implements RemoteBlocks {
         if (fetched.checked) throw e;
       }
     }
+  }
+
+  localParts(id: Buffer): FilePart[] | null {
+    const loc = this.meta.getLoc(id);
+    const pack = loc && this.meta.getPack(loc.pack);
+    return loc && pack ? this.reader.localParts(loc, pack, { rebuild: this.pool.nativeDecode }) : null;
   }
 
   forgetRebuilt(): void {
