@@ -9,7 +9,7 @@
       "target_name": "isgfs_native",
       "sources": [
         "native/addon.cc", "native/rs_glue.cc", "native/crc_glue.cc", "native/cdc_glue.cc", "native/pread_glue.cc",
-        "native/aead_glue.cc", "native/blockfile_glue.cc", "native/lock_glue.cc", "native/xattr_glue.cc",
+        "native/aead_glue.cc", "native/blockfile_glue.cc", "native/lock_glue.cc", "native/xattr_glue.cc", "native/writefile_glue.cc",
         "native/rs.cc", "native/aead.cc", "native/blockfile.cc", "native/blake3/impl.c"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(blake3_dir)"],

@@ -468,7 +468,8 @@ async function main(): Promise<void> {
       `restore (six local backends, cold): tree ${f(restored.isg_restore_tree_files_per_s)} files/s ` +
         `(restic ${f(restored.restic_restore_tree_files_per_s)}, ${f(restored.restore_tree_vs_restic)}x), ` +
         `1 GiB file ${f(restored.isg_restore_file_MBps)} MB/s (restic ${f(restored.restic_restore_file_MBps)}, ${f(restored.restore_file_vs_restic)}x); ` +
-        `peak memory ${f(restored.isg_restore_file_peak_rss_MB)} MB (restic ${f(restored.restic_restore_file_peak_rss_MB)} MB)`,
+        `peak memory ${f(restored.isg_restore_file_peak_rss_MB)} MB (restic ${f(restored.restic_restore_file_peak_rss_MB)} MB); ` +
+        `ceilings: tar -x of the tree ${f(restored.tar_x_tree_files_per_s)} files/s, cat of the shard files ${f(restored.cat_shards_MBps)} MB/s`,
     );
   for (const p of published)
     console.log(

@@ -35,6 +35,13 @@ export interface RestoreFigures {
   /** Peak resident memory of the restoring process, for the 1 GiB file. */
   isg_restore_file_peak_rss_MB: number;
   restic_restore_file_peak_rss_MB: number;
+  /**
+   * Ceilings, in the same run: `tar -x` of the tree's tar (from memory) into a new directory: what
+   * making those files and directories costs the kernel and the disk, with no reads or decoding;
+   * and `cat` of every shard file of the repository (cold): the raw read of the backends' files.
+   */
+  tar_x_tree_files_per_s: number;
+  cat_shards_MBps: number;
 }
 
 function sh(cmd: string, env?: NodeJS.ProcessEnv): string {
@@ -105,6 +112,16 @@ export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures
   const resticFile = resticBig.s;
   o.say(`[restore] restic: tree ${resticTree.toFixed(2)} s, file ${resticFile.toFixed(2)} s (peak ${resticBig.rssMB.toFixed(0)} MB)`);
 
+  o.say('[restore] ceilings: tar -x of the tree, cat of every shard file');
+  o.dropCaches();
+  const tarX = timed(() => sh(`mkdir ${o.work}/tar-tree && tar -C ${o.work}/tar-tree -xf ${o.treeTar}`));
+  const shardBytes = Number(sh(`find ${data}/backends -type f -printf '%s\\n' | awk '{s += $1} END {print s + 0}'`).trim());
+  o.dropCaches();
+  const catS = timed(() => sh(`find ${data}/backends -type f -print0 | xargs -0 cat > /dev/null`));
+  o.say(
+    `[restore] ceilings: tar -x of the tree ${tarX.toFixed(2)} s, cat of ${(shardBytes / 1e6).toFixed(0)} MB of shards ${catS.toFixed(2)} s`,
+  );
+
   const figures: RestoreFigures = {
     isg_restore_tree_files_per_s: o.treeFiles / isgTree,
     restic_restore_tree_files_per_s: o.treeFiles / resticTree,
@@ -114,6 +131,8 @@ export async function restoreBench(o: RestoreBenchInput): Promise<RestoreFigures
     restore_file_vs_restic: resticFile / isgFile,
     isg_restore_file_peak_rss_MB: isgBig.rssMB,
     restic_restore_file_peak_rss_MB: resticBig.rssMB,
+    tar_x_tree_files_per_s: o.treeFiles / tarX,
+    cat_shards_MBps: shardBytes / 1e6 / catS,
   };
   return figures;
 }

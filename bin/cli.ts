@@ -26,6 +26,7 @@ import { runSnapshotOp, SnapshotInfo, SnapshotOp } from '../src/repo/snapshot-op
 import type { TreeDiff } from '../src/snapshot/snapshots';
 import { resolveTreeRef, splitTreeArg } from '../src/snapshot/refs';
 import { restoreTreeTo, RestoreProgress } from '../src/snapshot/restore';
+import type { RestoredFileSpec } from '../src/native/addon';
 
 const program = new Command();
 program.name('isg').description('isgfs: a FUSE filesystem on a deduplicated, encrypted block store').showHelpAfterError();
@@ -550,6 +551,13 @@ program
               readBlock: (id) => session.store.readPlain(id),
               fetch: (id) => session.store.readPlain(id),
               idOf: (data) => session.pool.idOf(data),
+              ...(session.pool.canWriteFiles
+                ? {
+                    localParts: (id: Buffer) => session.store.localParts(id),
+                    writeFiles: (f: RestoredFileSpec[]) => session.pool.writeFiles(f),
+                    prefetch: (ids: Buffer[]) => session.store.prefetchBatch(ids),
+                  }
+                : {}),
             },
             { root, path: inTree, dest, overwrite: !!o.overwrite, reads, onProgress: bar.update },
           );

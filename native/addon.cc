@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   isg::glue::registerPread(env, exports);
   isg::glue::registerLock(env, exports);
   isg::glue::registerXattr(env, exports);
+  isg::glue::registerWriteFile(env, exports);
   if (isg::aeadAvailable()) {  // absent when this Node does not export its OpenSSL
     isg::glue::registerAead(env, exports);
     isg::glue::registerBlockfile(env, exports);

@@ -89,6 +89,7 @@ void registerAead(Napi::Env env, Napi::Object exports);  // aead_glue.cc
 void registerBlockfile(Napi::Env env, Napi::Object exports);  // blockfile_glue.cc
 void registerLock(Napi::Env env, Napi::Object exports);  // lock_glue.cc
 void registerXattr(Napi::Env env, Napi::Object exports);  // xattr_glue.cc
+void registerWriteFile(Napi::Env env, Napi::Object exports);  // writefile_glue.cc
 
 }  // namespace glue
 }  // namespace isg

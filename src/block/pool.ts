@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ChunkerParams } from '../chunk';
 import { binding, forcedFallback } from '../native';
+import type { RestoredFileSpec } from '../native/addon';
 import { BlockCorruptError, checkKind, ObjectKind } from './codec';
 import { CompressionSpec } from './compression';
 import { fromWire, IsgError, WireError } from '../errors';
@@ -91,6 +92,8 @@ export interface KeptBlock {
 interface NativeBlockDecoder {
   decodeFile(id: Uint8Array, parts: FilePart[]): Promise<Buffer>;
   decode(id: Uint8Array, encoded: Uint8Array): Promise<Buffer>;
+  writeFiles(files: RestoredFileSpec[]): Promise<(Error | null)[]>;
+  decodeFiles(blocks: { id: Uint8Array; parts: FilePart[] }[]): Promise<(Buffer | Error)[]>;
 }
 
 export class CodecPool {
@@ -302,6 +305,32 @@ export class CodecPool {
     }
     const decoder = this.decoder;
     return this.native(id, () => decoder.decodeFile(id, parts));
+  }
+
+  /** Whether writeFiles can be used (the addon decodes blocks). */
+  get canWriteFiles(): boolean {
+    return this.decoder !== null;
+  }
+
+  /**
+   * Files made anew from their blocks' parts, many in one trip to the libuv pool (the addon's
+   * BlockDecoder.writeFiles): one outcome per file, null or its error; a caller reads the blocks
+   * of a failed one the usual way (a damaged block read again with every shard range checked).
+   */
+  writeFiles(files: RestoredFileSpec[]): Promise<(Error | null)[]> {
+    if (this.closed) return Promise.reject(new Error('codec pool is closed'));
+    if (!this.decoder) return Promise.reject(new Error('writeFiles needs the native addon'));
+    return this.decoder.writeFiles(files);
+  }
+
+  /**
+   * decodeFile of many blocks in one trip to the libuv pool (the addon only): each its plaintext
+   * or its error (not wrapped as BlockCorruptError: a caller reads a failed one the usual way).
+   */
+  decodeFiles(blocks: { id: Uint8Array; parts: FilePart[] }[]): Promise<(Buffer | Error)[]> {
+    if (this.closed) return Promise.reject(new Error('codec pool is closed'));
+    if (!this.decoder) return Promise.reject(new Error('decodeFiles needs the native addon'));
+    return this.decoder.decodeFiles(blocks);
   }
 
   /**

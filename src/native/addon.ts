@@ -17,6 +17,23 @@ export type BlockFilePart =
   | { rebuild: { k: number; m: number; shard: number; sources: { shard: number; file: string; offset: number }[] }; length: number };
 
 /** A block decoder of the addon (native/blockfile_glue.cc): its jobs run on the libuv pool. */
+/** Attributes of a file made anew (writeFileAttrs, BlockDecoder.writeFiles): times only when mtimeNs is given. */
+export interface FileAttrs {
+  size: number;
+  mode: number;
+  uid?: number;
+  gid?: number;
+  xattrs?: { name: string; value: Uint8Array }[];
+  atimeNs?: bigint;
+  mtimeNs?: bigint;
+}
+
+/** A file for BlockDecoder.writeFiles: its extents' blocks, where their encoded bytes lie. */
+export interface RestoredFileSpec extends FileAttrs {
+  path: string;
+  extents: { id: Uint8Array; parts: BlockFilePart[]; offset: number; length: number }[];
+}
+
 export interface BlockDecoder {
   /**
    * The plaintext of block `id` from parts that hold its encoded bytes one after the other: a part
@@ -26,6 +43,14 @@ export interface BlockDecoder {
   decodeFile(id: Uint8Array, parts: BlockFilePart[]): Promise<Buffer>;
   /** The same from encoded bytes in memory (only read). */
   decode(id: Uint8Array, encoded: Uint8Array): Promise<Buffer>;
+  /**
+   * Files made anew, many in one trip to the libuv pool: each one's blocks decoded from their
+   * parts, then written with its attributes as writeFileAttrs does. One outcome per file: null,
+   * or its error (Node's fs errors, or code 'EIO' and `corrupt: true`).
+   */
+  writeFiles(files: RestoredFileSpec[]): Promise<(Error | null)[]>;
+  /** decodeFile of each block, many in one trip to the libuv pool: its plaintext or its error. */
+  decodeFiles(blocks: { id: Uint8Array; parts: BlockFilePart[] }[]): Promise<(Buffer | Error)[]>;
 }
 
 /** Test and benchmark hooks of the addon (binding.testing), apart from what isgfs calls. */
@@ -73,6 +98,12 @@ export interface Binding {
   lsetxattr(file: string, name: string, value: Uint8Array): void;
   /** utimensat(2) with AT_SYMLINK_NOFOLLOW, times in nanoseconds since the epoch (native/xattr_glue.cc). */
   lutimesNs(file: string, atimeNs: bigint, mtimeNs: bigint): void;
+  /**
+   * A file made anew (O_TRUNC, never following a symlink) in one trip to the libuv pool: `writes`
+   * at their offsets, truncated to `size`, fchown (with uid), fchmod, fsetxattr, futimens (with
+   * mtimeNs) and close; errors as Node's fs errors (native/writefile_glue.cc).
+   */
+  writeFileAttrs(file: string, writes: { data: Uint8Array; offset: number }[], attrs: FileAttrs): Promise<void>;
   testing: BindingTesting;
 }
 

@@ -4,8 +4,9 @@
  * and their decoding (CodecPool), with the retry that checks every shard range when a block read
  * straight from its data shard(s) does not decode.
  */
-import { Meta } from '../meta/meta';
-import { CodecPool } from '../block/pool';
+import { LRUCache } from 'lru-cache';
+import { Meta, PackRow } from '../meta/meta';
+import { CodecPool, FilePart } from '../block/pool';
 import { BlockMissingError } from '../store/blockstore';
 import type { KeepTarget, RemoteBlocks } from '../store/remote';
 import { isKind } from '../errors';
@@ -51,6 +52,25 @@ export class PackRemote implements RemoteBlocks {
         if (fetched.checked) throw e;
       }
     }
+  }
+
+  /**
+   * Pack rows for localParts, kept a short while: a restore asks for thousands of blocks of the
+   * same few packs, and a row (with its segment checksums) is kilobytes to read and decode. A
+   * row gone stale (a pack repaired or repacked meanwhile) costs nothing wrong: the decode checks
+   * the block's id, and a caller whose decode fails reads the block with readPlain, afresh.
+   */
+  private readonly packRows = new LRUCache<string, PackRow>({ max: 256, ttl: 10_000 });
+
+  localParts(id: Buffer): FilePart[] | null {
+    const loc = this.meta.getLoc(id);
+    if (!loc) return null;
+    let pack = this.packRows.get(loc.pack);
+    if (!pack) {
+      pack = this.meta.getPack(loc.pack);
+      if (pack) this.packRows.set(loc.pack, pack);
+    }
+    return pack ? this.reader.localParts(loc, pack, { rebuild: this.pool.nativeDecode }) : null;
   }
 
   forgetRebuilt(): void {

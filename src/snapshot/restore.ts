@@ -11,6 +11,11 @@
  *   takes its bytes from one budget of in-flight bytes (and one of concurrent reads), and a long
  *   chunk list is read one chunk-list object at a time. Memory grows with the number of entries
  *   (the scan keeps them, for totals and hard links), never with their sizes.
+ * - Small files go in batches (a new restore, with the addon): blocks decoded straight from
+ *   their local-tier or shard files and the files written with their attributes, 32 files per
+ *   call to the addon (writeBatch). Per file, the trips to the libuv pool (eight with
+ *   fs.promises) cost the JS thread more than the syscalls: on two busy cores 764 files/s, against
+ *   restic's 1650. Any file that fails there goes the usual way, which reads around damage.
  * - Holes are never written: a file gets its extents at their offsets and is truncated to its size.
  * - Order: directories are made first (owner-writable, whatever their mode), then files in
  *   parallel (a file's content, then owner, mode, xattrs, its other hard-link names (joined by
@@ -35,6 +40,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ObjectKind } from '../block/codec';
+import type { FilePart } from '../block/pool';
+import type { FileAttrs, RestoredFileSpec } from '../native/addon';
 import { IsgError } from '../errors';
 import { binding } from '../native';
 import { decodeChunkList, decodeTreeObject, EntryType, FetchObject, readDirectory, TreeEntry, TreeExtent } from './tree';
@@ -65,6 +72,15 @@ export interface RestoreDeps {
   fetch: FetchObject;
   /** The block id `data` would have (CodecPool.idOf: off this thread); takes `data` over. */
   idOf: (data: Buffer) => Promise<Buffer>;
+  /**
+   * Optional, both or neither: where a block's encoded bytes lie in local files
+   * (BlockStore.localParts), and files made anew from such blocks, many in one call
+   * (CodecPool.writeFiles). With them a new restore writes its small files in batches.
+   */
+  localParts?: (id: Buffer) => FilePart[] | null;
+  writeFiles?: (files: RestoredFileSpec[]) => Promise<(Error | null)[]>;
+  /** Optional: warms the store's memory with these objects, many per call (BlockStore.prefetchBatch). */
+  prefetch?: (ids: Buffer[]) => Promise<void>;
 }
 
 export interface RestoreProgress {
@@ -257,6 +273,31 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
   const symlinks: Item[] = [];
   const byLink = new Map<number, Item>();
   const progress: RestoreProgress = { files: 0, totalFiles: 0, bytes: 0, totalBytes: 0 };
+  const budget = new Budget(o.inflightBytes ?? 64 * 1024 * 1024, o.reads ?? 16);
+  const onBytes = (n: number) => {
+    progress.bytes += n;
+  };
+  // A new restore writes small files in batches while the scan goes on (Batcher); those that
+  // fail there, and all others, are written after the scan.
+  const batcher =
+    !resumed && !o.overwrite && deps.localParts && deps.writeFiles
+      ? new Batcher((batch) =>
+          writeBatch(deps, batch, budget, result)
+            .catch(() => new Set<Item>()) // all of it the usual way
+            .then((done) => {
+              for (const f of batch) {
+                if (!done.has(f)) {
+                  files.push(f); // the usual way: it reads around damage, or names the failure
+                  continue;
+                }
+                result.files++;
+                result.bytes += f.entry.size;
+                progress.files++;
+                onBytes(f.entry.size);
+              }
+            }),
+        )
+      : null;
   const add = (item: Item) => {
     const e = item.entry;
     if (e.type === EntryType.dir) return void dirs.push(item);
@@ -268,8 +309,10 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
     }
     const primary = byLink.get(e.link);
     if (primary) return void links.set(primary, [...(links.get(primary) ?? []), item]);
-    byLink.set(e.link, item);
     progress.totalBytes += e.size;
+    // One name (nlink 1): no other name of it can come later in the scan.
+    if (batcher && e.nlink === 1 && e.size <= BATCH_BYTES) return batcher.add(item);
+    byLink.set(e.link, item);
     files.push(item);
   };
   add({ entry: top, dest, depth: 0 });
@@ -277,34 +320,39 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
   // Level by level, 16 directories at a time (their objects are small reads, latency-bound).
   for (let level = dirs.slice(); level.length;) {
     const found: Item[] = [];
-    await eachLimited(level, 16, async (d) => {
-      if (!(await makeDir(d.dest, d.depth === 0, fail))) {
-        failedDirs.add(d.dest);
-        return;
-      }
-      if (d.depth === 0) await fs.promises.writeFile(marker, markerText);
-      let list: TreeEntry[];
-      try {
-        list = await readDirectory(d.entry.dir!, deps.fetch);
-      } catch (e) {
-        fail(d.dest, new Error(`directory not restored: its listing cannot be read: ${message(e)}`));
-        return;
-      }
-      for (const e of list) {
-        let name: string;
+    // The directories' objects read ahead, 128 at a time, in batches (fewer trips to the pool).
+    for (let i = 0; i < level.length; i += 128) {
+      const slice = level.slice(i, i + 128);
+      await deps.prefetch?.(slice.map((d) => d.entry.dir!));
+      await eachLimited(slice, 16, async (d) => {
+        if (!(await makeDir(d.dest, d.depth === 0, fail))) {
+          failedDirs.add(d.dest);
+          return;
+        }
+        if (d.depth === 0) await fs.promises.writeFile(marker, markerText);
+        let list: TreeEntry[];
         try {
-          name = entryName(e);
-        } catch (err) {
-          fail(path.join(d.dest, '?'), err);
-          continue;
+          list = await readDirectory(d.entry.dir!, deps.fetch);
+        } catch (e) {
+          fail(d.dest, new Error(`directory not restored: its listing cannot be read: ${message(e)}`));
+          return;
         }
-        if (d.depth === 0 && name === RESTORE_MARKER) {
-          fail(path.join(d.dest, name), new Error('not restored: the name of the restore marker'));
-          continue;
+        for (const e of list) {
+          let name: string;
+          try {
+            name = entryName(e);
+          } catch (err) {
+            fail(path.join(d.dest, '?'), err);
+            continue;
+          }
+          if (d.depth === 0 && name === RESTORE_MARKER) {
+            fail(path.join(d.dest, name), new Error('not restored: the name of the restore marker'));
+            continue;
+          }
+          found.push({ entry: e, dest: path.join(d.dest, name), depth: d.depth + 1 });
         }
-        found.push({ entry: e, dest: path.join(d.dest, name), depth: d.depth + 1 });
-      }
-    });
+      });
+    }
     const before = dirs.length;
     for (const item of found) add(item);
     level = dirs.slice(before);
@@ -315,10 +363,7 @@ export async function restoreTreeTo(deps: RestoreDeps, o: RestoreOptions): Promi
 
   try {
     // 2. Files and symlinks.
-    const budget = new Budget(o.inflightBytes ?? 64 * 1024 * 1024, o.reads ?? 16);
-    const onBytes = (n: number) => {
-      progress.bytes += n;
-    };
+    await batcher?.finish();
     await eachLimited(files, o.files ?? 32, async (f) => {
       try {
         const names = links.get(f) ?? [];
@@ -387,6 +432,17 @@ async function checkDestination(dest: string, isDir: boolean, marker: string, ma
 /** Makes a directory (owner-writable until its attributes are set); false when it could not. */
 async function makeDir(p: string, top: boolean, fail: (p: string, e: unknown) => void): Promise<boolean> {
   try {
+    // Made straight away in the usual case (nothing there): one call, not a stat before it, and
+    // synchronous (a command, not a FUSE handler): a round trip to the libuv pool costs this
+    // thread more than the syscall (2193 directories: 0.48 s of it on two busy cores, measured).
+    if (!top) {
+      try {
+        fs.mkdirSync(p, { mode: 0o700 });
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
     const st = await lstatOrNull(p);
     if (st && !st.isDirectory()) {
       if (top) throw new RestoreRefusedError(`destination ${p} is not a directory`);
@@ -449,6 +505,140 @@ async function linkNames(primary: Item, names: Item[]): Promise<void> {
 }
 
 /**
+ * A new restore writes files up to BATCH_BYTES in batches of at most BATCH_FILES files and
+ * BATCH_BYTES bytes, BATCHES_AT_ONCE batches at a time, each batch one call to the addon that
+ * decodes their blocks straight from the shard (or local-tier) files and writes the files with
+ * their attributes (writeBatch). File by file, the JS thread's share of the round trips to the
+ * libuv pool (two per file even with writeFileAttrs) bounded files/s on two cores.
+ */
+const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_FILES = 32;
+const BATCHES_AT_ONCE = 4;
+
+/** Groups files into batches as they come and runs `run` on each, BATCHES_AT_ONCE at a time. */
+class Batcher {
+  private cur: Item[] = [];
+  private bytes = 0;
+  private readonly queued: Item[][] = [];
+  private running = 0;
+  private idle: (() => void)[] = [];
+  constructor(private readonly run: (batch: Item[]) => Promise<void>) {}
+  add(f: Item): void {
+    if (this.cur.length && (this.cur.length >= BATCH_FILES || this.bytes + f.entry.size > BATCH_BYTES)) this.close();
+    this.cur.push(f);
+    this.bytes += f.entry.size;
+  }
+  /** Resolves when every file added is done (`run` never rejects). */
+  finish(): Promise<void> {
+    this.close();
+    if (!this.running) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+  private close(): void {
+    if (this.cur.length) this.queued.push(this.cur);
+    this.cur = [];
+    this.bytes = 0;
+    this.pump();
+  }
+  private pump(): void {
+    while (this.running < BATCHES_AT_ONCE && this.queued.length) {
+      this.running++;
+      void this.run(this.queued.shift()!).finally(() => {
+        this.running--;
+        this.pump();
+        if (!this.running && !this.queued.length) for (const r of this.idle.splice(0)) r();
+      });
+    }
+  }
+}
+
+/** Owner (as root), mode, xattrs and (with `times`) times of a file made anew. */
+function attrsOf(e: TreeEntry, times: boolean): FileAttrs {
+  return {
+    size: e.size,
+    mode: e.mode & 0o7777,
+    ...(isRoot ? { uid: e.uid, gid: e.gid } : {}),
+    xattrs: e.xattrs.map((x) => ({ name: x.name.toString('utf8'), value: x.value })),
+    ...(times ? { atimeNs: e.atimeNs, mtimeNs: e.mtimeNs } : {}),
+  };
+}
+
+/**
+ * New files without other names, written in one call (RestoreDeps.writeFiles) when all their
+ * blocks lie in local files; the files done. The others (a block not in local files, a
+ * chunk-list object that cannot be read, any failure) are left for restoreFile.
+ */
+async function writeBatch(deps: RestoreDeps, batch: Item[], budget: Budget, result: RestoreResult): Promise<Set<Item>> {
+  const n = await budget.take(batch.reduce((s, f) => s + f.entry.size, 0));
+  const done = new Set<Item>();
+  try {
+    const specs: RestoredFileSpec[] = [];
+    const items: Item[] = [];
+    for (const f of batch) {
+      try {
+        const extents: RestoredFileSpec['extents'] = [];
+        for await (const x of extentsOf(f.entry, deps.fetch)) {
+          const parts = deps.localParts!(x.id);
+          if (!parts) throw new Error('not in local files');
+          extents.push({ id: x.id, parts, offset: x.offset, length: x.length });
+        }
+        specs.push({ path: f.dest, extents, ...attrsOf(f.entry, true) });
+        items.push(f);
+      } catch {
+        /* restoreFile's */
+      }
+    }
+    if (!specs.length) return done;
+    const outcomes = await deps.writeFiles!(specs);
+    outcomes.forEach((err, i) => {
+      if (err) return;
+      done.add(items[i]);
+      for (const x of specs[i].extents) result.bytesWritten += x.length;
+    });
+    return done;
+  } finally {
+    budget.give(n);
+  }
+}
+
+/**
+ * Files up to this size are read whole, then written with their attributes in one trip to the
+ * libuv pool (writeSmallFile); larger ones stream block by block.
+ */
+const SMALL_FILE = 4 * 1024 * 1024;
+
+/** The bytes of an extent, read from the store; a block shorter than its extent is damage. */
+async function readExtent(deps: RestoreDeps, x: TreeExtent): Promise<Buffer> {
+  const plain = await deps.readBlock(x.id);
+  if (plain.length < x.length)
+    throw new IsgError('corrupt', `block ${x.id.toString('hex').slice(0, 16)}… holds ${plain.length} bytes, its extent ${x.length}`);
+  return plain.subarray(0, x.length);
+}
+
+/**
+ * A small file made anew: its blocks read at once (one take of the budget for the whole file),
+ * then content, owner, mode, xattrs and (without other names) times in one native call
+ * (writeFileAttrs: with fs.promises a file took eight round trips to the libuv pool, and their
+ * cost on this thread bounded files/s). Other names are linked before the times, as below.
+ */
+async function writeSmallFile(deps: RestoreDeps, f: Item, names: Item[], budget: Budget, result: RestoreResult): Promise<void> {
+  const e = f.entry;
+  const n = await budget.take(e.size);
+  try {
+    const reads: Promise<{ data: Buffer; offset: number }>[] = [];
+    for await (const x of extentsOf(e, deps.fetch)) reads.push(readExtent(deps, x).then((data) => ({ data, offset: x.offset })));
+    const writes = await Promise.all(reads);
+    await binding!.writeFileAttrs(f.dest, writes, attrsOf(e, !names.length));
+    for (const w of writes) result.bytesWritten += w.data.length;
+  } finally {
+    budget.give(n);
+  }
+  if (!names.length) return;
+  await linkNames(f, names);
+  setTimes(f.dest, e);
+}
+
+/**
  * One file's content, attributes and other names (`names`: made before its times, so a file
  * with its mtime has them all and is left untouched by a later run). `reuse`: what is there may be kept (a resume or
  * --overwrite): a complete file is left alone (returns true), extents already right are not
@@ -476,6 +666,11 @@ async function restoreFile(
     return true;
   }
   const check = st !== null && result.resumed;
+  if (!check && e.size <= SMALL_FILE && binding?.writeFileAttrs) {
+    await writeSmallFile(deps, f, names, budget, result);
+    onBytes(e.size);
+    return false;
+  }
   const fh = await fs.promises.open(f.dest, check ? 'r+' : 'w', 0o600);
   let extentBytes = 0;
   try {
@@ -496,13 +691,7 @@ async function restoreFile(
               return;
             }
           }
-          const plain = await deps.readBlock(x.id);
-          if (plain.length < x.length)
-            throw new IsgError(
-              'corrupt',
-              `block ${x.id.toString('hex').slice(0, 16)}… holds ${plain.length} bytes, its extent ${x.length}`,
-            );
-          await fh.write(plain, 0, x.length, x.offset);
+          await fh.write(await readExtent(deps, x), 0, x.length, x.offset);
           result.bytesWritten += x.length;
         } finally {
           budget.give(n);

@@ -16,7 +16,7 @@
 import { LRUCache } from 'lru-cache';
 import { Meta } from '../meta/meta';
 import { IsgError, registerErrorClass } from '../errors';
-import { CodecPool, EncodedBlock } from '../block/pool';
+import { CodecPool, EncodedBlock, FilePart } from '../block/pool';
 import type { ObjectKind } from '../block/codec';
 import { RwLock } from './rwlock';
 import { LocalTier, LocalTierOptions } from './localtier';
@@ -106,6 +106,19 @@ export class BlockStore {
   /** Plaintext of a block if it is in the memory LRU. */
   cachedPlain(id: Buffer): Buffer | undefined {
     return this.lru.get(id.toString('hex'));
+  }
+
+  /**
+   * Where a block's encoded bytes lie in files: its local-tier file, else ranges of its pack's
+   * shard files on local backends (RemoteBlocks.localParts). For a caller that decodes them
+   * itself (CodecPool.writeFiles) and uses readPlain when that fails (a local file gone, damage);
+   * null when readPlain does better (in memory or loading, or not in local files).
+   */
+  localParts(id: Buffer): FilePart[] | null {
+    const hex = id.toString('hex');
+    if (this.lru.has(hex) || this.loading.has(hex)) return null;
+    if (this.o.meta.getBlock(id)?.local !== false) return [{ file: this.blockPath(hex) }];
+    return this.o.remote?.localParts?.(id) ?? null;
   }
 
   /** Plaintext of a block: memory LRU, else the local tier (decrypted off-thread). */
@@ -202,6 +215,30 @@ export class BlockStore {
    */
   evict(limit: number): Promise<number> {
     return this.tier.evict(limit);
+  }
+
+  /**
+   * Warms the memory LRU with blocks in local files, decoded many per trip to the libuv pool
+   * (CodecPool.decodeFiles, the addon only). Failures are
+   * left for the real read to report.
+   */
+  async prefetchBatch(ids: Buffer[]): Promise<void> {
+    if (!this.o.pool.canWriteFiles) return;
+    const want: { id: Buffer; parts: FilePart[] }[] = [];
+    for (const id of ids) {
+      const parts = this.localParts(id);
+      if (parts) want.push({ id, parts });
+    }
+    const slices: (typeof want)[] = [];
+    for (let i = 0; i < want.length; i += 64) slices.push(want.slice(i, i + 64));
+    await Promise.all(
+      slices.map(async (slice) => {
+        const out = await this.o.pool.decodeFiles(slice).catch(() => []);
+        out.forEach((r, j) => {
+          if (r instanceof Buffer) this.lru.set(slice[j].id.toString('hex'), r);
+        });
+      }),
+    );
   }
 
   /** Warms the memory LRU; failures are left for the real read to report. */

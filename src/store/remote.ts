@@ -9,6 +9,8 @@
  * writes the block file after answering (CodecPool.decode's keepIn) and reports it through
  * CodecPool.onKept; `begin` and `abandon` count those writes, so that closing waits for them.
  */
+import type { FilePart } from '../block/pool';
+
 export interface KeepTarget {
   /** The local tier's directory of block files. */
   readonly dir: string;
@@ -26,6 +28,11 @@ export interface RemoteBlocks {
    * write and tier space.
    */
   readPlain(id: Buffer, o?: { keep?: KeepTarget }): Promise<Buffer>;
+  /**
+   * Where a block's encoded bytes lie in local files (see ShardReader.localParts), for a caller
+   * that decodes them itself and uses readPlain when that fails; null when readPlain does better.
+   */
+  localParts?(id: Buffer): FilePart[] | null;
   /** Forgets what it kept of recent reads (`isg cache drop`: reads afterwards are truly cold). */
   forgetRebuilt(): void;
 }
