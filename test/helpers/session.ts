@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import { initRepository } from '../../src/repo/repository';
 import { RepoConfig } from '../../src/repo/format';
 import { Session, SessionOptions } from '../../src/repo/session';
@@ -19,4 +20,16 @@ export async function smallRepo(
     },
   });
   return Session.open(dir, { dirtyCap: 64 * 1024, ...o });
+}
+
+/** A tree of 100,000 empty files, /d<i>/e<j>/f<k> (10 x 10 directories of 1,000), built through the core, not FUSE. */
+export async function buildWideTree(s: Session): Promise<void> {
+  const me = { uid: 0, gid: 0 };
+  for (let i = 0; i < 10; i++) {
+    s.fs.mkdir(`/d${i}`, 0o755, me);
+    for (let j = 0; j < 10; j++) {
+      s.fs.mkdir(`/d${i}/e${j}`, 0o755, me);
+      for (let k = 0; k < 1000; k++) await s.fs.release(await s.fs.create(`/d${i}/e${j}/f${k}`, 0o644, fsConstants.O_RDWR, me));
+    }
+  }
 }

@@ -23,7 +23,7 @@ import {
 import { blockId } from '../../src/block/codec';
 import { readIndex } from '../../src/snapshot/index-objects';
 import { openMeta } from '../helpers/meta';
-import { smallRepo } from '../helpers/session';
+import { buildWideTree, smallRepo } from '../helpers/session';
 import { prng, tmpDir } from '../helpers/tmp';
 
 const me = { uid: 0, gid: 0 };
@@ -230,14 +230,7 @@ describe('publish and restore', () => {
   test('a publish after changing one file of 100,000 encodes and writes only the objects of its path', async () => {
     const s = await smallRepo(path.join(tmp.dir, 'repo'));
     try {
-      // 10 x 10 directories of 1,000 empty files: built through the core, not FUSE.
-      for (let i = 0; i < 10; i++) {
-        s.fs.mkdir(`/d${i}`, 0o755, me);
-        for (let j = 0; j < 10; j++) {
-          s.fs.mkdir(`/d${i}/e${j}`, 0o755, me);
-          for (let k = 0; k < 1000; k++) await s.fs.release(await s.fs.create(`/d${i}/e${j}/f${k}`, 0o644, C.O_RDWR, me));
-        }
-      }
+      await buildWideTree(s);
       await s.flush();
       const all = s.publisher!.last!;
       expect(all.dirs).toBe(111);

@@ -16,7 +16,7 @@ import { decodeSnapshotListPlain, encodeSnapshotListPlain } from '../../src/snap
 import { decodeTreeObject, extentsOfEntry, readDirectory, TreeEntry } from '../../src/snapshot/tree';
 import type { BackendSpec } from '../../src/backend/spec';
 import { openMeta } from '../helpers/meta';
-import { smallRepo } from '../helpers/session';
+import { buildWideTree, smallRepo } from '../helpers/session';
 import { prng, tmpDir } from '../helpers/tmp';
 
 jest.setTimeout(300_000);
@@ -246,13 +246,7 @@ describe('snapshots of a session', () => {
   test('diff of a 100,000-file tree with 10 changes reads only the objects on the changed paths', async () => {
     const s = await smallRepo(path.join(tmp.dir, 'repo'));
     try {
-      for (let i = 0; i < 10; i++) {
-        s.fs.mkdir(`/d${i}`, 0o755, me);
-        for (let j = 0; j < 10; j++) {
-          s.fs.mkdir(`/d${i}/e${j}`, 0o755, me);
-          for (let k = 0; k < 1000; k++) await s.fs.release(await s.fs.create(`/d${i}/e${j}/f${k}`, 0o644, C.O_RDWR, me));
-        }
-      }
+      await buildWideTree(s);
       const a = await createSnapshot(s);
       expect(a.files).toBe(100_000);
       const objectsA = new Set([...s.meta.publishReferences()].map((b) => b.toString('hex')));
