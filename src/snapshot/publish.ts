@@ -65,10 +65,9 @@ export interface PublisherOptions {
   /** Resolves when every queued block is in a stored pack (the packer's drain). */
   drain: () => Promise<void>;
   /**
-   * SEAM (#16, helper D): index objects for the blocks stored since the last head; returns the
-   * index object ids the head names. Absent: the head's index list is empty.
+   * Stores index objects for the new locations; returns the whole list the head names (`previous`
+   * and the new ones, maybe merged). Absent: the head names the previous list.
    */
-  /** Stores index objects for the new locations; returns the whole list the head names (`previous` and the new ones, maybe merged). */
   publishIndex?: (newLocations: BlockLocation[], previous: Buffer[]) => Promise<Buffer[]>;
   /**
    * Stores the snapshot list (src/snapshot/snapshots.ts publishSnapshotList) unless `previous` is
